@@ -1,0 +1,5 @@
+import sys
+
+from kmmio.cli import main
+
+sys.exit(main())

@@ -1,0 +1,181 @@
+"""The one door to the kernel: ptrace, waitpid, tgkill, prctl, through ctypes.
+
+Every call goes through :func:`ptrace`, which turns ``-1``/errno into
+:class:`~kmmio.errors.TraceeError` carrying errno and pid (``ESRCH`` becomes
+:class:`~kmmio.errors.TraceeGone`).  Prototypes are declared once, here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import sys
+
+from kmmio.errors import TraceeError, TraceeGone, UsageError
+from kmmio.x86.regs import Registers
+
+assert sys.platform == "linux"
+
+PTRACE_PEEKDATA = 2
+PTRACE_CONT = 7
+PTRACE_KILL = 8
+PTRACE_SINGLESTEP = 9
+PTRACE_GETREGS = 12
+PTRACE_SETREGS = 13
+PTRACE_ATTACH = 16
+PTRACE_DETACH = 17
+PTRACE_SYSCALL = 24
+PTRACE_SETOPTIONS = 0x4200
+PTRACE_GETEVENTMSG = 0x4201
+PTRACE_GETSIGINFO = 0x4202
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+PTRACE_LISTEN = 0x4208
+
+PTRACE_O_TRACESYSGOOD = 1
+PTRACE_O_TRACEFORK = 1 << 1
+PTRACE_O_TRACEVFORK = 1 << 2
+PTRACE_O_TRACECLONE = 1 << 3
+PTRACE_O_TRACEEXEC = 1 << 4
+PTRACE_O_TRACEVFORKDONE = 1 << 5
+PTRACE_O_TRACEEXIT = 1 << 6
+PTRACE_O_TRACESECCOMP = 1 << 7
+PTRACE_O_EXITKILL = 1 << 20
+
+__WALL = 0x40000000
+
+SEGV_MAPERR = 1
+SEGV_ACCERR = 2
+SI_KERNEL = 0x80
+
+SYS_MMAP = 9
+SYS_MPROTECT = 10
+SYS_MUNMAP = 11
+SYS_MREMAP = 25
+SYS_MADVISE = 28
+SYS_SHMAT = 30
+SYS_SHMDT = 67
+SYS_CLONE = 56
+SYS_REMAP_FILE_PAGES = 216
+SYS_PKEY_MPROTECT = 329
+SYS_CLONE3 = 435
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.ptrace.restype = ctypes.c_long
+_libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+_libc.prctl.restype = ctypes.c_int
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_libc.syscall.restype = ctypes.c_long
+
+_UserRegs = ctypes.c_ulonglong * 27
+_regs_buf = _UserRegs()
+_siginfo_buf = (ctypes.c_ubyte * 128)()
+_msg_buf = ctypes.c_ulong()
+
+
+def ptrace(request: int, pid: int, addr: int = 0, data: int | ctypes.Array | ctypes.c_ulong | None = 0) -> int:  # type: ignore[type-arg]
+    """The choke point: every ptrace request goes through here."""
+    if isinstance(data, int | None):
+        arg: object = data
+    else:
+        arg = ctypes.addressof(data)
+    ctypes.set_errno(0)
+    ret = int(_libc.ptrace(request, pid, addr, arg))
+    if ret == -1:
+        err = ctypes.get_errno()
+        if err:
+            if err == errno.ESRCH:
+                raise TraceeGone(f"ptrace({request:#x})", err, pid)
+            raise TraceeError(f"ptrace({request:#x})", err, pid)
+    return ret
+
+
+def seize(pid: int, options: int) -> None:
+    ptrace(PTRACE_SEIZE, pid, 0, options)
+
+
+def interrupt(tid: int) -> None:
+    ptrace(PTRACE_INTERRUPT, tid)
+
+
+def cont(tid: int, sig: int = 0) -> None:
+    ptrace(PTRACE_CONT, tid, 0, sig)
+
+
+def singlestep(tid: int, sig: int = 0) -> None:
+    ptrace(PTRACE_SINGLESTEP, tid, 0, sig)
+
+
+def syscall(tid: int, sig: int = 0) -> None:
+    ptrace(PTRACE_SYSCALL, tid, 0, sig)
+
+
+def listen(tid: int) -> None:
+    ptrace(PTRACE_LISTEN, tid)
+
+
+def detach(tid: int, sig: int = 0) -> None:
+    ptrace(PTRACE_DETACH, tid, 0, sig)
+
+
+def get_regs(tid: int) -> Registers:
+    ptrace(PTRACE_GETREGS, tid, 0, _regs_buf)
+    return Registers.from_words(_regs_buf, tid)
+
+
+def set_regs(tid: int, regs: Registers) -> None:
+    buf = _UserRegs(*regs.to_words())
+    ptrace(PTRACE_SETREGS, tid, 0, buf)
+
+
+def get_siginfo(tid: int) -> tuple[int, int, int]:
+    """``(si_signo, si_code, si_addr)`` of the signal a thread is stopped with."""
+    ptrace(PTRACE_GETSIGINFO, tid, 0, _siginfo_buf)
+    raw = bytes(_siginfo_buf)
+    signo = int.from_bytes(raw[0:4], "little", signed=True)
+    code = int.from_bytes(raw[8:12], "little", signed=True)
+    addr = int.from_bytes(raw[16:24], "little")
+    return signo, code, addr
+
+
+def get_event_msg(tid: int) -> int:
+    ptrace(PTRACE_GETEVENTMSG, tid, 0, _msg_buf)
+    return int(_msg_buf.value)
+
+
+def wait(pid: int = -1, nohang: bool = False) -> tuple[int, int] | None:
+    """``waitpid(pid, __WALL)``; ``None`` when there is no child left (or none ready)."""
+    try:
+        got, status = os.waitpid(pid, __WALL | (os.WNOHANG if nohang else 0))
+    except ChildProcessError:
+        return None
+    if got == 0:
+        return None
+    return got, status
+
+
+def tgkill(tgid: int, tid: int, sig: int) -> None:
+    ret = _libc.syscall(234, tgid, tid, sig)
+    if ret == -1:
+        err = ctypes.get_errno()
+        raise TraceeError("tgkill", err, tid)
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    ret = int(_libc.prctl(option, arg2, arg3, arg4, arg5))
+    if ret == -1:
+        err = ctypes.get_errno()
+        raise TraceeError(f"prctl({option})", err, os.getpid())
+    return ret
+
+
+def check_ptrace_permitted() -> None:
+    """Refuse early, with the reason, when this process may not trace at all."""
+    try:
+        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
+            scope = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        scope = 0
+    if scope >= 3:
+        raise UsageError("ptrace is disabled on this machine (kernel.yama.ptrace_scope = 3)")

@@ -1,0 +1,69 @@
+"""``kmmio``: the command line.  ``main`` returns the exit status and never exits itself.
+
+Exit statuses: the traced program's own (128 + N when signal N killed it); 2 for bad
+usage or a program that cannot be run; 3 when the tracer itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn, TextIO
+
+from kmmio.errors import KmmioError, UsageError
+
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="kmmio", description="Trace what a program does to memory-mapped regions.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    tr = sub.add_parser("trace", help="run a program and log its accesses to matching mappings")
+    tr.add_argument("-o", "--output", metavar="FILE", default=None,
+                    help="write the log to FILE ('-' for standard output; default standard error)")
+    tr.add_argument("-m", "--map", metavar="PATTERN", action="append", required=True, dest="patterns",
+                    help="trace every mapping whose /proc/PID/maps path contains PATTERN (repeatable)")
+    tr.add_argument("-q", "--quiet", action="store_true", help="no summary on standard error")
+    tr.add_argument("program", nargs=argparse.REMAINDER, help="-- PROGRAM [ARG ...]")
+    demo = sub.add_parser("demo", help="trace a bundled example driver on a simulated device")
+    demo.add_argument("-o", "--output", metavar="FILE", default=None,
+                      help="also write the log to FILE")
+    rd = sub.add_parser("check", help="parse an mmiotrace log and count its records")
+    rd.add_argument("file", help="log file ('-' for standard input)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(args_list)
+        if args.command == "trace":
+            from kmmio.cli_trace import run_trace
+
+            return run_trace(args)
+        if args.command == "demo":
+            from kmmio.demo import run_demo
+
+            return run_demo(args.output)
+        if args.command == "check":
+            from kmmio.cli_trace import run_check
+
+            return run_check(args.file)
+    except UsageError as exc:
+        print(f"kmmio: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KmmioError as exc:
+        print(f"kmmio: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+    return EXIT_USAGE
+
+
+def err(stream: TextIO, text: str) -> None:
+    print(f"kmmio: {text}", file=stream)

@@ -1,0 +1,73 @@
+"""``kmmio trace`` and ``kmmio check``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from typing import TextIO
+
+from kmmio.errors import TraceFormatError, UsageError
+from kmmio.trace.reader import read_records
+from kmmio.trace.records import Version
+from kmmio.trace.writer import TraceWriter
+from kmmio.tracer import Tracer
+
+
+def open_output(path: str | None) -> tuple[TextIO, bool]:
+    """The log stream, and whether kmmio opened it (and must close it)."""
+    if path is None:
+        return sys.stderr, False
+    if path == "-":
+        return sys.stdout, False
+    try:
+        return open(path, "w", encoding="ascii"), True  # noqa: SIM115
+    except OSError as exc:
+        raise UsageError(f"cannot write the log to {path}: {exc.strerror}") from None
+
+
+def run_trace(args: argparse.Namespace) -> int:
+    program = list(args.program)
+    if program and program[0] == "--":
+        program = program[1:]
+    if not program:
+        raise UsageError("no program given: kmmio trace -m PATTERN -- PROGRAM [ARG ...]")
+    stream, owned = open_output(args.output)
+    writer = TraceWriter(stream, flush_every=1 if stream is sys.stderr else 256)
+    writer.write(Version())
+    tracer = Tracer(args.patterns, writer.write)
+    try:
+        tracer.spawn(program)
+        status = tracer.run()
+    finally:
+        writer.flush()
+        if owned:
+            stream.close()
+    if not args.quiet and stream is not sys.stderr:
+        c = tracer.log.counts
+        print(f"kmmio: {c['R']} reads, {c['W']} writes, {c['UNKNOWN']} unknown, "
+              f"{c['MAP']} mappings traced; exit status {status}", file=sys.stderr)
+    unmatched = [p for p in args.patterns if p not in tracer.regions.matched]
+    if unmatched and not args.quiet:
+        print(f"kmmio: no mapping matched {', '.join(map(repr, unmatched))}", file=sys.stderr)
+    return status
+
+
+def run_check(path: str) -> int:
+    counts: dict[str, int] = {}
+    with contextlib.ExitStack() as stack:
+        if path == "-":
+            stream: TextIO = sys.stdin
+        else:
+            try:
+                stream = stack.enter_context(open(path, encoding="utf-8", errors="replace"))
+            except OSError as exc:
+                raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            for rec in read_records(stream):
+                name = type(rec).__name__
+                counts[name] = counts.get(name, 0) + 1
+        except TraceFormatError as exc:
+            raise UsageError(f"{path}: {exc}") from None
+    print(" ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    return 0

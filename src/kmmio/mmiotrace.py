@@ -1,0 +1,191 @@
+"""Traced mappings and the probe handlers that log their accesses (the kernel's mmio-mod.c).
+
+Each traced mapping is a :class:`Mapping` with a map id; its probe's ``pre_handler`` decodes
+the faulting instruction and takes the values a read is about to move, the ``post_handler``
+takes the values written and emits one ``R``/``W`` record per access, or ``UNKNOWN`` when
+the decoder cannot account for the fault.  Values are the bytes moved, little-endian and
+unsigned: never a sign- or zero-extended register.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kmmio.engine import Probe, StepCondition
+from kmmio.errors import TraceeError
+from kmmio.trace.records import Access, Kind, Map, Record, Unknown, Unmap
+from kmmio.x86.decode import MAX_INSN_LEN, AccessKind, InstructionForm, MemAccess, decode
+from kmmio.x86.regs import Registers
+
+if TYPE_CHECKING:
+    from kmmio.process import Process
+
+
+def now_us() -> int:
+    """The trace clock: ``CLOCK_MONOTONIC`` in microseconds."""
+    return time.monotonic_ns() // 1000
+
+
+@dataclass(eq=False)
+class Mapping:
+    """A traced mapping: one ``MAP`` record, then accesses, then ``UNMAP``.
+
+    ``phys`` is what the log calls the physical start: the file offset of the first byte
+    for a file mapping (for ``/dev/mem`` exactly the physical address), the virtual
+    address for an anonymous one.
+    """
+
+    map_id: int
+    path: str
+    virt: int
+    phys: int
+    length: int
+    prot: int
+    proc: Process
+    probes: list[Probe] = field(default_factory=list)
+
+    def phys_of(self, addr: int) -> int:
+        return self.phys + (addr - self.virt)
+
+    @property
+    def end(self) -> int:
+        return self.virt + self.length
+
+
+@dataclass(frozen=True, slots=True)
+class TracedAccess:
+    """One access as the per-access callback sees it."""
+
+    kind: Kind
+    width: int
+    addr: int
+    phys: int
+    value: int
+    pc: int
+    tid: int
+    map_id: int
+    path: str
+    instruction: str
+
+
+@dataclass
+class _Pending:
+    form: InstructionForm
+    accesses: list[tuple[MemAccess, Mapping]]
+    values: dict[int, int]
+    pc: int
+    addr: int
+    mapping: Mapping
+
+
+class MmioTrace:
+    """Builds records from faults; hands each to ``emit`` (the log) and ``on_access``."""
+
+    def __init__(
+        self,
+        emit: Callable[[Record], None],
+        on_access: Callable[[TracedAccess], None] | None = None,
+    ) -> None:
+        self.emit = emit
+        self.on_access = on_access
+        self.next_id = 1
+        self._pending: dict[int, _Pending] = {}
+        self._forms: dict[tuple[int, bytes], InstructionForm] = {}
+        self.counts = {"R": 0, "W": 0, "UNKNOWN": 0, "MAP": 0, "UNMAP": 0}
+
+    # -- mappings -------------------------------------------------------------------------
+
+    def new_mapping(self, proc: Process, path: str, virt: int, phys: int, length: int,
+                    prot: int, pc: int, tid: int) -> Mapping:
+        mapping = Mapping(self.next_id, path, virt, phys, length, prot, proc)
+        self.next_id += 1
+        self.counts["MAP"] += 1
+        self.emit(Map(now_us(), mapping.map_id, phys, virt, length, pc, tid))
+        return mapping
+
+    def end_mapping(self, mapping: Mapping, pc: int, tid: int) -> None:
+        self.counts["UNMAP"] += 1
+        self.emit(Unmap(now_us(), mapping.map_id, pc, tid))
+
+    def make_probe(self, mapping: Mapping, start: int, end: int) -> Probe:
+        return Probe(start, end - start, self.pre_handler, self.post_handler, data=mapping)
+
+    # -- handlers -------------------------------------------------------------------------
+
+    def form_at(self, proc: Process, pc: int) -> InstructionForm:
+        code = proc.read_code(pc, MAX_INSN_LEN)
+        key = (pc, code)
+        form = self._forms.get(key)
+        if form is None:
+            if len(self._forms) > 4096:
+                self._forms.clear()
+            form = self._forms[key] = decode(code, pc)
+        return form
+
+    def pre_handler(self, probe: Probe, regs: Any, addr: int) -> None:
+        """Decode the faulting instruction and take what reads are about to load."""
+        mapping: Mapping = probe.data
+        proc = mapping.proc
+        assert isinstance(regs, Registers)
+        form = self.form_at(proc, regs.rip)
+        accesses = []
+        for acc in form.accesses(regs) if form.known else []:
+            owner = self._mapping_at(proc, acc.addr, acc.width)
+            if owner is not None:
+                accesses.append((acc, owner))
+        values = {}
+        for i, (acc, _) in enumerate(accesses):
+            if acc.kind is AccessKind.READ:
+                values[i] = self._peek(proc, acc)
+        self._pending[regs.tid] = _Pending(form, accesses, values, regs.rip, addr, mapping)
+
+    def post_handler(self, probe: Probe, condition: Any, regs: Any) -> None:
+        """Take what writes stored and emit the records, in the program's order."""
+        tid = regs.tid if isinstance(regs, Registers) else None
+        pending = self._pending.pop(tid, None) if tid is not None else None
+        if pending is None or condition is StepCondition.ABORTED:
+            return
+        proc = pending.mapping.proc
+        ts = now_us()
+        if not pending.accesses:
+            m = pending.mapping
+            self.counts["UNKNOWN"] += 1
+            self.emit(Unknown(ts, m.map_id, m.phys_of(pending.addr), pending.form.code[:3] or b"\0",
+                              pending.pc, tid or 0))
+            return
+        for i, (acc, owner) in enumerate(pending.accesses):
+            value = pending.values.get(i)
+            if value is None:
+                value = self._peek(proc, acc)
+            kind = Kind.READ if acc.kind is AccessKind.READ else Kind.WRITE
+            self.counts[kind.value] += 1
+            phys = owner.phys_of(acc.addr)
+            self.emit(Access(kind, acc.width, ts, owner.map_id, phys, value, pending.pc, tid or 0))
+            if self.on_access is not None:
+                self.on_access(TracedAccess(kind, acc.width, acc.addr, phys, value, pending.pc,
+                                            tid or 0, owner.map_id, owner.path, pending.form.text))
+
+    def drop(self, tid: int) -> None:
+        self._pending.pop(tid, None)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    @staticmethod
+    def _mapping_at(proc: Process, addr: int, width: int) -> Mapping | None:
+        probe = proc.engine.get_probe(addr)
+        if probe is None and width > 1:
+            hits = proc.engine.probes.overlapping(addr, addr + width)
+            probe = hits[0] if hits else None
+        if probe is None or not isinstance(probe.data, Mapping):
+            return None
+        return probe.data
+
+    @staticmethod
+    def _peek(proc: Process, acc: MemAccess) -> int:
+        try:
+            return int.from_bytes(proc.read(acc.addr, acc.width), "little")
+        except TraceeError:
+            return 0

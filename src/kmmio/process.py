@@ -1,0 +1,240 @@
+"""Traced threads and processes: stopping, stepping and injecting ``mprotect``.
+
+Theory of operation
+-------------------
+A :class:`Process` is one address space: its own kmmio engine, its mappings, its threads,
+its ``/proc/PID/mem``.  The tracer makes a page fault (``mprotect(PROT_NONE)``) or opens it
+again by running an ``mprotect`` *inside* the tracee: a stopped thread's registers are
+saved, pointed at a ``syscall`` instruction found in the vDSO, single-stepped, and restored
+(:meth:`Process.inject_mprotect`).  Its fourth argument carries the marker the seccomp filter
+lets through, so the tracer's own calls never stop the tracee.
+
+While a page is open for one thread's single step, no other thread of the address space
+may run: :meth:`Process.stop_others` interrupts them (``PTRACE_INTERRUPT``) and waits for each
+to stop; any event one reports instead is queued and handled after the step, as if it had
+just arrived.  :meth:`Process.resume_others` lets them go again.
+"""
+
+from __future__ import annotations
+
+import errno
+import signal
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from kmmio.backend import _ptrace as pt
+from kmmio.backend.memory import ProcessMemory
+from kmmio.backend.procmaps import read_maps
+from kmmio.backend.seccomp import INJECT_MARKER
+from kmmio.backend.waitstatus import PtraceEvent, Stopped, WaitEvent, decode_status
+from kmmio.engine import Kmmio, Protect
+from kmmio.errors import KmmioError, TraceeError
+from kmmio.x86.regs import Registers
+
+if TYPE_CHECKING:
+    from kmmio.mmiotrace import Mapping
+
+#: The events a waited-for thread may report, queued per tracer.
+EventQueue = deque[WaitEvent]
+
+
+@dataclass
+class Thread:
+    """One traced thread (a task: ``tid``), in the address space ``proc``."""
+
+    tid: int
+    proc: Process
+    tgid: int
+    #: Resumed by us and not yet seen stopped.
+    running: bool = False
+    #: Stopped by :meth:`Process.stop_others`; resume it afterwards.
+    held: bool = False
+    #: A ``PTRACE_INTERRUPT`` was sent and its stop not yet consumed.
+    interrupted: bool = False
+    #: The syscall whose exit we wait for (seccomp stop seen), with its arguments.
+    syscall: int | None = None
+    syscall_args: tuple[int, ...] = ()
+    #: Signals that arrived while we were stepping it, to deliver when it runs again.
+    pending_signals: list[int] = field(default_factory=list)
+
+
+class Process:
+    """One traced address space (a thread group, or a vfork child until it execs)."""
+
+    def __init__(self, pid: int, queue: EventQueue) -> None:
+        self.pid = pid
+        self.engine = Kmmio()
+        self.threads: dict[int, Thread] = {}
+        self.mappings: list[Mapping] = []
+        self.mem: ProcessMemory | None = None
+        self.gadget: int | None = None
+        self.queue = queue
+        self.world_stopped = False
+        self.exec_seen = False
+
+    # -- image ----------------------------------------------------------------------------
+
+    def attach_image(self) -> None:
+        """(Re)open memory and find a ``syscall`` instruction after exec or fork."""
+        if self.mem is not None:
+            self.mem.close()
+        self.mem = ProcessMemory(self.pid)
+        self.gadget = self._find_gadget()
+
+    def _find_gadget(self) -> int | None:
+        assert self.mem is not None
+        maps = read_maps(self.pid)
+        ordered = [m for m in maps if m.path == "[vdso]"] + [
+            m for m in maps if m.perms[2] == "x" and m.path != "[vdso]"
+        ]
+        for entry in ordered:
+            if entry.perms[2] != "x":
+                continue
+            try:
+                code = self.mem.read(entry.start, min(entry.length, 1 << 20))
+            except TraceeError:
+                continue
+            at = code.find(b"\x0f\x05")
+            if at >= 0:
+                return entry.start + at
+        return None
+
+    def read(self, addr: int, size: int) -> bytes:
+        if self.mem is None:
+            self.attach_image()
+        assert self.mem is not None
+        return self.mem.read(addr, size)
+
+    def read_code(self, addr: int, size: int) -> bytes:
+        if self.mem is None:
+            self.attach_image()
+        assert self.mem is not None
+        return self.mem.read_upto(addr, size)
+
+    # -- threads --------------------------------------------------------------------------
+
+    def add_thread(self, tid: int, tgid: int) -> Thread:
+        thread = Thread(tid, self, tgid)
+        self.threads[tid] = thread
+        self.engine.thread_added(tid)
+        return thread
+
+    def any_stopped_thread(self) -> Thread | None:
+        for t in self.threads.values():
+            if not t.running:
+                return t
+        return None
+
+    def wait_thread(self, tid: int) -> WaitEvent:
+        """Wait for one given thread's next stop or death."""
+        got = pt.wait(tid)
+        if got is None:
+            raise TraceeError("waitpid", errno.ECHILD, tid)
+        return decode_status(*got)
+
+    def stop_others(self, me: int, on_death: Callable[[WaitEvent], None]) -> None:
+        """Stop every other thread of this address space (none may run while a page is open)."""
+        if self.world_stopped:
+            return
+        self.world_stopped = True
+        targets = []
+        for t in self.threads.values():
+            if t.tid == me or not t.running:
+                continue
+            try:
+                pt.interrupt(t.tid)
+            except pt.TraceeGone:
+                continue
+            t.interrupted = True
+            targets.append(t)
+        for t in targets:
+            ev = self.wait_thread(t.tid)
+            t.running = False
+            t.held = True
+            if isinstance(ev, Stopped) and ev.event == PtraceEvent.STOP and ev.signal == signal.SIGTRAP:
+                t.interrupted = False
+                continue
+            if isinstance(ev, Stopped):
+                self.queue.append(ev)
+            else:
+                t.held = False
+                on_death(ev)
+
+    def resume_others(self) -> None:
+        if not self.world_stopped:
+            return
+        self.world_stopped = False
+        queued = {ev.tid for ev in self.queue}
+        for t in list(self.threads.values()):
+            if t.held:
+                t.held = False
+                if t.tid in queued:
+                    continue
+                resume(t, 0)
+
+    # -- injection ------------------------------------------------------------------------
+
+    def inject_mprotect(self, thread: Thread, start: int, length: int, prot: int) -> int:
+        """Run ``mprotect(start, length, prot)`` inside the tracee, on a stopped thread.
+
+        Returns the syscall's result (``-errno`` on failure).
+        """
+        if self.gadget is None:
+            self.attach_image()
+            if self.gadget is None:
+                raise KmmioError(f"no syscall instruction found in process {self.pid}")
+        saved = pt.get_regs(thread.tid)
+        call = saved.replace(
+            rip=self.gadget, rax=pt.SYS_MPROTECT, rdi=start, rsi=length, rdx=prot, r10=INJECT_MARKER
+        )
+        pt.set_regs(thread.tid, call)
+        result = self.single_step(thread)
+        pt.set_regs(thread.tid, saved)
+        ret = result.rax
+        return ret - (1 << 64) if ret >= 1 << 63 else ret
+
+    def single_step(self, thread: Thread) -> Registers:
+        """Single-step an injected instruction; signals meanwhile are kept for later."""
+        ev = self.step(thread)
+        if ev.signal != signal.SIGTRAP:
+            raise KmmioError(f"thread {thread.tid} faulted in an injected syscall")
+        return pt.get_regs(thread.tid)
+
+    def step(self, thread: Thread) -> Stopped:
+        """Single-step a stopped thread until it traps or faults (SIGSEGV/SIGBUS).
+
+        Other signals that arrive meanwhile are held back and delivered when it runs on.
+        """
+        while True:
+            pt.singlestep(thread.tid, 0)
+            ev = self.wait_thread(thread.tid)
+            if not isinstance(ev, Stopped):
+                raise pt.TraceeGone("single-step", errno.ESRCH, thread.tid)
+            if ev.event != PtraceEvent.NONE or ev.syscall:
+                continue  # an interrupt or group stop while stepping: step again
+            if ev.signal in (signal.SIGTRAP, signal.SIGSEGV, signal.SIGBUS):
+                return ev
+            thread.pending_signals.append(ev.signal)
+
+    def apply(self, thread: Thread, effects: tuple[Protect, ...]) -> None:
+        """Carry out engine effects with injected ``mprotect`` calls on ``thread``."""
+        for e in effects:
+            ret = self.inject_mprotect(thread, e.start, e.length, e.prot)
+            if ret < 0 and -ret != errno.ENOMEM:
+                raise TraceeError(f"mprotect({e.start:#x}, {e.length:#x}, {e.prot})", -ret, thread.tid)
+
+
+def resume(thread: Thread, sig: int) -> None:
+    """Let a stopped thread go on, delivering ``sig`` (or a signal held back while stepping)."""
+    if sig == 0 and thread.pending_signals:
+        sig = thread.pending_signals.pop(0)
+    try:
+        if thread.syscall is not None:
+            pt.syscall(thread.tid, sig)
+        else:
+            pt.cont(thread.tid, sig)
+    except pt.TraceeGone:
+        pass
+    thread.running = True

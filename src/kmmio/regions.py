@@ -1,0 +1,182 @@
+"""Which mappings are traced: ``-m PATTERN`` against ``/proc/PID/maps``, kept right across
+``mmap``, ``munmap``, ``mremap``, ``mprotect``, ``shmat``/``shmdt``, fork and exec.
+
+This is the process-tracer counterpart of mmiotrace's ``ioremap``/``iounmap`` hooks: a
+mapping that appears and matches gets a map id, a ``MAP`` record and a probe over its
+pages; one that goes gets ``UNMAP`` and its probe unregistered.  The program's own
+``mprotect`` of traced pages keeps working: the new protection becomes what the pages
+are restored to, and they stay armed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kmmio.backend import _ptrace as pt
+from kmmio.backend.procmaps import MapEntry, read_maps
+from kmmio.engine import Probe
+from kmmio.errors import TraceeError
+from kmmio.mmiotrace import Mapping, MmioTrace
+from kmmio.process import Process, Thread
+
+_WATCHED_EXIT = {
+    pt.SYS_MMAP, pt.SYS_MUNMAP, pt.SYS_MREMAP, pt.SYS_MPROTECT, pt.SYS_PKEY_MPROTECT,
+    pt.SYS_SHMAT, pt.SYS_SHMDT,
+}  # fmt: skip
+
+
+def _signed(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+class Regions:
+    """Keeps each process's traced mappings and their probes in step with its address space."""
+
+    def __init__(self, patterns: list[str], log: MmioTrace,
+                 on_map: Callable[[Mapping], None] | None = None) -> None:
+        self.patterns = patterns
+        self.log = log
+        self.on_map = on_map
+        self.matched: set[str] = set()
+
+    def matches(self, entry: MapEntry) -> bool:
+        """A data mapping (not executable) whose path contains one of the patterns."""
+        if not entry.path or "x" in entry.perms:
+            return False
+        for pat in self.patterns:
+            if pat in entry.path:
+                self.matched.add(pat)
+                return True
+        return False
+
+    # -- syscalls -------------------------------------------------------------------------
+
+    def syscall_entry(self, thread: Thread) -> None:
+        regs = pt.get_regs(thread.tid)
+        thread.syscall = regs.orig_rax
+        thread.syscall_args = (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9)
+
+    def syscall_exit(self, thread: Thread) -> None:
+        nr = thread.syscall
+        args = thread.syscall_args
+        thread.syscall = None
+        if nr not in _WATCHED_EXIT:
+            return
+        regs = pt.get_regs(thread.tid)
+        ret = _signed(regs.rax)
+        if ret < 0:
+            return
+        proc = thread.proc
+        page = proc.engine.page_size
+        span = lambda n: (n + page - 1) & ~(page - 1)  # noqa: E731
+        if nr == pt.SYS_MMAP:
+            self.unmap_range(proc, ret, ret + span(args[1]), thread, regs.rip)
+            self.map_range(proc, ret, ret + span(args[1]), thread, regs.rip)
+        elif nr == pt.SYS_MUNMAP:
+            self.unmap_range(proc, args[0], args[0] + span(args[1]), thread, regs.rip)
+        elif nr == pt.SYS_MREMAP:
+            old, old_len, new_len = args[0], span(args[1]), span(args[2])
+            saved = self.unmap_range(proc, old, old + old_len, thread, regs.rip)
+            moved = {ret + (p - old): prot for p, prot in saved.items()}
+            self.map_range(proc, ret, ret + new_len, thread, regs.rip, moved)
+        elif nr in (pt.SYS_MPROTECT, pt.SYS_PKEY_MPROTECT):
+            start, end = args[0], args[0] + span(args[1])
+            effects = proc.engine.set_saved_prot(start, end, args[2] & 7)
+            proc.apply(thread, effects)
+        elif nr == pt.SYS_SHMAT:
+            end = next((e.end for e in read_maps(proc.pid) if e.start == ret), ret)
+            self.map_range(proc, ret, end, thread, regs.rip)
+        elif nr == pt.SYS_SHMDT:
+            for m in list(proc.mappings):
+                if m.virt == args[0]:
+                    self.unmap_range(proc, m.virt, m.end, thread, regs.rip)
+
+    # -- mappings ---------------------------------------------------------------------------
+
+    def scan(self, proc: Process, thread: Thread) -> None:
+        """Trace every matching mapping that exists now (start of tracing, after exec)."""
+        self.map_range(proc, 0, 1 << 64, thread, 0)
+
+    def map_range(self, proc: Process, start: int, end: int, thread: Thread, pc: int,
+                  inherited: dict[int, int] | None = None) -> None:
+        """Trace the matching mappings inside ``[start, end)``."""
+        try:
+            entries = read_maps(proc.pid)
+        except OSError:
+            return
+        for e in entries:
+            lo, hi = max(e.start, start), min(e.end, end)
+            if lo >= hi or not self.matches(e):
+                continue
+            if any(p for m in proc.mappings for p in m.probes if p.addr < hi and p.end > lo):
+                continue
+            phys = lo if e.anonymous else e.offset + (lo - e.start)
+            saved = dict(inherited or {})
+            base_prot = e.prot
+            mapping = self.log.new_mapping(proc, e.path, lo, phys, hi - lo, base_prot, pc, thread.tid)
+            proc.mappings.append(mapping)
+            self._add_probe(proc, mapping, lo, hi, thread, lambda a: saved.get(a, base_prot))
+            if self.on_map is not None:
+                self.on_map(mapping)
+
+    def unmap_range(self, proc: Process, start: int, end: int, thread: Thread,
+                    pc: int) -> dict[int, int]:
+        """Forget the traced pages in ``[start, end)``; returns their saved protections."""
+        engine = proc.engine
+        removed: dict[int, int] = {}
+        for mapping in list(proc.mappings):
+            for probe in list(mapping.probes):
+                if probe.end <= start or probe.addr >= end:
+                    continue
+                saved = {}
+                for page in engine.pages.pages_spanning(probe.addr, probe.length):
+                    rec = engine.pages.get(page)
+                    if rec is not None:
+                        saved[page] = rec.saved_prot
+                engine.unregister_probe(probe, unmapped=True)
+                mapping.probes.remove(probe)
+                for page, prot in saved.items():
+                    if start <= page < end:
+                        removed[page] = prot
+                for lo, hi in ((probe.addr, min(start, probe.end)), (max(end, probe.addr), probe.end)):
+                    if lo < hi:
+                        self._add_probe(proc, mapping, lo, hi, thread,
+                                        lambda a, s=saved: s.get(a, mapping.prot))  # type: ignore[misc]
+            if not mapping.probes:
+                proc.mappings.remove(mapping)
+                self.log.end_mapping(mapping, pc, thread.tid)
+        return removed
+
+    def _add_probe(self, proc: Process, mapping: Mapping, lo: int, hi: int, thread: Thread,
+                   prot_of: Callable[[int], int]) -> None:
+        probe = self.log.make_probe(mapping, lo, hi)
+        effects = proc.engine.register_probe(probe, prot_of)
+        mapping.probes.append(probe)
+        proc.apply(thread, effects)
+
+    def drop_all(self, proc: Process, thread: Thread) -> None:
+        """The address space is gone (exec): every mapping ends."""
+        for mapping in list(proc.mappings):
+            self.log.end_mapping(mapping, 0, thread.tid)
+        proc.mappings = []
+
+    def process_gone(self, proc: Process, tid: int) -> None:
+        for mapping in list(proc.mappings):
+            self.log.end_mapping(mapping, 0, tid)
+        proc.mappings = []
+
+    def inherit(self, parent: Process, child: Process, twins: dict[Probe, Probe],
+                thread: Thread) -> None:
+        """A forked child has the parent's traced mappings, armed: give them their own ids."""
+        try:
+            child.attach_image()
+        except TraceeError:
+            pass
+        for mapping in parent.mappings:
+            copy = self.log.new_mapping(child, mapping.path, mapping.virt, mapping.phys,
+                                        mapping.length, mapping.prot, 0, child.pid)
+            for probe in mapping.probes:
+                twin = twins[probe]
+                twin.data = copy
+                copy.probes.append(twin)
+            child.mappings.append(copy)

@@ -1,0 +1,69 @@
+"""Records to mmiotrace text lines (the kernel's ``trace_mmiotrace.c`` printers)."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from kmmio.trace.records import Access, Map, Mark, PciDev, Record, Unknown, Unmap, Version
+
+
+def format_ts(ts_us: int) -> str:
+    """``1037681661`` µs → ``1037.681661`` (seconds unpadded, micros always six digits)."""
+    return f"{ts_us // 1_000_000}.{ts_us % 1_000_000:06d}"
+
+
+def format_record(rec: Record) -> str:
+    """One record as one log line, without the newline."""
+    match rec:
+        case Access():
+            return (
+                f"{rec.kind.value} {rec.width} {format_ts(rec.ts)} {rec.map_id} "
+                f"{rec.phys:#x} {rec.value:#x} {rec.pc:#x} {rec.pid}"
+            )
+        case Map():
+            return (
+                f"MAP {format_ts(rec.ts)} {rec.map_id} {rec.phys:#x} {rec.virt:#x} "
+                f"{rec.length:#x} {rec.pc:#x} {rec.pid}"
+            )
+        case Unmap():
+            return f"UNMAP {format_ts(rec.ts)} {rec.map_id} {rec.pc:#x} {rec.pid}"
+        case Unknown():
+            code = ",".join(f"{b:02x}" for b in rec.code)
+            return f"UNKNOWN {format_ts(rec.ts)} {rec.map_id} {rec.phys:#x} {code} {rec.pc:#x} {rec.pid}"
+        case Mark():
+            return f"MARK {format_ts(rec.ts)} {rec.text}"
+        case Version():
+            return f"VERSION {rec.version}"
+        case PciDev():
+            starts = " ".join(f"{v:x}" for v in rec.starts)
+            sizes = " ".join(f"{v:x}" for v in rec.sizes)
+            return f"PCIDEV {rec.devfn:04x} {rec.vendor_device:08x} {rec.irq:x} {starts} {sizes} {rec.driver}"
+    raise TypeError(f"not an mmiotrace record: {rec!r}")
+
+
+class TraceWriter:
+    """Writes records to a text stream, one line each, flushing as asked.
+
+    ``flush_every`` lines are buffered at most, so a log stays whole up to a few records
+    if the tracer is stopped, and memory stays flat however long the trace.
+    """
+
+    def __init__(self, stream: TextIO, flush_every: int = 256) -> None:
+        self.stream = stream
+        self.flush_every = flush_every
+        self._pending = 0
+        self.count = 0
+
+    def write(self, rec: Record) -> None:
+        self.stream.write(format_record(rec) + "\n")
+        self.count += 1
+        self._pending += 1
+        if self._pending >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        self._pending = 0
+        try:
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass

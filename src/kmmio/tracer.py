@@ -1,0 +1,411 @@
+"""The tracer: wait for a stop, ask the engine, carry out its effects, log.
+
+Theory of operation
+-------------------
+The program is spawned under ``PTRACE_SEIZE`` with a seccomp filter that stops it only on
+the mmap family.  Every stop lands in :meth:`Tracer._handle`:
+
+* ``SIGSEGV`` → :meth:`_fault`: the engine says whether the fault is a traced access
+  (``kmmio_handler``); if so the other threads of the address space are stopped, the page
+  opened with an injected ``mprotect``, the instruction single-stepped, the engine told
+  (``post_kmmio_handler``) and the page re-armed.  Genuine faults go to the program.
+* seccomp stops → the syscall runs to its exit stop, then :mod:`kmmio.regions` reconciles the
+  traced mappings with what ``mmap``/``munmap``/``mremap``/``mprotect`` did.
+* clone/fork/vfork/exec events keep the thread and address-space tables right.
+* any other signal is passed on untouched.
+
+When the tracer must leave early (SIGTERM, an internal error) :meth:`shutdown` stops every
+thread, restores every page's protection, and detaches, so the program runs on unharmed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import sys
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from kmmio.backend import _ptrace as pt
+from kmmio.backend.seccomp import install_filter
+from kmmio.backend.waitstatus import Exited, Killed, PtraceEvent, Stopped, WaitEvent, decode_status, exit_code
+from kmmio.engine import FaultAction, Kmmio, StepCondition
+from kmmio.errors import KmmioError, TraceeError, UsageError
+from kmmio.mmiotrace import Mapping, MmioTrace, TracedAccess
+from kmmio.process import EventQueue, Process, Thread, resume
+from kmmio.regions import Regions
+from kmmio.trace.records import Record
+
+OPTIONS = (
+    pt.PTRACE_O_TRACESYSGOOD
+    | pt.PTRACE_O_TRACEFORK
+    | pt.PTRACE_O_TRACEVFORK
+    | pt.PTRACE_O_TRACECLONE
+    | pt.PTRACE_O_TRACEEXEC
+    | pt.PTRACE_O_TRACESECCOMP
+    | pt.PTRACE_O_EXITKILL
+)
+STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
+CLONE_VM = 0x100
+CLONE_THREAD = 0x10000
+
+
+class _StopTracing(Exception):
+    pass
+
+
+def resolve_program(program: str) -> str:
+    """The executable ``execvp`` would run, or a :class:`UsageError` that says why not."""
+    if "/" in program:
+        if not os.path.exists(program):
+            raise UsageError(f"{program}: no such file")
+        if os.path.isdir(program) or not os.access(program, os.X_OK):
+            raise UsageError(f"{program}: not an executable file")
+        return program
+    found = shutil.which(program)
+    if found is None:
+        raise UsageError(f"{program}: command not found")
+    return found
+
+
+class Tracer:
+    """Trace one program and everything it starts; see the module docstring."""
+
+    def __init__(
+        self,
+        patterns: Sequence[str],
+        emit: Callable[[Record], None],
+        on_access: Callable[[TracedAccess], None] | None = None,
+        on_map: Callable[[Mapping], None] | None = None,
+    ) -> None:
+        self.queue: EventQueue = deque()
+        self.procs: dict[int, Process] = {}
+        self.threads: dict[int, Thread] = {}
+        self.orphans: dict[int, WaitEvent] = {}
+        self.log = MmioTrace(emit, on_access)
+        self.regions = Regions(list(patterns), self.log, on_map)
+        self.root_pid = 0
+        self.root_status: int | None = None
+        self._stop_requested = False
+        self._in_wait = False
+        self.faults = 0
+
+    # -- start ----------------------------------------------------------------------------
+
+    def spawn(self, argv: Sequence[str], env: dict[str, str] | None = None) -> int:
+        """Start ``argv`` under the tracer; it runs once :meth:`run` is called."""
+        if not argv:
+            raise UsageError("no program to run")
+        path = resolve_program(argv[0])
+        pt.check_ptrace_permitted()
+        go_r, go_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child, until execve
+            try:
+                os.close(go_w)
+                os.read(go_r, 1)
+                os.close(go_r)
+                install_filter()
+                if env is None:
+                    os.execv(path, list(argv))
+                os.execve(path, list(argv), env)
+            except BaseException as exc:
+                os.write(2, f"kmmio: cannot run {argv[0]}: {exc}\n".encode())
+            os._exit(127)
+        os.close(go_r)
+        try:
+            pt.seize(pid, OPTIONS)
+        except TraceeError as exc:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            if exc.errno == errno.EPERM:
+                raise UsageError("ptrace is not permitted here (EPERM)") from None
+            raise
+        finally:
+            os.write(go_w, b"g")
+            os.close(go_w)
+        proc = Process(pid, self.queue)
+        self.procs[pid] = proc
+        thread = proc.add_thread(pid, pid)
+        thread.running = True
+        self.threads[pid] = thread
+        self.root_pid = pid
+        return pid
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Trace until every traced process is gone; the root program's exit status."""
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            while self.threads:
+                ev = self._next_event()
+                if ev is None:
+                    break
+                self._handle(ev)
+        except _StopTracing:
+            self.shutdown()
+            return 128 + signal.SIGTERM
+        except BaseException:
+            self.shutdown()
+            raise
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            signal.signal(signal.SIGINT, old_int)
+        return self.root_status if self.root_status is not None else 0
+
+    def request_stop(self) -> None:
+        self._stop_requested = True
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._stop_requested = True
+        if self._in_wait:
+            raise _StopTracing()
+
+    def _next_event(self) -> WaitEvent | None:
+        if self.queue:
+            return self.queue.popleft()
+        if self._stop_requested:
+            raise _StopTracing()
+        self._in_wait = True
+        try:
+            got = pt.wait(-1)
+        finally:
+            self._in_wait = False
+        if got is None:
+            return None
+        return decode_status(*got)
+
+    def _handle(self, ev: WaitEvent) -> None:
+        thread = self.threads.get(ev.tid)
+        if thread is None:
+            if isinstance(ev, Stopped):
+                self.orphans[ev.tid] = ev
+            return
+        thread.running = False
+        proc = thread.proc
+        if isinstance(ev, Exited | Killed):
+            self._thread_gone(thread, ev)
+            return
+        try:
+            self._dispatch(thread, ev)
+        except pt.TraceeGone:
+            return  # it died meanwhile; its exit will be reported
+        if not (ev.event == PtraceEvent.STOP):
+            proc.engine.quiescent(thread.tid)
+
+    def _dispatch(self, thread: Thread, ev: Stopped) -> None:
+        if ev.syscall:
+            self.regions.syscall_exit(thread)
+            resume(thread, 0)
+        elif ev.event == PtraceEvent.SECCOMP:
+            self.regions.syscall_entry(thread)
+            resume(thread, 0)
+        elif ev.event in (PtraceEvent.FORK, PtraceEvent.VFORK, PtraceEvent.CLONE):
+            self._new_task(thread, ev.event)
+            resume(thread, 0)
+        elif ev.event == PtraceEvent.EXEC:
+            self._exec(thread)
+            resume(thread, 0)
+        elif ev.event == PtraceEvent.STOP:
+            if ev.signal in STOP_SIGNALS:
+                pt.listen(thread.tid)  # group stop: stay stopped until SIGCONT
+                thread.running = True
+            else:
+                thread.interrupted = False
+                resume(thread, 0)
+        elif ev.event != PtraceEvent.NONE:
+            resume(thread, 0)
+        elif ev.signal == signal.SIGSEGV:
+            self._fault(thread)
+        else:
+            resume(thread, ev.signal)
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def _fault(self, thread: Thread) -> None:
+        """A SIGSEGV: ``kmmio_handler``, the single step, ``post_kmmio_handler``."""
+        proc = thread.proc
+        engine = proc.engine
+        _, code, addr = pt.get_siginfo(thread.tid)
+        if code <= 0 or code == pt.SI_KERNEL:  # sent by kill(), not by a fault
+            resume(thread, signal.SIGSEGV)
+            return
+        regs = pt.get_regs(thread.tid)
+        decision = engine.fault(thread.tid, addr, regs)
+        if decision.action in (FaultAction.NOT_MINE, FaultAction.RESTART):
+            resume(thread, signal.SIGSEGV if decision.action is FaultAction.NOT_MINE else 0)
+            return
+        if decision.action is FaultAction.GENUINE:
+            proc.apply(thread, decision.effects)
+            resume(thread, signal.SIGSEGV)
+            return
+        self.faults += 1
+        if len(proc.threads) > 1:
+            proc.stop_others(thread.tid, self.queue.append)
+        try:
+            while True:
+                proc.apply(thread, decision.effects)
+                ev = proc.step(thread)
+                if ev.signal == signal.SIGTRAP:
+                    after = pt.get_regs(thread.tid)
+                    proc.apply(thread, engine.step_done(thread.tid, StepCondition.STEPPED, after))
+                    resume(thread, 0)
+                    return
+                _, code, addr = pt.get_siginfo(thread.tid)
+                if ev.signal != signal.SIGSEGV or code <= 0:
+                    proc.apply(thread, engine.step_done(thread.tid, StepCondition.ABORTED, regs))
+                    resume(thread, ev.signal)
+                    return
+                decision = engine.fault(thread.tid, addr, regs)
+                if decision.action is not FaultAction.RECURSIVE:
+                    proc.apply(thread, decision.effects)
+                    resume(thread, signal.SIGSEGV)
+                    return
+        finally:
+            proc.resume_others()
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    def _add_thread(self, proc: Process, tid: int, tgid: int) -> Thread:
+        thread = proc.add_thread(tid, tgid)
+        self.threads[tid] = thread
+        orphan = self.orphans.pop(tid, None)
+        if orphan is not None:
+            self.queue.append(orphan)
+        return thread
+
+    def _new_task(self, parent: Thread, event: PtraceEvent) -> None:
+        new_tid = pt.get_event_msg(parent.tid)
+        proc = parent.proc
+        shares_vm = event == PtraceEvent.VFORK
+        tgid = new_tid
+        if event == PtraceEvent.CLONE:
+            flags = self._clone_flags(parent)
+            shares_vm = bool(flags & CLONE_VM)
+            if flags & CLONE_THREAD:
+                tgid = parent.tgid
+        if shares_vm:
+            self._add_thread(proc, new_tid, tgid)
+            return
+        child = Process(new_tid, self.queue)
+        child.engine, twins = proc.engine.clone()
+        self.procs[new_tid] = child
+        self._add_thread(child, new_tid, new_tid)
+        self.regions.inherit(proc, child, twins, parent)
+
+    @staticmethod
+    def _clone_flags(thread: Thread) -> int:
+        regs = pt.get_regs(thread.tid)
+        if regs.orig_rax == pt.SYS_CLONE3:
+            try:
+                return int.from_bytes(thread.proc.read(regs.rdi, 8), "little")
+            except TraceeError:
+                return 0
+        return regs.rdi
+
+    def _exec(self, thread: Thread) -> None:
+        former = pt.get_event_msg(thread.tid)
+        proc = thread.proc
+        if former != thread.tid and former in self.threads:
+            self._forget(self.threads[former])
+        self.regions.drop_all(proc, thread)
+        others = [t for t in proc.threads.values() if t.tid != thread.tid]
+        if any(t.tgid != thread.tgid for t in others):
+            # A vfork child leaves its parent's address space for its own.
+            proc.threads.pop(thread.tid)
+            proc.engine.thread_removed(thread.tid)
+            proc = Process(thread.tid, self.queue)
+            self.procs[thread.tid] = proc
+            proc.threads[thread.tid] = thread
+            thread.proc = proc
+        else:
+            for t in others:
+                self._forget(t)
+        proc.engine = Kmmio()
+        proc.engine.thread_added(thread.tid)
+        proc.mappings = []
+        proc.exec_seen = True
+        proc.attach_image()
+        self.regions.scan(proc, thread)
+
+    def _forget(self, thread: Thread) -> None:
+        self.log.drop(thread.tid)
+        thread.proc.threads.pop(thread.tid, None)
+        thread.proc.engine.thread_removed(thread.tid)
+        self.threads.pop(thread.tid, None)
+
+    def _thread_gone(self, thread: Thread, ev: Exited | Killed) -> None:
+        proc = thread.proc
+        self._forget(thread)
+        if thread.tid == self.root_pid:
+            self.root_status = exit_code(ev)
+        if not proc.threads:
+            self.regions.process_gone(proc, thread.tid)
+            if proc.mem is not None:
+                proc.mem.close()
+            self.procs.pop(proc.pid, None)
+
+    # -- leaving ------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop every thread, restore every page, detach: the program runs on untraced."""
+        for proc in list(self.procs.values()):
+            try:
+                self._release_process(proc)
+            except KmmioError as exc:
+                print(f"kmmio: could not restore process {proc.pid}: {exc}", file=sys.stderr)
+        self.threads.clear()
+        self.procs.clear()
+
+    def _release_process(self, proc: Process) -> None:
+        signals: dict[int, int] = {}
+        for ev in list(self.queue):
+            if isinstance(ev, Stopped) and ev.tid in proc.threads:
+                self.queue.remove(ev)
+                proc.threads[ev.tid].running = False
+                if ev.event == PtraceEvent.NONE and not ev.syscall and ev.signal != signal.SIGSEGV:
+                    signals[ev.tid] = ev.signal
+        for t in list(proc.threads.values()):
+            if t.running:
+                try:
+                    pt.interrupt(t.tid)
+                    ev = proc.wait_thread(t.tid)
+                except TraceeError:
+                    self._forget(t)
+                    continue
+                t.running = False
+                if not isinstance(ev, Stopped):
+                    self._forget(t)
+                    continue
+                if ev.event == PtraceEvent.NONE and not ev.syscall and ev.signal != signal.SIGSEGV:
+                    signals[t.tid] = ev.signal
+        worker = proc.any_stopped_thread()
+        effects = proc.engine.disarm_all()
+        if worker is not None and effects:
+            proc.apply(worker, effects)
+        leaks = proc.engine.cleanup()
+        for page in leaks:
+            if page.armed:
+                print(f"kmmio: page {page.page:#x} of process {proc.pid} left armed", file=sys.stderr)
+        for t in list(proc.threads.values()):
+            try:
+                pt.detach(t.tid, signals.get(t.tid, 0))
+            except TraceeError:
+                pass
+
+
+def trace_program(
+    argv: Sequence[str],
+    patterns: Sequence[str],
+    emit: Callable[[Record], None],
+    on_access: Callable[[TracedAccess], None] | None = None,
+) -> int:
+    """Spawn ``argv``, trace the mappings matching ``patterns``, return its exit status."""
+    tracer = Tracer(patterns, emit, on_access)
+    tracer.spawn(argv)
+    return tracer.run()
