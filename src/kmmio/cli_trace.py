@@ -11,7 +11,7 @@ from kmmio.errors import TraceFormatError, UsageError
 from kmmio.trace.reader import read_records
 from kmmio.trace.records import Version
 from kmmio.trace.writer import TraceWriter
-from kmmio.tracer import Tracer
+from kmmio.tracer import Tracer, resolve_program
 
 
 def open_output(path: str | None) -> tuple[TextIO, bool]:
@@ -32,6 +32,7 @@ def run_trace(args: argparse.Namespace) -> int:
         program = program[1:]
     if not program:
         raise UsageError("no program given: kmmio trace -m PATTERN -- PROGRAM [ARG ...]")
+    resolve_program(program[0])
     stream, owned = open_output(args.output)
     writer = TraceWriter(stream, flush_every=1 if stream is sys.stderr else 256)
     writer.write(Version())

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from kmmio.backend import _ptrace as pt
 from kmmio.backend.seccomp import install_filter
 from kmmio.backend.waitstatus import Exited, Killed, PtraceEvent, Stopped, WaitEvent, decode_status, exit_code
-from kmmio.engine import FaultAction, Kmmio, StepCondition
+from kmmio.engine import FaultAction, Kmmio, Protect, StepCondition
 from kmmio.errors import KmmioError, TraceeError, UsageError
 from kmmio.mmiotrace import Mapping, MmioTrace, TracedAccess
 from kmmio.process import EventQueue, Process, Thread, resume
@@ -54,6 +54,10 @@ CLONE_THREAD = 0x10000
 
 class _StopTracing(Exception):
     pass
+
+
+def _segv_code_addr(info: bytes) -> tuple[int, int]:
+    return int.from_bytes(info[8:12], "little", signed=True), int.from_bytes(info[16:24], "little")
 
 
 def resolve_program(program: str) -> str:
@@ -231,18 +235,21 @@ class Tracer:
         """A SIGSEGV: ``kmmio_handler``, the single step, ``post_kmmio_handler``."""
         proc = thread.proc
         engine = proc.engine
-        _, code, addr = pt.get_siginfo(thread.tid)
+        info = pt.get_siginfo_raw(thread.tid)
+        code, addr = _segv_code_addr(info)
         if code <= 0 or code == pt.SI_KERNEL:  # sent by kill(), not by a fault
             resume(thread, signal.SIGSEGV)
             return
         regs = pt.get_regs(thread.tid)
         decision = engine.fault(thread.tid, addr, regs)
-        if decision.action in (FaultAction.NOT_MINE, FaultAction.RESTART):
-            resume(thread, signal.SIGSEGV if decision.action is FaultAction.NOT_MINE else 0)
+        if decision.action is FaultAction.NOT_MINE:
+            resume(thread, signal.SIGSEGV)
+            return
+        if decision.action is FaultAction.RESTART:
+            resume(thread, 0)
             return
         if decision.action is FaultAction.GENUINE:
-            proc.apply(thread, decision.effects)
-            resume(thread, signal.SIGSEGV)
+            self._deliver(thread, decision.effects, signal.SIGSEGV, info)
             return
         self.faults += 1
         if len(proc.threads) > 1:
@@ -256,18 +263,26 @@ class Tracer:
                     proc.apply(thread, engine.step_done(thread.tid, StepCondition.STEPPED, after))
                     resume(thread, 0)
                     return
-                _, code, addr = pt.get_siginfo(thread.tid)
+                info = pt.get_siginfo_raw(thread.tid)
+                code, addr = _segv_code_addr(info)
                 if ev.signal != signal.SIGSEGV or code <= 0:
-                    proc.apply(thread, engine.step_done(thread.tid, StepCondition.ABORTED, regs))
-                    resume(thread, ev.signal)
+                    effects = engine.step_done(thread.tid, StepCondition.ABORTED, regs)
+                    self._deliver(thread, effects, ev.signal, info)
                     return
                 decision = engine.fault(thread.tid, addr, regs)
                 if decision.action is not FaultAction.RECURSIVE:
-                    proc.apply(thread, decision.effects)
-                    resume(thread, signal.SIGSEGV)
+                    self._deliver(thread, decision.effects, signal.SIGSEGV, info)
                     return
         finally:
             proc.resume_others()
+
+    @staticmethod
+    def _deliver(thread: Thread, effects: tuple[Protect, ...], sig: int, info: bytes) -> None:
+        """Re-arm, then give the program its own fault with its own ``siginfo``."""
+        if effects:
+            thread.proc.apply(thread, effects)
+            pt.set_siginfo_raw(thread.tid, info)
+        resume(thread, sig)
 
     # -- tasks ------------------------------------------------------------------------------
 

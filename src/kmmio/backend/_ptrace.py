@@ -29,6 +29,7 @@ PTRACE_SYSCALL = 24
 PTRACE_SETOPTIONS = 0x4200
 PTRACE_GETEVENTMSG = 0x4201
 PTRACE_GETSIGINFO = 0x4202
+PTRACE_SETSIGINFO = 0x4203
 PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
 PTRACE_LISTEN = 0x4208
@@ -137,6 +138,18 @@ def get_siginfo(tid: int) -> tuple[int, int, int]:
     code = int.from_bytes(raw[8:12], "little", signed=True)
     addr = int.from_bytes(raw[16:24], "little")
     return signo, code, addr
+
+
+def get_siginfo_raw(tid: int) -> bytes:
+    """The whole ``siginfo_t`` of the signal a thread is stopped with."""
+    ptrace(PTRACE_GETSIGINFO, tid, 0, _siginfo_buf)
+    return bytes(_siginfo_buf)
+
+
+def set_siginfo_raw(tid: int, raw: bytes) -> None:
+    """Put back a ``siginfo_t`` (after injected steps replaced it with their trap's)."""
+    buf = (ctypes.c_ubyte * 128).from_buffer_copy(raw)
+    ptrace(PTRACE_SETSIGINFO, tid, 0, buf)
 
 
 def get_event_msg(tid: int) -> int:

@@ -1,0 +1,56 @@
+"""End-to-end fixtures: C programs built with ``cc`` at test time, and a runner for kmmio."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from kmmio.trace import Record, read_records
+
+PROGRAMS = Path(__file__).parent / "programs"
+FLAGS = {"forms": ["-O1", "-mavx2"], "threads": ["-O1", "-pthread"]}
+
+
+@pytest.fixture(scope="session")
+def build(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    out = tmp_path_factory.mktemp("bin")
+    cc = shutil.which("cc")
+    assert cc is not None, "the end-to-end tests need a C compiler (cc)"
+    built: dict[str, Path] = {}
+
+    def _build(name: str) -> Path:
+        if name not in built:
+            exe = out / name
+            subprocess.run([cc, *FLAGS.get(name, ["-O1"]), "-o", str(exe), str(PROGRAMS / f"{name}.c")],
+                           check=True)
+            built[name] = exe
+        return built[name]
+
+    return _build
+
+
+@dataclass
+class Run:
+    status: int
+    stdout: str
+    stderr: str
+    records: list[Record]
+    log: str
+
+
+def kmmio(args: list[str], log: Path, timeout: float = 600, **kw: object) -> Run:
+    """Run ``kmmio`` as a user would and read back its log."""
+    proc = subprocess.run([sys.executable, "-m", "kmmio", *args], capture_output=True, text=True,
+                          timeout=timeout, **kw)  # type: ignore[call-overload]
+    text = log.read_text() if log.exists() else ""
+    return Run(proc.returncode, proc.stdout, proc.stderr, list(read_records(text.splitlines())), text)
+
+
+def trace(program: list[str], pattern: str, tmp: Path, timeout: float = 600) -> Run:
+    log = tmp / "trace.log"
+    return kmmio(["trace", "-o", str(log), "-m", pattern, "--", *program], log, timeout)

@@ -1,0 +1,201 @@
+"""kmmio trace on real processes: every form, threads, lifecycles, faults, Python, the CLI."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from conftest import PROGRAMS, kmmio, trace
+
+from kmmio.trace import Access, Kind, Map, Unknown, Unmap, Version
+
+
+def _account(text: str) -> list[list[str]]:
+    return [line.split() for line in text.splitlines() if line[:1] in ("R", "W", "U") and line[1:2] == " "]
+
+
+def _logged(records: list, map_ids: set[int] | None = None) -> list[list[str]]:
+    out = []
+    for r in records:
+        if isinstance(r, Access) and (map_ids is None or r.map_id in map_ids):
+            out.append([r.kind.value, str(r.width), hex(r.phys), hex(r.value)])
+        elif isinstance(r, Unknown):
+            out.append(["U", hex(r.phys)])
+    return out
+
+
+def test_every_instruction_form(build, tmp_path: Path) -> None:
+    exe = build("forms")
+    dev = tmp_path / "forms-regs.bin"
+    plain = subprocess.run([str(exe), str(dev)], capture_output=True, text=True, check=True)
+    run = trace([str(exe), str(dev)], "forms-regs.bin", tmp_path)
+    assert run.status == 0, run.stderr
+    # the program computed the same results under the tracer
+    assert [ln for ln in run.stdout.splitlines() if ln.startswith("result")] == [
+        ln for ln in plain.stdout.splitlines() if ln.startswith("result")
+    ]
+    assert _logged(run.records) == _account(run.stdout)
+    assert isinstance(run.records[0], Version)
+    maps = [r for r in run.records if isinstance(r, Map)]
+    assert len(maps) == 1 and maps[0].phys == 0 and maps[0].length == 8192
+    pcs = {r.pc for r in run.records if isinstance(r, Access)}
+    assert all(pc > 0 for pc in pcs)
+    tids = {r.pid for r in run.records if isinstance(r, Access)}
+    assert tids == {maps[0].pid}
+    assert isinstance(run.records[-1], Unmap) and run.records[-1].map_id == 1
+
+
+def test_four_threads_lose_nothing(build, tmp_path: Path) -> None:
+    n, threads = 20000, 4
+    exe = build("threads")
+    run = trace([str(exe), str(tmp_path / "thr-regs.bin"), str(n), str(threads)], "thr-regs.bin", tmp_path)
+    assert run.status == 0 and "done" in run.stdout, run.stderr
+    writes = [r for r in run.records if isinstance(r, Access) and r.kind is Kind.WRITE]
+    assert len(writes) == n * threads
+    per_tid: dict[int, list[int]] = defaultdict(list)
+    for w in writes:
+        assert w.width == 4 and w.phys == (w.value >> 24) * 64
+        per_tid[w.pid].append(w.value)
+    assert len(per_tid) == threads
+    for values in per_tid.values():
+        ident = values[0] >> 24
+        assert values == [ident << 24 | k for k in range(n)]
+
+
+def test_mappings_come_and_go(build, tmp_path: Path) -> None:
+    exe = build("lifecycle")
+    dev = tmp_path / "life-regs.bin"
+    plain = subprocess.run([str(exe), str(dev)], capture_output=True, text=True, check=True)
+    run = trace([str(exe), str(dev)], "life-regs.bin", tmp_path)
+    assert run.status == 0, run.stderr
+    assert run.stdout == plain.stdout
+    maps = [r for r in run.records if isinstance(r, Map)]
+    unmaps = [r for r in run.records if isinstance(r, Unmap)]
+    # the 3-page mapping, the page moved by mremap, the child's copies of what was left
+    assert [m.length for m in maps][:2] == [3 * 4096, 4096]
+    assert {u.map_id for u in unmaps} == {m.map_id for m in maps}
+    parent = maps[0].pid
+    got = [(r.kind.value, hex(r.phys), hex(r.value)) for r in run.records if isinstance(r, Access) and r.pid == parent]
+    want = [(k, o, v) for k, o, v in (ln.split() for ln in run.stdout.splitlines() if ln[:2] in ("R ", "W "))]
+    assert got == want
+    child = [(r.kind.value, hex(r.phys), hex(r.value)) for r in run.records if isinstance(r, Access) and r.pid != parent]
+    assert child == [("R", "0x2008", "0x302"), ("W", "0x200c", "0x403")]
+
+
+def test_genuine_segfault_is_handled_by_the_program(build, tmp_path: Path) -> None:
+    exe = build("segv")
+    dev = tmp_path / "segv-regs.bin"
+    plain = subprocess.run([str(exe), str(dev), "handler"], capture_output=True, text=True)
+    run = trace([str(exe), str(dev), "handler"], "segv-regs.bin", tmp_path)
+    assert (run.status, run.stdout) == (plain.returncode, plain.stdout) == (0, plain.stdout)
+    assert "caught SIGSEGV at offset 0x20 code 2" in run.stdout
+    logged = [(r.kind.value, r.phys, r.value) for r in run.records if isinstance(r, Access)]
+    assert logged == [("W", 0x10, 0x11), ("R", 0x10, 0x11), ("W", 0x20, 0x22), ("R", 0x20, 0x22)]
+
+
+def test_genuine_segfault_kills_the_program(build, tmp_path: Path) -> None:
+    exe = build("segv")
+    dev = tmp_path / "segv-regs.bin"
+    plain = subprocess.run([str(exe), str(dev), "die"], capture_output=True, text=True)
+    assert plain.returncode == -signal.SIGSEGV
+    run = trace([str(exe), str(dev), "die"], "segv-regs.bin", tmp_path)
+    assert run.status == 128 + signal.SIGSEGV
+    assert run.stdout == plain.stdout
+
+
+def test_python_program_with_mmap_and_ctypes(tmp_path: Path) -> None:
+    script = PROGRAMS / "mmio_driver.py"
+    dev = tmp_path / "py-regs.bin"
+    plain = subprocess.run([sys.executable, str(script), str(dev)], capture_output=True, text=True, check=True)
+    run = trace([sys.executable, str(script), str(dev)], "py-regs.bin", tmp_path)
+    assert run.status == 0, run.stderr
+    assert run.stdout == plain.stdout
+    accesses = [r for r in run.records if isinstance(r, Access)]
+    # every single-register access the script reports is in the log, in order, exact width
+    logged = [(r.kind.value, r.width, r.phys, r.value) for r in accesses if r.phys < 0x100]
+    for kind, width, off, value in (ln.split() for ln in run.stdout.splitlines() if ln[:2] in ("R ", "W ")):
+        item = (kind, int(width), int(off, 16), int(value, 16))
+        assert item in logged
+        logged = logged[logged.index(item) + 1 :]
+    # the block copy wrote all 64 bytes, whatever widths memcpy chose
+    block = bytearray(64)
+    for r in accesses:
+        if r.kind is Kind.WRITE and 0x100 <= r.phys < 0x140:
+            block[r.phys - 0x100 : r.phys - 0x100 + r.width] = r.value.to_bytes(r.width, "little")
+    assert bytes(block) == bytes(range(64))
+
+
+def test_sigterm_flushes_a_whole_log_and_leaves_the_program_running(build, tmp_path: Path) -> None:
+    exe = build("threads")
+    log = tmp_path / "term.log"
+    dev = tmp_path / "term-regs.bin"
+    proc = subprocess.Popen([sys.executable, "-m", "kmmio", "trace", "-o", str(log), "-m", "term-regs.bin",
+                             "--", str(exe), str(dev), "3000", "2"], stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not log.exists() or log.read_text().count("\nW ") < 200):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM
+    text = log.read_text()
+    assert text.endswith("\n")
+    from kmmio.trace import read_records
+
+    records = list(read_records(text.splitlines()))
+    assert sum(isinstance(r, Access) for r in records) >= 200
+    # detached with every page restored, the program finished on its own
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "done" not in out:
+        time.sleep(0.1)
+    assert "done" in out
+
+
+def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    log = tmp_path / "none.log"
+    cases = [
+        ["trace", "-m", "x"],
+        ["trace", "-m", "x", "--", "/nonexistent/program"],
+        ["trace", "-m", "x", "--", "no-such-command-kmmio"],
+        ["trace", "-m", "x", "--", str(PROGRAMS / "forms.c")],
+        ["trace", "--bogus", "-m", "x", "--", "true"],
+        ["trace", "-o", "/nonexistent/dir/log", "-m", "x", "--", "true"],
+        ["trace", "--", "true"],
+        [],
+    ]
+    for args in cases:
+        run = kmmio(args, log)
+        assert run.status == 2, args
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("kmmio: "), (args, run.stderr)
+        assert "Traceback" not in run.stderr
+
+
+def test_exit_status_and_unmatched_pattern(tmp_path: Path) -> None:
+    log = tmp_path / "x.log"
+    run = kmmio(["trace", "-o", str(log), "-m", "nothing-maps-this", "--", "sh", "-c", "exit 7"], log)
+    assert run.status == 7
+    assert "no mapping matched 'nothing-maps-this'" in run.stderr
+    assert [type(r) for r in run.records] == [Version]
+
+
+def test_check_reads_our_logs_and_the_kernel_sample(tmp_path: Path) -> None:
+    sample = Path(__file__).parents[1] / "trace" / "data" / "kernel-trace-pipe.txt"
+    run = kmmio(["check", str(sample)], tmp_path / "none")
+    assert run.status == 0 and "Access=30 Map=1 PciDev=12 Version=1" in run.stdout
+    bad = tmp_path / "bad.log"
+    bad.write_text("VERSION 20070824\nR 4 x\n")
+    run = kmmio(["check", str(bad)], tmp_path / "none")
+    assert run.status == 2 and "line 2" in run.stderr
+
+
+def test_demo_runs_without_hardware_or_compiler(tmp_path: Path) -> None:
+    out = tmp_path / "demo.log"
+    run = kmmio(["demo", "-o", str(out)], out)
+    assert run.status == 0, run.stderr
+    assert "checksum" in run.stdout and "STATUS" in run.stdout
+    writes = [r for r in run.records if isinstance(r, Access) and r.kind is Kind.WRITE]
+    assert any(w.phys == 0x18 and w.value == 0xC5 for w in writes)  # CMD
