@@ -33,10 +33,12 @@ class Regions:
     """Keeps each process's traced mappings and their probes in step with its address space."""
 
     def __init__(self, patterns: list[str], log: MmioTrace,
-                 on_map: Callable[[Mapping], None] | None = None) -> None:
+                 on_map: Callable[[Mapping], None] | None = None,
+                 probes_for: Callable[[Mapping], list[Probe]] | None = None) -> None:
         self.patterns = patterns
         self.log = log
         self.on_map = on_map
+        self.probes_for = probes_for
         self.matched: set[str] = set()
 
     def matches(self, entry: MapEntry) -> bool:
@@ -115,7 +117,12 @@ class Regions:
             base_prot = e.prot
             mapping = self.log.new_mapping(proc, e.path, lo, phys, hi - lo, base_prot, pc, thread.tid)
             proc.mappings.append(mapping)
-            self._add_probe(proc, mapping, lo, hi, thread, lambda a: saved.get(a, base_prot))
+            prot_of = lambda a, s=saved, b=base_prot: s.get(a, b)  # noqa: E731
+            if self.probes_for is None:
+                self._add_probe(proc, mapping, self.log.make_probe(mapping, lo, hi), thread, prot_of)
+            else:
+                for probe in self.probes_for(mapping):
+                    self._add_probe(proc, mapping, probe, thread, prot_of)
             if self.on_map is not None:
                 self.on_map(mapping)
 
@@ -125,6 +132,8 @@ class Regions:
         engine = proc.engine
         removed: dict[int, int] = {}
         for mapping in list(proc.mappings):
+            if mapping.end <= start or mapping.virt >= end:
+                continue
             for probe in list(mapping.probes):
                 if probe.end <= start or probe.addr >= end:
                     continue
@@ -138,18 +147,22 @@ class Regions:
                 for page, prot in saved.items():
                     if start <= page < end:
                         removed[page] = prot
+                if probe.pre_handler != self.log.pre_handler:
+                    continue  # a probe of the API's user: it goes with its pages
                 for lo, hi in ((probe.addr, min(start, probe.end)), (max(end, probe.addr), probe.end)):
                     if lo < hi:
-                        self._add_probe(proc, mapping, lo, hi, thread,
-                                        lambda a, s=saved: s.get(a, mapping.prot))  # type: ignore[misc]
-            if not mapping.probes:
+                        survivor = self.log.make_probe(mapping, lo, hi)
+                        self._add_probe(proc, mapping, survivor, thread,
+                                        lambda a, s=saved, m=mapping: s.get(a, m.prot))
+            if not mapping.probes or (mapping.virt >= start and mapping.end <= end):
+                for probe in mapping.probes:
+                    engine.unregister_probe(probe, unmapped=True)
                 proc.mappings.remove(mapping)
                 self.log.end_mapping(mapping, pc, thread.tid)
         return removed
 
-    def _add_probe(self, proc: Process, mapping: Mapping, lo: int, hi: int, thread: Thread,
+    def _add_probe(self, proc: Process, mapping: Mapping, probe: Probe, thread: Thread,
                    prot_of: Callable[[int], int]) -> None:
-        probe = self.log.make_probe(mapping, lo, hi)
         effects = proc.engine.register_probe(probe, prot_of)
         mapping.probes.append(probe)
         proc.apply(thread, effects)

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from kmmio.backend import _ptrace as pt
 from kmmio.backend.seccomp import install_filter
 from kmmio.backend.waitstatus import Exited, Killed, PtraceEvent, Stopped, WaitEvent, decode_status, exit_code
-from kmmio.engine import FaultAction, Kmmio, Protect, StepCondition
+from kmmio.engine import FaultAction, Kmmio, Probe, Protect, StepCondition
 from kmmio.errors import KmmioError, TraceeError, UsageError
 from kmmio.mmiotrace import Mapping, MmioTrace, TracedAccess
 from kmmio.process import EventQueue, Process, Thread, resume
@@ -83,13 +83,14 @@ class Tracer:
         emit: Callable[[Record], None],
         on_access: Callable[[TracedAccess], None] | None = None,
         on_map: Callable[[Mapping], None] | None = None,
+        probes_for: Callable[[Mapping], list[Probe]] | None = None,
     ) -> None:
         self.queue: EventQueue = deque()
         self.procs: dict[int, Process] = {}
         self.threads: dict[int, Thread] = {}
         self.orphans: dict[int, WaitEvent] = {}
         self.log = MmioTrace(emit, on_access)
-        self.regions = Regions(list(patterns), self.log, on_map)
+        self.regions = Regions(list(patterns), self.log, on_map, probes_for)
         self.root_pid = 0
         self.root_status: int | None = None
         self._stop_requested = False
@@ -161,6 +162,13 @@ class Tracer:
                 signal.signal(s, h)
             signal.signal(signal.SIGINT, old_int)
         return self.root_status if self.root_status is not None else 0
+
+    def read_memory(self, tid: int, addr: int, size: int) -> bytes:
+        """Bytes of a traced thread's memory (armed pages too), for probe handlers."""
+        thread = self.threads.get(tid)
+        if thread is None:
+            raise UsageError(f"thread {tid} is not traced")
+        return thread.proc.read(addr, size)
 
     def request_stop(self) -> None:
         self._stop_requested = True
@@ -420,7 +428,10 @@ def trace_program(
     emit: Callable[[Record], None],
     on_access: Callable[[TracedAccess], None] | None = None,
 ) -> int:
-    """Spawn ``argv``, trace the mappings matching ``patterns``, return its exit status."""
+    """Spawn ``argv``, trace the mappings matching ``patterns``, return its exit status.
+
+    ``emit`` gets every log record; ``on_access`` every traced access, decoded.
+    """
     tracer = Tracer(patterns, emit, on_access)
     tracer.spawn(argv)
     return tracer.run()

@@ -199,3 +199,37 @@ def test_demo_runs_without_hardware_or_compiler(tmp_path: Path) -> None:
     assert "checksum" in run.stdout and "STATUS" in run.stdout
     writes = [r for r in run.records if isinstance(r, Access) and r.kind is Kind.WRITE]
     assert any(w.phys == 0x18 and w.value == 0xC5 for w in writes)  # CMD
+
+
+SQL = """PRAGMA journal_mode=WAL;
+CREATE TABLE t(a INTEGER, b TEXT);
+WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<300)
+  INSERT INTO t SELECT x, 'row'||x FROM c;
+UPDATE t SET b = b || '!' WHERE a % 7 = 0;
+SELECT count(*), sum(a), max(b), (SELECT b FROM t WHERE a = 14) FROM t;
+"""
+
+
+def test_real_program_sqlite_wal_shared_memory(tmp_path: Path) -> None:
+    """sqlite3 (nobody here wrote it) keeps its WAL index in a shared mapping of ``*-shm``."""
+    import shutil
+
+    sqlite3 = shutil.which("sqlite3")
+    assert sqlite3 is not None, "the end-to-end tests need the sqlite3 program (Debian: sqlite3)"
+    plain_db, traced_db = tmp_path / "plain.db", tmp_path / "traced.db"
+    plain = subprocess.run([sqlite3, str(plain_db)], input=SQL, capture_output=True, text=True, check=True)
+    log = tmp_path / "sqlite.log"
+    proc = subprocess.run([sys.executable, "-m", "kmmio", "trace", "-o", str(log), "-m", "traced.db-shm",
+                           "--", sqlite3, str(traced_db)], input=SQL, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == plain.stdout
+    from kmmio.trace import read_records
+
+    records = list(read_records(log.read_text().splitlines()))
+    maps = [r for r in records if isinstance(r, Map)]
+    assert maps and all(m.phys % 4096 == 0 for m in maps)
+    accesses = [r for r in records if isinstance(r, Access)]
+    assert sum(a.kind is Kind.READ for a in accesses) > 10 and sum(a.kind is Kind.WRITE for a in accesses) > 10
+    assert not any(isinstance(r, Unknown) for r in records)
+    check = subprocess.run([sqlite3, str(traced_db), "PRAGMA integrity_check;"], capture_output=True, text=True)
+    assert check.stdout.strip() == "ok"
