@@ -9,8 +9,20 @@ import pytest
 
 SRC = Path(__file__).parents[1] / "src" / "kmmio"
 PURE = ["engine", "x86", "trace"]
-FORBIDDEN = {"ctypes", "os", "signal", "subprocess", "socket", "mmap", "fcntl", "resource",
-             "kmmio.backend", "kmmio.process", "kmmio.tracer", "kmmio.regions"}
+FORBIDDEN = {
+    "ctypes",
+    "os",
+    "signal",
+    "subprocess",
+    "socket",
+    "mmap",
+    "fcntl",
+    "resource",
+    "kmmio.backend",
+    "kmmio.process",
+    "kmmio.tracer",
+    "kmmio.regions",
+}
 
 
 def _imports(path: Path) -> set[str]:

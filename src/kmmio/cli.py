@@ -26,15 +26,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="kmmio", description="Trace what a program does to memory-mapped regions.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     tr = sub.add_parser("trace", help="run a program and log its accesses to matching mappings")
-    tr.add_argument("-o", "--output", metavar="FILE", default=None,
-                    help="write the log to FILE ('-' for standard output; default standard error)")
-    tr.add_argument("-m", "--map", metavar="PATTERN", action="append", required=True, dest="patterns",
-                    help="trace every mapping whose /proc/PID/maps path contains PATTERN (repeatable)")
+    tr.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        default=None,
+        help="write the log to FILE ('-' for standard output; default standard error)",
+    )
+    tr.add_argument(
+        "-m",
+        "--map",
+        metavar="PATTERN",
+        action="append",
+        required=True,
+        dest="patterns",
+        help="trace every mapping whose /proc/PID/maps path contains PATTERN (repeatable)",
+    )
     tr.add_argument("-q", "--quiet", action="store_true", help="no summary on standard error")
     tr.add_argument("program", nargs=argparse.REMAINDER, help="-- PROGRAM [ARG ...]")
     demo = sub.add_parser("demo", help="trace a bundled example driver on a simulated device")
-    demo.add_argument("-o", "--output", metavar="FILE", default=None,
-                      help="also write the log to FILE")
+    demo.add_argument("-o", "--output", metavar="FILE", default=None, help="also write the log to FILE")
     rd = sub.add_parser("check", help="parse an mmiotrace log and count its records")
     rd.add_argument("file", help="log file ('-' for standard input)")
     return parser

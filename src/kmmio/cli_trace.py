@@ -21,7 +21,7 @@ def open_output(path: str | None) -> tuple[TextIO, bool]:
     if path == "-":
         return sys.stdout, False
     try:
-        return open(path, "w", encoding="ascii"), True  # noqa: SIM115
+        return open(path, "w", encoding="ascii"), True
     except OSError as exc:
         raise UsageError(f"cannot write the log to {path}: {exc.strerror}") from None
 
@@ -46,8 +46,11 @@ def run_trace(args: argparse.Namespace) -> int:
             stream.close()
     if not args.quiet and stream is not sys.stderr:
         c = tracer.log.counts
-        print(f"kmmio: {c['R']} reads, {c['W']} writes, {c['UNKNOWN']} unknown, "
-              f"{c['MAP']} mappings traced; exit status {status}", file=sys.stderr)
+        print(
+            f"kmmio: {c['R']} reads, {c['W']} writes, {c['UNKNOWN']} unknown, "
+            f"{c['MAP']} mappings traced; exit status {status}",
+            file=sys.stderr,
+        )
     unmatched = [p for p in args.patterns if p not in tracer.regions.matched]
     if unmatched and not args.quiet:
         print(f"kmmio: no mapping matched {', '.join(map(repr, unmatched))}", file=sys.stderr)

@@ -98,8 +98,17 @@ class MmioTrace:
 
     # -- mappings -------------------------------------------------------------------------
 
-    def new_mapping(self, proc: Process, path: str, virt: int, phys: int, length: int,
-                    prot: int, pc: int, tid: int) -> Mapping:
+    def new_mapping(
+        self,
+        proc: Process,
+        path: str,
+        virt: int,
+        phys: int,
+        length: int,
+        prot: int,
+        pc: int,
+        tid: int,
+    ) -> Mapping:
         mapping = Mapping(self.next_id, path, virt, phys, length, prot, proc)
         self.next_id += 1
         self.counts["MAP"] += 1
@@ -153,8 +162,16 @@ class MmioTrace:
         if not pending.accesses:
             m = pending.mapping
             self.counts["UNKNOWN"] += 1
-            self.emit(Unknown(ts, m.map_id, m.phys_of(pending.addr), pending.form.code[:3] or b"\0",
-                              pending.pc, tid or 0))
+            self.emit(
+                Unknown(
+                    ts,
+                    m.map_id,
+                    m.phys_of(pending.addr),
+                    pending.form.code[:3] or b"\0",
+                    pending.pc,
+                    tid or 0,
+                )
+            )
             return
         for i, (acc, owner) in enumerate(pending.accesses):
             value = pending.values.get(i)
@@ -165,8 +182,20 @@ class MmioTrace:
             phys = owner.phys_of(acc.addr)
             self.emit(Access(kind, acc.width, ts, owner.map_id, phys, value, pending.pc, tid or 0))
             if self.on_access is not None:
-                self.on_access(TracedAccess(kind, acc.width, acc.addr, phys, value, pending.pc,
-                                            tid or 0, owner.map_id, owner.path, pending.form.text))
+                self.on_access(
+                    TracedAccess(
+                        kind,
+                        acc.width,
+                        acc.addr,
+                        phys,
+                        value,
+                        pending.pc,
+                        tid or 0,
+                        owner.map_id,
+                        owner.path,
+                        pending.form.text,
+                    )
+                )
 
     def drop(self, tid: int) -> None:
         self._pending.pop(tid, None)

@@ -30,7 +30,7 @@ from kmmio.backend.procmaps import read_maps
 from kmmio.backend.seccomp import INJECT_MARKER
 from kmmio.backend.waitstatus import PtraceEvent, Stopped, WaitEvent, decode_status
 from kmmio.engine import Kmmio, Protect
-from kmmio.errors import KmmioError, TraceeError
+from kmmio.errors import KmmioError, TraceeError, TraceeGone
 from kmmio.x86.regs import Registers
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ class Process:
                 continue
             try:
                 pt.interrupt(t.tid)
-            except pt.TraceeGone:
+            except TraceeGone:
                 continue
             t.interrupted = True
             targets.append(t)
@@ -211,7 +211,7 @@ class Process:
             pt.singlestep(thread.tid, 0)
             ev = self.wait_thread(thread.tid)
             if not isinstance(ev, Stopped):
-                raise pt.TraceeGone("single-step", errno.ESRCH, thread.tid)
+                raise TraceeGone("single-step", errno.ESRCH, thread.tid)
             if ev.event != PtraceEvent.NONE or ev.syscall:
                 continue  # an interrupt or group stop while stepping: step again
             if ev.signal in (signal.SIGTRAP, signal.SIGSEGV, signal.SIGBUS):
@@ -235,6 +235,6 @@ def resume(thread: Thread, sig: int) -> None:
             pt.syscall(thread.tid, sig)
         else:
             pt.cont(thread.tid, sig)
-    except pt.TraceeGone:
+    except TraceeGone:
         pass
     thread.running = True

@@ -25,6 +25,10 @@ _WATCHED_EXIT = {
 }  # fmt: skip
 
 
+def _lookup(saved: dict[int, int], default: int) -> Callable[[int], int]:
+    return lambda page: saved.get(page, default)
+
+
 def _signed(v: int) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
 
@@ -32,9 +36,13 @@ def _signed(v: int) -> int:
 class Regions:
     """Keeps each process's traced mappings and their probes in step with its address space."""
 
-    def __init__(self, patterns: list[str], log: MmioTrace,
-                 on_map: Callable[[Mapping], None] | None = None,
-                 probes_for: Callable[[Mapping], list[Probe]] | None = None) -> None:
+    def __init__(
+        self,
+        patterns: list[str],
+        log: MmioTrace,
+        on_map: Callable[[Mapping], None] | None = None,
+        probes_for: Callable[[Mapping], list[Probe]] | None = None,
+    ) -> None:
         self.patterns = patterns
         self.log = log
         self.on_map = on_map
@@ -70,7 +78,10 @@ class Regions:
             return
         proc = thread.proc
         page = proc.engine.page_size
-        span = lambda n: (n + page - 1) & ~(page - 1)  # noqa: E731
+
+        def span(n: int) -> int:
+            return (n + page - 1) & ~(page - 1)
+
         if nr == pt.SYS_MMAP:
             self.unmap_range(proc, ret, ret + span(args[1]), thread, regs.rip)
             self.map_range(proc, ret, ret + span(args[1]), thread, regs.rip)
@@ -99,8 +110,15 @@ class Regions:
         """Trace every matching mapping that exists now (start of tracing, after exec)."""
         self.map_range(proc, 0, 1 << 64, thread, 0)
 
-    def map_range(self, proc: Process, start: int, end: int, thread: Thread, pc: int,
-                  inherited: dict[int, int] | None = None) -> None:
+    def map_range(
+        self,
+        proc: Process,
+        start: int,
+        end: int,
+        thread: Thread,
+        pc: int,
+        inherited: dict[int, int] | None = None,
+    ) -> None:
         """Trace the matching mappings inside ``[start, end)``."""
         try:
             entries = read_maps(proc.pid)
@@ -117,7 +135,7 @@ class Regions:
             base_prot = e.prot
             mapping = self.log.new_mapping(proc, e.path, lo, phys, hi - lo, base_prot, pc, thread.tid)
             proc.mappings.append(mapping)
-            prot_of = lambda a, s=saved, b=base_prot: s.get(a, b)  # noqa: E731
+            prot_of = _lookup(saved, base_prot)
             if self.probes_for is None:
                 self._add_probe(proc, mapping, self.log.make_probe(mapping, lo, hi), thread, prot_of)
             else:
@@ -126,8 +144,7 @@ class Regions:
             if self.on_map is not None:
                 self.on_map(mapping)
 
-    def unmap_range(self, proc: Process, start: int, end: int, thread: Thread,
-                    pc: int) -> dict[int, int]:
+    def unmap_range(self, proc: Process, start: int, end: int, thread: Thread, pc: int) -> dict[int, int]:
         """Forget the traced pages in ``[start, end)``; returns their saved protections."""
         engine = proc.engine
         removed: dict[int, int] = {}
@@ -149,11 +166,19 @@ class Regions:
                         removed[page] = prot
                 if probe.pre_handler != self.log.pre_handler:
                     continue  # a probe of the API's user: it goes with its pages
-                for lo, hi in ((probe.addr, min(start, probe.end)), (max(end, probe.addr), probe.end)):
+                for lo, hi in (
+                    (probe.addr, min(start, probe.end)),
+                    (max(end, probe.addr), probe.end),
+                ):
                     if lo < hi:
                         survivor = self.log.make_probe(mapping, lo, hi)
-                        self._add_probe(proc, mapping, survivor, thread,
-                                        lambda a, s=saved, m=mapping: s.get(a, m.prot))
+                        self._add_probe(
+                            proc,
+                            mapping,
+                            survivor,
+                            thread,
+                            _lookup(saved, mapping.prot),
+                        )
             if not mapping.probes or (mapping.virt >= start and mapping.end <= end):
                 for probe in mapping.probes:
                     engine.unregister_probe(probe, unmapped=True)
@@ -161,8 +186,14 @@ class Regions:
                 self.log.end_mapping(mapping, pc, thread.tid)
         return removed
 
-    def _add_probe(self, proc: Process, mapping: Mapping, probe: Probe, thread: Thread,
-                   prot_of: Callable[[int], int]) -> None:
+    def _add_probe(
+        self,
+        proc: Process,
+        mapping: Mapping,
+        probe: Probe,
+        thread: Thread,
+        prot_of: Callable[[int], int],
+    ) -> None:
         effects = proc.engine.register_probe(probe, prot_of)
         mapping.probes.append(probe)
         proc.apply(thread, effects)
@@ -178,16 +209,23 @@ class Regions:
             self.log.end_mapping(mapping, 0, tid)
         proc.mappings = []
 
-    def inherit(self, parent: Process, child: Process, twins: dict[Probe, Probe],
-                thread: Thread) -> None:
+    def inherit(self, parent: Process, child: Process, twins: dict[Probe, Probe], thread: Thread) -> None:
         """A forked child has the parent's traced mappings, armed: give them their own ids."""
         try:
             child.attach_image()
         except TraceeError:
             pass
         for mapping in parent.mappings:
-            copy = self.log.new_mapping(child, mapping.path, mapping.virt, mapping.phys,
-                                        mapping.length, mapping.prot, 0, child.pid)
+            copy = self.log.new_mapping(
+                child,
+                mapping.path,
+                mapping.virt,
+                mapping.phys,
+                mapping.length,
+                mapping.prot,
+                0,
+                child.pid,
+            )
             for probe in mapping.probes:
                 twin = twins[probe]
                 twin.data = copy

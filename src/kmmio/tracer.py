@@ -30,9 +30,17 @@ from collections.abc import Callable, Sequence
 
 from kmmio.backend import _ptrace as pt
 from kmmio.backend.seccomp import install_filter
-from kmmio.backend.waitstatus import Exited, Killed, PtraceEvent, Stopped, WaitEvent, decode_status, exit_code
+from kmmio.backend.waitstatus import (
+    Exited,
+    Killed,
+    PtraceEvent,
+    Stopped,
+    WaitEvent,
+    decode_status,
+    exit_code,
+)
 from kmmio.engine import FaultAction, Kmmio, Probe, Protect, StepCondition
-from kmmio.errors import KmmioError, TraceeError, UsageError
+from kmmio.errors import KmmioError, TraceeError, TraceeGone, UsageError
 from kmmio.mmiotrace import Mapping, MmioTrace, TracedAccess
 from kmmio.process import EventQueue, Process, Thread, resume
 from kmmio.regions import Regions
@@ -205,9 +213,9 @@ class Tracer:
             return
         try:
             self._dispatch(thread, ev)
-        except pt.TraceeGone:
+        except TraceeGone:
             return  # it died meanwhile; its exit will be reported
-        if not (ev.event == PtraceEvent.STOP):
+        if ev.event != PtraceEvent.STOP:
             proc.engine.quiescent(thread.tid)
 
     def _dispatch(self, thread: Thread, ev: Stopped) -> None:

@@ -6,7 +6,13 @@ import signal
 import struct
 
 from kmmio.backend.procmaps import parse_maps
-from kmmio.backend.seccomp import INJECT_MARKER, SECCOMP_RET_ALLOW, SECCOMP_RET_TRACE, WATCHED, build_filter
+from kmmio.backend.seccomp import (
+    INJECT_MARKER,
+    SECCOMP_RET_ALLOW,
+    SECCOMP_RET_TRACE,
+    WATCHED,
+    build_filter,
+)
 from kmmio.backend.waitstatus import Exited, Killed, PtraceEvent, Stopped, decode_status, exit_code
 from kmmio.engine import PROT_READ, PROT_WRITE
 
@@ -29,7 +35,12 @@ def test_maps_lines() -> None:
         "7ffd5000-7ffd6000 r-xp 00000000 00:00 0    [vdso]\n"
     )
     shm, anon, vdso = parse_maps(text)
-    assert (shm.start, shm.end, shm.offset, shm.path) == (0x7F00C0DE0000, 0x7F00C0DE2000, 0x3000, "/dev/shm/regs (deleted)")
+    assert (shm.start, shm.end, shm.offset, shm.path) == (
+        0x7F00C0DE0000,
+        0x7F00C0DE2000,
+        0x3000,
+        "/dev/shm/regs (deleted)",
+    )
     assert shm.prot == PROT_READ | PROT_WRITE and shm.shared and not shm.anonymous
     assert anon.anonymous and anon.path == ""
     assert vdso.path == "[vdso]" and vdso.perms == "r-xp"

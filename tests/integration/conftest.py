@@ -26,8 +26,10 @@ def build(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
     def _build(name: str) -> Path:
         if name not in built:
             exe = out / name
-            subprocess.run([cc, *FLAGS.get(name, ["-O1"]), "-o", str(exe), str(PROGRAMS / f"{name}.c")],
-                           check=True)
+            subprocess.run(
+                [cc, *FLAGS.get(name, ["-O1"]), "-o", str(exe), str(PROGRAMS / f"{name}.c")],
+                check=True,
+            )
             built[name] = exe
         return built[name]
 
@@ -45,8 +47,13 @@ class Run:
 
 def kmmio(args: list[str], log: Path, timeout: float = 600, **kw: object) -> Run:
     """Run ``kmmio`` as a user would and read back its log."""
-    proc = subprocess.run([sys.executable, "-m", "kmmio", *args], capture_output=True, text=True,
-                          timeout=timeout, **kw)  # type: ignore[call-overload]
+    proc = subprocess.run(
+        [sys.executable, "-m", "kmmio", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
+    )  # type: ignore[call-overload]
     text = log.read_text() if log.exists() else ""
     return Run(proc.returncode, proc.stdout, proc.stderr, list(read_records(text.splitlines())), text)
 

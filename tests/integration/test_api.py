@@ -14,8 +14,12 @@ def test_per_access_callback(tmp_path: Path) -> None:
     dev = tmp_path / "api-regs.bin"
     seen: list[kmmio.TracedAccess] = []
     records: list[object] = []
-    status = kmmio.trace_program([sys.executable, str(PROGRAMS / "mmio_driver.py"), str(dev)],
-                                 ["api-regs.bin"], records.append, on_access=seen.append)
+    status = kmmio.trace_program(
+        [sys.executable, str(PROGRAMS / "mmio_driver.py"), str(dev)],
+        ["api-regs.bin"],
+        records.append,
+        on_access=seen.append,
+    )
     assert status == 0
     regs = [(a.kind.value, a.width, a.phys, a.value) for a in seen if a.phys < 0x100]
     assert ("W", 4, 0x4, 0xDEADBEEF) in regs and ("R", 8, 0x8, 0x0123456789ABCDEF) in regs

@@ -79,10 +79,18 @@ def test_mappings_come_and_go(build, tmp_path: Path) -> None:
     assert [m.length for m in maps][:2] == [3 * 4096, 4096]
     assert {u.map_id for u in unmaps} == {m.map_id for m in maps}
     parent = maps[0].pid
-    got = [(r.kind.value, hex(r.phys), hex(r.value)) for r in run.records if isinstance(r, Access) and r.pid == parent]
+    got = [
+        (r.kind.value, hex(r.phys), hex(r.value))
+        for r in run.records
+        if isinstance(r, Access) and r.pid == parent
+    ]
     want = [(k, o, v) for k, o, v in (ln.split() for ln in run.stdout.splitlines() if ln[:2] in ("R ", "W "))]
     assert got == want
-    child = [(r.kind.value, hex(r.phys), hex(r.value)) for r in run.records if isinstance(r, Access) and r.pid != parent]
+    child = [
+        (r.kind.value, hex(r.phys), hex(r.value))
+        for r in run.records
+        if isinstance(r, Access) and r.pid != parent
+    ]
     assert child == [("R", "0x2008", "0x302"), ("W", "0x200c", "0x403")]
 
 
@@ -110,7 +118,9 @@ def test_genuine_segfault_kills_the_program(build, tmp_path: Path) -> None:
 def test_python_program_with_mmap_and_ctypes(tmp_path: Path) -> None:
     script = PROGRAMS / "mmio_driver.py"
     dev = tmp_path / "py-regs.bin"
-    plain = subprocess.run([sys.executable, str(script), str(dev)], capture_output=True, text=True, check=True)
+    plain = subprocess.run(
+        [sys.executable, str(script), str(dev)], capture_output=True, text=True, check=True
+    )
     run = trace([sys.executable, str(script), str(dev)], "py-regs.bin", tmp_path)
     assert run.status == 0, run.stderr
     assert run.stdout == plain.stdout
@@ -133,8 +143,25 @@ def test_sigterm_flushes_a_whole_log_and_leaves_the_program_running(build, tmp_p
     exe = build("threads")
     log = tmp_path / "term.log"
     dev = tmp_path / "term-regs.bin"
-    proc = subprocess.Popen([sys.executable, "-m", "kmmio", "trace", "-o", str(log), "-m", "term-regs.bin",
-                             "--", str(exe), str(dev), "3000", "2"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kmmio",
+            "trace",
+            "-o",
+            str(log),
+            "-m",
+            "term-regs.bin",
+            "--",
+            str(exe),
+            str(dev),
+            "3000",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not log.exists() or log.read_text().count("\nW ") < 200):
         time.sleep(0.05)
@@ -219,8 +246,25 @@ def test_real_program_sqlite_wal_shared_memory(tmp_path: Path) -> None:
     plain_db, traced_db = tmp_path / "plain.db", tmp_path / "traced.db"
     plain = subprocess.run([sqlite3, str(plain_db)], input=SQL, capture_output=True, text=True, check=True)
     log = tmp_path / "sqlite.log"
-    proc = subprocess.run([sys.executable, "-m", "kmmio", "trace", "-o", str(log), "-m", "traced.db-shm",
-                           "--", sqlite3, str(traced_db)], input=SQL, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kmmio",
+            "trace",
+            "-o",
+            str(log),
+            "-m",
+            "traced.db-shm",
+            "--",
+            sqlite3,
+            str(traced_db),
+        ],
+        input=SQL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == plain.stdout
     from kmmio.trace import read_records
@@ -229,7 +273,11 @@ def test_real_program_sqlite_wal_shared_memory(tmp_path: Path) -> None:
     maps = [r for r in records if isinstance(r, Map)]
     assert maps and all(m.phys % 4096 == 0 for m in maps)
     accesses = [r for r in records if isinstance(r, Access)]
-    assert sum(a.kind is Kind.READ for a in accesses) > 10 and sum(a.kind is Kind.WRITE for a in accesses) > 10
+    assert (
+        sum(a.kind is Kind.READ for a in accesses) > 10 and sum(a.kind is Kind.WRITE for a in accesses) > 10
+    )
     assert not any(isinstance(r, Unknown) for r in records)
-    check = subprocess.run([sqlite3, str(traced_db), "PRAGMA integrity_check;"], capture_output=True, text=True)
+    check = subprocess.run(
+        [sqlite3, str(traced_db), "PRAGMA integrity_check;"], capture_output=True, text=True
+    )
     assert check.stdout.strip() == "ok"

@@ -27,20 +27,52 @@ from kmmio.trace import (
 
 CASES = [
     ("VERSION 20070824", Version()),
-    ("MAP 1037.681661 1 0x90000000 0xffffb7b187000000 0x1000000 0x0 0",
-     Map(1037681661, 1, 0x90000000, 0xFFFFB7B187000000, 0x1000000, 0, 0)),
-    ("R 4 1037.681772 1 0x90000300 0x37002 0x0 0", Access(Kind.READ, 4, 1037681772, 1, 0x90000300, 0x37002)),
-    ("W 1 0.000001 12 0x0 0x80 0x55d0c0de 4242", Access(Kind.WRITE, 1, 1, 12, 0, 0x80, 0x55D0C0DE, 4242)),
-    ("W 32 5.100000 2 0x40 0xafaeadacabaaa9a8a7a6a5a4a3a2a1a09f9e9d9c9b9a99989796959493929190 0x1 2",
-     Access(Kind.WRITE, 32, 5100000, 2, 0x40, 0xAFAEADACABAAA9A8A7A6A5A4A3A2A1A09F9E9D9C9B9A99989796959493929190, 1, 2)),
+    (
+        "MAP 1037.681661 1 0x90000000 0xffffb7b187000000 0x1000000 0x0 0",
+        Map(1037681661, 1, 0x90000000, 0xFFFFB7B187000000, 0x1000000, 0, 0),
+    ),
+    (
+        "R 4 1037.681772 1 0x90000300 0x37002 0x0 0",
+        Access(Kind.READ, 4, 1037681772, 1, 0x90000300, 0x37002),
+    ),
+    (
+        "W 1 0.000001 12 0x0 0x80 0x55d0c0de 4242",
+        Access(Kind.WRITE, 1, 1, 12, 0, 0x80, 0x55D0C0DE, 4242),
+    ),
+    (
+        "W 32 5.100000 2 0x40 0xafaeadacabaaa9a8a7a6a5a4a3a2a1a09f9e9d9c9b9a99989796959493929190 0x1 2",
+        Access(
+            Kind.WRITE,
+            32,
+            5100000,
+            2,
+            0x40,
+            0xAFAEADACABAAA9A8A7A6A5A4A3A2A1A09F9E9D9C9B9A99989796959493929190,
+            1,
+            2,
+        ),
+    ),
     ("UNMAP 12.000100 -1 0x0 0", Unmap(12000100, -1, 0, 0)),
-    ("UNKNOWN 3.000000 1 0x400 c4,e2,69 0x401000 7", Unknown(3000000, 1, 0x400, b"\xc4\xe2\x69", 0x401000, 7)),
+    (
+        "UNKNOWN 3.000000 1 0x400 c4,e2,69 0x401000 7",
+        Unknown(3000000, 1, 0x400, b"\xc4\xe2\x69", 0x401000, 7),
+    ),
     ("MARK 0.000000 Lost 3 events.", Mark(0, "Lost 3 events.")),
-    ("PCIDEV 0010 80865a84 86 91000004 0 8000000c 0 f001 0 c0002 1000000 0 10000000 0 40 0 20000 i915",
-     PciDev(0x10, 0x80865A84, 0x86, (0x91000004, 0, 0x8000000C, 0, 0xF001, 0, 0xC0002),
-            (0x1000000, 0, 0x10000000, 0, 0x40, 0, 0x20000), "i915")),
-    ("PCIDEV 0000 80865af0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 ",
-     PciDev(0, 0x80865AF0, 0, (0,) * 7, (0,) * 7, "")),
+    (
+        "PCIDEV 0010 80865a84 86 91000004 0 8000000c 0 f001 0 c0002 1000000 0 10000000 0 40 0 20000 i915",
+        PciDev(
+            0x10,
+            0x80865A84,
+            0x86,
+            (0x91000004, 0, 0x8000000C, 0, 0xF001, 0, 0xC0002),
+            (0x1000000, 0, 0x10000000, 0, 0x40, 0, 0x20000),
+            "i915",
+        ),
+    ),
+    (
+        "PCIDEV 0000 80865af0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 ",
+        PciDev(0, 0x80865AF0, 0, (0,) * 7, (0,) * 7, ""),
+    ),
 ]
 
 
@@ -101,10 +133,18 @@ def test_any_bytes_parse_or_raise_our_error(data: bytes) -> None:
 
 
 @given(
-    st.sampled_from(list(Kind)), st.integers(1, 32), st.integers(0, 10**12), st.integers(1, 10**6),
-    st.integers(0, 2**64 - 1), st.integers(0, 2**256 - 1), st.integers(0, 2**64 - 1), st.integers(0, 2**22),
+    st.sampled_from(list(Kind)),
+    st.integers(1, 32),
+    st.integers(0, 10**12),
+    st.integers(1, 10**6),
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 2**256 - 1),
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 2**22),
 )
-def test_access_round_trip(kind: Kind, width: int, ts: int, mid: int, phys: int, value: int, pc: int, pid: int) -> None:
+def test_access_round_trip(
+    kind: Kind, width: int, ts: int, mid: int, phys: int, value: int, pc: int, pid: int
+) -> None:
     rec = Access(kind, width, ts, mid, phys, value, pc, pid)
     line = format_record(rec)
     assert len(line.split()) == 8

@@ -8,8 +8,16 @@ from kmmio.x86 import AccessKind, Registers, decode, first_bytes
 
 R, W = AccessKind.READ, AccessKind.WRITE
 BASE = 0x7000_0000
-REGS = Registers(rax=BASE, rbx=BASE + 0x100, rcx=3, rsi=BASE + 0x10, rdi=BASE + 0x20,
-                 rsp=0x7FFF_0000, fs_base=0x5000_0000, rip=0x40_0000)
+REGS = Registers(
+    rax=BASE,
+    rbx=BASE + 0x100,
+    rcx=3,
+    rsi=BASE + 0x10,
+    rdi=BASE + 0x20,
+    rsp=0x7FFF_0000,
+    fs_base=0x5000_0000,
+    rip=0x40_0000,
+)
 
 CASES = [
     # bytes, description, [(kind, offset from BASE or absolute, width)]
@@ -19,7 +27,11 @@ CASES = [
     ("488908", "mov [rax],rcx", [(W, BASE, 8)]),
     ("c60001", "mov byte [rax],1", [(W, BASE, 1)]),
     ("48c7400801000000", "mov qword [rax+8],1 (REX.W C7: width 8)", [(W, BASE + 8, 8)]),
-    ("c7448b1078563412", "mov dword [rbx+rcx*4+0x10],imm (SIB)", [(W, BASE + 0x100 + 12 + 0x10, 4)]),
+    (
+        "c7448b1078563412",
+        "mov dword [rbx+rcx*4+0x10],imm (SIB)",
+        [(W, BASE + 0x100 + 12 + 0x10, 4)],
+    ),
     ("8a08", "mov cl,[rax]", [(R, BASE, 1)]),
     ("0fb608", "movzx ecx,byte [rax]", [(R, BASE, 1)]),
     ("0fbf08", "movsx ecx,word [rax]", [(R, BASE, 2)]),

@@ -11,6 +11,7 @@ import ctypes
 import errno
 import os
 import sys
+from typing import Any
 
 from kmmio.errors import TraceeError, TraceeGone, UsageError
 from kmmio.x86.regs import Registers
@@ -66,7 +67,13 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.ptrace.restype = ctypes.c_long
 _libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
 _libc.prctl.restype = ctypes.c_int
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_libc.prctl.argtypes = [
+    ctypes.c_int,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+]
 _libc.syscall.restype = ctypes.c_long
 
 _UserRegs = ctypes.c_ulonglong * 27
@@ -75,7 +82,9 @@ _siginfo_buf = (ctypes.c_ubyte * 128)()
 _msg_buf = ctypes.c_ulong()
 
 
-def ptrace(request: int, pid: int, addr: int = 0, data: int | ctypes.Array | ctypes.c_ulong | None = 0) -> int:  # type: ignore[type-arg]
+def ptrace(
+    request: int, pid: int, addr: int = 0, data: int | ctypes.Array[Any] | ctypes.c_ulong | None = 0
+) -> int:
     """The choke point: every ptrace request goes through here."""
     if isinstance(data, int | None):
         arg: object = data

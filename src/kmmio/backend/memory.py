@@ -22,7 +22,11 @@ class ProcessMemory:
         try:
             data = os.pread(self.fd, size, addr)
         except (OSError, OverflowError) as exc:
-            raise TraceeError(f"read {size} bytes at {addr:#x}", getattr(exc, "errno", None) or errno.EFAULT, self.pid) from None
+            raise TraceeError(
+                f"read {size} bytes at {addr:#x}",
+                getattr(exc, "errno", None) or errno.EFAULT,
+                self.pid,
+            ) from None
         if len(data) != size:
             raise TraceeError(f"read {size} bytes at {addr:#x}", errno.EFAULT, self.pid)
         return data

@@ -11,6 +11,7 @@ import ctypes
 import struct
 
 from kmmio.backend import _ptrace as pt
+from kmmio.errors import TraceeError
 
 SECCOMP_RET_ALLOW = 0x7FFF0000
 SECCOMP_RET_TRACE = 0x7FF00000
@@ -82,6 +83,6 @@ def install_filter() -> None:
     prog = _SockFprog(len(code) // 8, ctypes.addressof(buf))
     try:
         pt.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog))
-    except pt.TraceeError:
+    except TraceeError:
         pt.prctl(PR_SET_NO_NEW_PRIVS, 1)
         pt.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog))

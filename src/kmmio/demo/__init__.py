@@ -14,8 +14,8 @@ import tempfile
 import time
 from collections import Counter
 
-from kmmio.errors import KmmioError
 from kmmio.demo.registers import BLOCK_SIZE, DATA_OFFSET, REGISTERS
+from kmmio.errors import KmmioError
 from kmmio.trace.records import Access, Record, Version
 from kmmio.trace.writer import TraceWriter, format_record
 from kmmio.tracer import Tracer
@@ -81,6 +81,6 @@ def run_demo(output: str | None = None) -> int:
     c = tracer.log.counts
     print(f"{c['R']} reads, {c['W']} writes, {c['UNKNOWN']} unknown; driver exit status {status}")
     if output:
-        with open(output, "w") as f:
-            f.write("\n".join(format_record(r) for r in records) + "\n")
+        with open(output, "w") as log_file:
+            log_file.write("\n".join(format_record(r) for r in records) + "\n")
     return status

@@ -35,20 +35,20 @@ def main(path: str) -> int:
     if ident != 0x4B4D4D49:
         print(f"driver: unexpected ID {ident:#x}")
         return 1
-    regs.write32(0x04, 1)          # CTRL: enable
-    regs.write32(0x0C, 0)          # IRQ_MASK: polled mode
+    regs.write32(0x04, 1)  # CTRL: enable
+    regs.write32(0x0C, 0)  # IRQ_MASK: polled mode
     payload = b"kmmio traces every access"
     for i in range(0, len(payload), 4):
         regs.write32(0x100 + i, int.from_bytes(payload[i : i + 4].ljust(4, b"\0"), "little"))
-    regs.write32(0x10, 0x100)      # SRC
+    regs.write32(0x10, 0x100)  # SRC
     regs.write32(0x14, len(payload))  # LEN
-    regs.write32(0x18, 0xC5)       # CMD: checksum
+    regs.write32(0x18, 0xC5)  # CMD: checksum
     polls = 0
     while not regs.read32(0x08) & 4:  # STATUS.DONE
         polls += 1
         time.sleep(0.005)
     result = regs.read32(0x1C)
-    regs.write32(0x04, 0)          # CTRL: disable
+    regs.write32(0x04, 0)  # CTRL: disable
     expected = sum(payload.ljust((len(payload) + 3) // 4 * 4, b"\0")[: len(payload)])
     print(f"driver: checksum {result:#x} (expected {expected:#x}) after {polls} polls")
     del regs

@@ -227,7 +227,9 @@ class Kmmio:
         ctx = self.contexts.get(tid)
         if page is None:
             if ctx is not None:
-                return FaultDecision(FaultAction.NOT_MINE, self._end_context(tid, StepCondition.ABORTED, regs))
+                return FaultDecision(
+                    FaultAction.NOT_MINE, self._end_context(tid, StepCondition.ABORTED, regs)
+                )
             return FaultDecision(FaultAction.NOT_MINE)
         if ctx is not None:
             if page.page in ctx.pages or not page.armed:
@@ -267,7 +269,9 @@ class Kmmio:
         ctx.opened = True
         return coalesce(self._disarm(self._page(a)) for a in ctx.pages)
 
-    def step_done(self, tid: int, condition: Any = StepCondition.STEPPED, regs: Any = None) -> tuple[Protect, ...]:
+    def step_done(
+        self, tid: int, condition: Any = StepCondition.STEPPED, regs: Any = None
+    ) -> tuple[Protect, ...]:
         """``post_kmmio_handler``: the instruction ran; re-arm its pages, end the context."""
         return self._end_context(tid, condition, regs)
 
@@ -346,4 +350,3 @@ class Kmmio:
 
     def _in_flight(self, tid: int, page: int) -> bool:
         return any(tid in b.waiting and page in b.pages for b in self._releases)
-

@@ -64,7 +64,14 @@ def _access(f: list[str]) -> Record:
     if width <= 0:
         raise _Bad(f"width must be positive, got {width}")
     return Access(
-        Kind(f[0]), width, _ts(f[2]), _dec(f[3], True), _hex(f[4]), _hex(f[5]), _hex(f[6]), _dec(f[7])
+        Kind(f[0]),
+        width,
+        _ts(f[2]),
+        _dec(f[3], True),
+        _hex(f[4]),
+        _hex(f[5]),
+        _hex(f[6]),
+        _dec(f[7]),
     )
 
 
@@ -137,8 +144,7 @@ def parse_line(line: str, line_no: int = 1) -> Record | None:
 def read_records(lines: Iterable[str] | Iterable[bytes]) -> Iterator[Record]:
     """Records from a text stream (or lines of bytes, decoded as UTF-8 leniently)."""
     for line_no, line in enumerate(lines, 1):
-        if isinstance(line, bytes):
-            line = line.decode("utf-8", "replace")
-        rec = parse_line(line, line_no)
+        text = line.decode("utf-8", "replace") if isinstance(line, bytes) else str(line)
+        rec = parse_line(text, line_no)
         if rec is not None:
             yield rec

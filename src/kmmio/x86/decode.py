@@ -70,7 +70,7 @@ _HIGH_BYTE = {iced.Register.AH, iced.Register.BH, iced.Register.CH, iced.Registe
 @cache
 def reg_slice(reg: int) -> RegSlice | None:
     """The ``Registers`` field behind a general-purpose iced register (any width)."""
-    info = iced.RegisterInfo(reg)
+    info = iced.RegisterInfo(reg)  # type: ignore[arg-type]
     name = _GPR64.get(info.full_register)
     if name is None:
         return None
@@ -200,9 +200,7 @@ def decode(code: bytes, ip: int) -> InstructionForm:
                 scale=used.scale,
                 displacement=used.displacement,
                 segment=used.segment,
-                address_bits={iced.CodeSize.CODE16: 16, iced.CodeSize.CODE32: 32}.get(
-                    used.address_size, 64
-                ),
+                address_bits={iced.CodeSize.CODE16: 16, iced.CodeSize.CODE32: 32}.get(used.address_size, 64),
                 width=width,
                 reads=access in _READ_KINDS or access in _RMW_KINDS,
                 writes=access in _WRITE_KINDS or access in _RMW_KINDS,

@@ -53,7 +53,7 @@ class Registers:
     @classmethod
     def from_words(cls, words: Any, tid: int = 0) -> Registers:
         """Build from the 27 words of ``user_regs_struct`` in kernel order."""
-        return cls(*words, tid=tid)
+        return cls(*words, tid=tid)  # type: ignore[misc]
 
     def to_words(self) -> tuple[int, ...]:
         return tuple(getattr(self, name) for name in USER_REGS_FIELDS)

@@ -14,7 +14,12 @@ TYPES = {1: ctypes.c_uint8, 2: ctypes.c_uint16, 4: ctypes.c_uint32, 8: ctypes.c_
 with open(sys.argv[1], "a+b") as f:
     f.truncate(4096)
     mm = mmap.mmap(f.fileno(), 4096)
-for width, off, value in [(1, 0x0, 0x5A), (2, 0x2, 0xBEEF), (4, 0x4, 0xDEADBEEF), (8, 0x8, 0x0123456789ABCDEF)]:
+for width, off, value in [
+    (1, 0x0, 0x5A),
+    (2, 0x2, 0xBEEF),
+    (4, 0x4, 0xDEADBEEF),
+    (8, 0x8, 0x0123456789ABCDEF),
+]:
     TYPES[width].from_buffer(mm, off).value = value
     print(f"W {width} {off:#x} {value:#x}")
     got = TYPES[width].from_buffer(mm, off).value
