@@ -143,22 +143,9 @@ def test_sigterm_flushes_a_whole_log_and_leaves_the_program_running(build, tmp_p
     exe = build("threads")
     log = tmp_path / "term.log"
     dev = tmp_path / "term-regs.bin"
+    argv = ["trace", "-o", str(log), "-m", "term-regs.bin", "--", str(exe), str(dev), "3000", "2"]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kmmio",
-            "trace",
-            "-o",
-            str(log),
-            "-m",
-            "term-regs.bin",
-            "--",
-            str(exe),
-            str(dev),
-            "3000",
-            "2",
-        ],
+        [sys.executable, "-m", "kmmio", *argv],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -246,30 +233,12 @@ def test_real_program_sqlite_wal_shared_memory(tmp_path: Path) -> None:
     plain_db, traced_db = tmp_path / "plain.db", tmp_path / "traced.db"
     plain = subprocess.run([sqlite3, str(plain_db)], input=SQL, capture_output=True, text=True, check=True)
     log = tmp_path / "sqlite.log"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kmmio",
-            "trace",
-            "-o",
-            str(log),
-            "-m",
-            "traced.db-shm",
-            "--",
-            sqlite3,
-            str(traced_db),
-        ],
-        input=SQL,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    run = kmmio(
+        ["trace", "-o", str(log), "-m", "traced.db-shm", "--", sqlite3, str(traced_db)], log, input=SQL
     )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == plain.stdout
-    from kmmio.trace import read_records
-
-    records = list(read_records(log.read_text().splitlines()))
+    assert run.status == 0, run.stderr
+    assert run.stdout == plain.stdout
+    records = run.records
     maps = [r for r in records if isinstance(r, Map)]
     assert maps and all(m.phys % 4096 == 0 for m in maps)
     accesses = [r for r in records if isinstance(r, Access)]
