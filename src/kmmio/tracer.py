@@ -410,6 +410,19 @@ class Tracer:
                     self._forget(t)
                     continue
                 t.running = False
+                if (
+                    isinstance(ev, Stopped)
+                    and ev.event == PtraceEvent.STOP
+                    and pt.thread_pending(t.tid) & (1 << (signal.SIGSEGV - 1))
+                ):
+                    # Stopped between its fault and the signal: let the SIGSEGV stop come,
+                    # so that detaching discards it and the access simply runs again.
+                    try:
+                        pt.cont(t.tid, 0)
+                        ev = proc.wait_thread(t.tid)
+                    except TraceeError:
+                        self._forget(t)
+                        continue
                 if not isinstance(ev, Stopped):
                     self._forget(t)
                     continue

@@ -177,6 +177,18 @@ def wait(pid: int = -1, nohang: bool = False) -> tuple[int, int] | None:
     return got, status
 
 
+def thread_pending(tid: int) -> int:
+    """The mask of signals pending for one thread (``SigPnd`` of ``/proc/TID/status``)."""
+    try:
+        with open(f"/proc/{tid}/status") as f:
+            for line in f:
+                if line.startswith("SigPnd:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def tgkill(tgid: int, tid: int, sig: int) -> None:
     ret = _libc.syscall(234, tgid, tid, sig)
     if ret == -1:
