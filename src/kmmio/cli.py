@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import NoReturn, TextIO
+from typing import NoReturn
 
 from kmmio.errors import KmmioError, UsageError
 
@@ -74,7 +74,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kmmio: {exc}", file=sys.stderr)
         return EXIT_INTERNAL
     return EXIT_USAGE
-
-
-def err(stream: TextIO, text: str) -> None:
-    print(f"kmmio: {text}", file=stream)

@@ -51,8 +51,6 @@ class Thread:
     running: bool = False
     #: Stopped by :meth:`Process.stop_others`; resume it afterwards.
     held: bool = False
-    #: A ``PTRACE_INTERRUPT`` was sent and its stop not yet consumed.
-    interrupted: bool = False
     #: The syscall whose exit we wait for (seccomp stop seen), with its arguments.
     syscall: int | None = None
     syscall_args: tuple[int, ...] = ()
@@ -72,7 +70,6 @@ class Process:
         self.gadget: int | None = None
         self.queue = queue
         self.world_stopped = False
-        self.exec_seen = False
 
     # -- image ----------------------------------------------------------------------------
 
@@ -85,13 +82,8 @@ class Process:
 
     def _find_gadget(self) -> int | None:
         assert self.mem is not None
-        maps = read_maps(self.pid)
-        ordered = [m for m in maps if m.path == "[vdso]"] + [
-            m for m in maps if m.perms[2] == "x" and m.path != "[vdso]"
-        ]
-        for entry in ordered:
-            if entry.perms[2] != "x":
-                continue
+        executable = [m for m in read_maps(self.pid) if m.perms[2] == "x"]
+        for entry in sorted(executable, key=lambda m: m.path != "[vdso]"):  # the vDSO first
             try:
                 code = self.mem.read(entry.start, min(entry.length, 1 << 20))
             except TraceeError:
@@ -147,14 +139,12 @@ class Process:
                 pt.interrupt(t.tid)
             except TraceeGone:
                 continue
-            t.interrupted = True
             targets.append(t)
         for t in targets:
             ev = self.wait_thread(t.tid)
             t.running = False
             t.held = True
             if isinstance(ev, Stopped) and ev.event == PtraceEvent.STOP and ev.signal == signal.SIGTRAP:
-                t.interrupted = False
                 continue
             if isinstance(ev, Stopped):
                 self.queue.append(ev)

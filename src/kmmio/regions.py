@@ -131,11 +131,9 @@ class Regions:
             if any(p for m in proc.mappings for p in m.probes if p.addr < hi and p.end > lo):
                 continue
             phys = lo if e.anonymous else e.offset + (lo - e.start)
-            saved = dict(inherited or {})
-            base_prot = e.prot
-            mapping = self.log.new_mapping(proc, e.path, lo, phys, hi - lo, base_prot, pc, thread.tid)
+            mapping = self.log.new_mapping(proc, e.path, lo, phys, hi - lo, e.prot, pc, thread.tid)
             proc.mappings.append(mapping)
-            prot_of = _lookup(saved, base_prot)
+            prot_of = _lookup(inherited or {}, e.prot)
             if self.probes_for is None:
                 self._add_probe(proc, mapping, self.log.make_probe(mapping, lo, hi), thread, prot_of)
             else:
@@ -179,9 +177,7 @@ class Regions:
                             thread,
                             _lookup(saved, mapping.prot),
                         )
-            if not mapping.probes or (mapping.virt >= start and mapping.end <= end):
-                for probe in mapping.probes:
-                    engine.unregister_probe(probe, unmapped=True)
+            if not mapping.probes:
                 proc.mappings.remove(mapping)
                 self.log.end_mapping(mapping, pc, thread.tid)
         return removed
@@ -198,14 +194,9 @@ class Regions:
         mapping.probes.append(probe)
         proc.apply(thread, effects)
 
-    def drop_all(self, proc: Process, thread: Thread) -> None:
-        """The address space is gone (exec): every mapping ends."""
-        for mapping in list(proc.mappings):
-            self.log.end_mapping(mapping, 0, thread.tid)
-        proc.mappings = []
-
-    def process_gone(self, proc: Process, tid: int) -> None:
-        for mapping in list(proc.mappings):
+    def drop_all(self, proc: Process, tid: int) -> None:
+        """The address space is gone (exec, exit): every mapping ends."""
+        for mapping in proc.mappings:
             self.log.end_mapping(mapping, 0, tid)
         proc.mappings = []
 

@@ -64,8 +64,15 @@ class _StopTracing(Exception):
     pass
 
 
-def _segv_code_addr(info: bytes) -> tuple[int, int]:
-    return int.from_bytes(info[8:12], "little", signed=True), int.from_bytes(info[16:24], "little")
+def _signal_to_keep(ev: Stopped) -> int:
+    """The signal a thread stopped with that it must still get when we detach.
+
+    A SIGSEGV from an armed page is the tracer's own and is dropped: with the pages
+    restored, the access runs again.  Ptrace and syscall stops carry no signal.
+    """
+    if ev.event == PtraceEvent.NONE and not ev.syscall and ev.signal != signal.SIGSEGV:
+        return ev.signal
+    return 0
 
 
 def resolve_program(program: str) -> str:
@@ -103,7 +110,6 @@ class Tracer:
         self.root_status: int | None = None
         self._stop_requested = False
         self._in_wait = False
-        self.faults = 0
 
     # -- start ----------------------------------------------------------------------------
 
@@ -236,7 +242,6 @@ class Tracer:
                 pt.listen(thread.tid)  # group stop: stay stopped until SIGCONT
                 thread.running = True
             else:
-                thread.interrupted = False
                 resume(thread, 0)
         elif ev.event != PtraceEvent.NONE:
             resume(thread, 0)
@@ -252,7 +257,7 @@ class Tracer:
         proc = thread.proc
         engine = proc.engine
         info = pt.get_siginfo_raw(thread.tid)
-        code, addr = _segv_code_addr(info)
+        code, addr = pt.siginfo_code_addr(info)
         if code <= 0 or code == pt.SI_KERNEL:  # sent by kill(), not by a fault
             resume(thread, signal.SIGSEGV)
             return
@@ -267,7 +272,6 @@ class Tracer:
         if decision.action is FaultAction.GENUINE:
             self._deliver(thread, decision.effects, signal.SIGSEGV, info)
             return
-        self.faults += 1
         if len(proc.threads) > 1:
             proc.stop_others(thread.tid, self.queue.append)
         try:
@@ -280,7 +284,7 @@ class Tracer:
                     resume(thread, 0)
                     return
                 info = pt.get_siginfo_raw(thread.tid)
-                code, addr = _segv_code_addr(info)
+                code, addr = pt.siginfo_code_addr(info)
                 if ev.signal != signal.SIGSEGV or code <= 0:
                     effects = engine.step_done(thread.tid, StepCondition.ABORTED, regs)
                     self._deliver(thread, effects, ev.signal, info)
@@ -344,7 +348,7 @@ class Tracer:
         proc = thread.proc
         if former != thread.tid and former in self.threads:
             self._forget(self.threads[former])
-        self.regions.drop_all(proc, thread)
+        self.regions.drop_all(proc, thread.tid)
         others = [t for t in proc.threads.values() if t.tid != thread.tid]
         if any(t.tgid != thread.tgid for t in others):
             # A vfork child leaves its parent's address space for its own.
@@ -360,7 +364,6 @@ class Tracer:
         proc.engine = Kmmio()
         proc.engine.thread_added(thread.tid)
         proc.mappings = []
-        proc.exec_seen = True
         proc.attach_image()
         self.regions.scan(proc, thread)
 
@@ -376,7 +379,7 @@ class Tracer:
         if thread.tid == self.root_pid:
             self.root_status = exit_code(ev)
         if not proc.threads:
-            self.regions.process_gone(proc, thread.tid)
+            self.regions.drop_all(proc, thread.tid)
             if proc.mem is not None:
                 proc.mem.close()
             self.procs.pop(proc.pid, None)
@@ -399,8 +402,7 @@ class Tracer:
             if isinstance(ev, Stopped) and ev.tid in proc.threads:
                 self.queue.remove(ev)
                 proc.threads[ev.tid].running = False
-                if ev.event == PtraceEvent.NONE and not ev.syscall and ev.signal != signal.SIGSEGV:
-                    signals[ev.tid] = ev.signal
+                signals[ev.tid] = _signal_to_keep(ev)
         for t in list(proc.threads.values()):
             if t.running:
                 try:
@@ -426,8 +428,7 @@ class Tracer:
                 if not isinstance(ev, Stopped):
                     self._forget(t)
                     continue
-                if ev.event == PtraceEvent.NONE and not ev.syscall and ev.signal != signal.SIGSEGV:
-                    signals[t.tid] = ev.signal
+                signals[t.tid] = _signal_to_keep(ev)
         worker = proc.any_stopped_thread()
         effects = proc.engine.disarm_all()
         if worker is not None and effects:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kmmio.x86 import AccessKind, Registers, decode, first_bytes
+from kmmio.x86 import AccessKind, Registers, decode
 
 R, W = AccessKind.READ, AccessKind.WRITE
 BASE = 0x7000_0000
@@ -85,7 +85,3 @@ def test_vsib_gather_and_invalid_bytes_are_unknown() -> None:
     assert not decode(bytes.fromhex("c4e26990048a"), 0).known  # vpgatherdd
     bad = decode(bytes.fromhex("0f0b0f0b")[:0] + b"\x06", 0)
     assert not bad.known
-
-
-def test_first_bytes_formats_as_the_kernel() -> None:
-    assert first_bytes(b"\x8b\x04\x24\x90") == "8b,04,24"

@@ -1,4 +1,4 @@
-"""The one door to the kernel: ptrace, waitpid, tgkill, prctl, through ctypes.
+"""The one door to the kernel: ptrace, waitpid, prctl, through ctypes.
 
 Every call goes through :func:`ptrace`, which turns ``-1``/errno into
 :class:`~kmmio.errors.TraceeError` carrying errno and pid (``ESRCH`` becomes
@@ -139,14 +139,9 @@ def set_regs(tid: int, regs: Registers) -> None:
     ptrace(PTRACE_SETREGS, tid, 0, buf)
 
 
-def get_siginfo(tid: int) -> tuple[int, int, int]:
-    """``(si_signo, si_code, si_addr)`` of the signal a thread is stopped with."""
-    ptrace(PTRACE_GETSIGINFO, tid, 0, _siginfo_buf)
-    raw = bytes(_siginfo_buf)
-    signo = int.from_bytes(raw[0:4], "little", signed=True)
-    code = int.from_bytes(raw[8:12], "little", signed=True)
-    addr = int.from_bytes(raw[16:24], "little")
-    return signo, code, addr
+def siginfo_code_addr(raw: bytes) -> tuple[int, int]:
+    """``(si_code, si_addr)`` of a raw ``siginfo_t`` of SIGSEGV or SIGBUS."""
+    return int.from_bytes(raw[8:12], "little", signed=True), int.from_bytes(raw[16:24], "little")
 
 
 def get_siginfo_raw(tid: int) -> bytes:
@@ -187,13 +182,6 @@ def thread_pending(tid: int) -> int:
     except (OSError, ValueError):
         pass
     return 0
-
-
-def tgkill(tgid: int, tid: int, sig: int) -> None:
-    ret = _libc.syscall(234, tgid, tid, sig)
-    if ret == -1:
-        err = ctypes.get_errno()
-        raise TraceeError("tgkill", err, tid)
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:

@@ -52,7 +52,6 @@ class FaultContext:
     addr: int
     probe: Probe | None
     pages: list[int] = field(default_factory=list)
-    opened: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +254,7 @@ class Kmmio:
             # way the protection the program asked for refused the access.
             return FaultDecision(FaultAction.GENUINE)
         probe = self.probes.get_probe(addr)
-        ctx = FaultContext(tid, addr, probe, [page.page], opened=open_pages)
+        ctx = FaultContext(tid, addr, probe, [page.page])
         self.contexts[tid] = ctx
         page.users.add(tid)
         if probe is not None and probe.pre_handler is not None:
@@ -266,7 +265,6 @@ class Kmmio:
     def open_context(self, tid: int) -> tuple[Protect, ...]:
         """Open the pages of a context started without them (emulation fell back to a step)."""
         ctx = self._context(tid)
-        ctx.opened = True
         return coalesce(self._disarm(self._page(a)) for a in ctx.pages)
 
     def step_done(

@@ -6,7 +6,6 @@ from kmmio.x86.decode import (
     MemAccess,
     MemOperand,
     decode,
-    first_bytes,
 )
 from kmmio.x86.regs import EFLAGS_DF, EFLAGS_TF, USER_REGS_FIELDS, Registers
 
@@ -20,5 +19,4 @@ __all__ = [
     "MemOperand",
     "Registers",
     "decode",
-    "first_bytes",
 ]

@@ -12,7 +12,6 @@ Decoding depends only on the bytes and the address, so a form can be cached per 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -120,7 +119,7 @@ class MemOperand:
             off = self.bit_offset.value(regs)
             if off >> (bits - 1):
                 off -= 1 << bits
-            ea += (off >> (self.width * 8).bit_length() - 1) * self.width
+            ea += (off >> ((self.width * 8).bit_length() - 1)) * self.width
         ea &= (1 << self.address_bits) - 1
         return (ea + segment_base(self.segment, regs)) & _MASK64
 
@@ -138,10 +137,8 @@ class InstructionForm:
     length: int
     code: bytes
     text: str
-    mnemonic: int
     operands: tuple[MemOperand, ...]
     known: bool
-    string: bool
 
     def accesses(self, regs: Registers) -> list[MemAccess]:
         """Concrete accesses for a register snapshot: every read, then every write."""
@@ -164,7 +161,7 @@ def decode(code: bytes, ip: int) -> InstructionForm:
     decoder = iced.Decoder(64, code[:MAX_INSN_LEN], ip=ip)
     insn = decoder.decode()
     if insn.is_invalid:
-        return InstructionForm(ip, 0, bytes(code[:3]), "(bad)", 0, (), False, False)
+        return InstructionForm(ip, 0, bytes(code[:3]), "(bad)", (), False)
     operands = []
     known = True
     string = insn.is_string_instruction
@@ -213,13 +210,6 @@ def decode(code: bytes, ip: int) -> InstructionForm:
         length=insn.len,
         code=code_bytes,
         text=str(insn),
-        mnemonic=insn.mnemonic,
         operands=tuple(operands),
         known=known,
-        string=string,
     )
-
-
-def first_bytes(code: Sequence[int], n: int = 3) -> str:
-    """The instruction bytes as the kernel's ``UNKNOWN`` line prints them: ``8b,04,24``."""
-    return ",".join(f"{b:02x}" for b in bytes(code[:n]))
