@@ -166,31 +166,29 @@ class Process:
 
     # -- injection ------------------------------------------------------------------------
 
-    def inject_mprotect(self, thread: Thread, start: int, length: int, prot: int) -> int:
+    def inject_mprotect(
+        self, thread: Thread, start: int, length: int, prot: int, regs: Registers | None = None
+    ) -> int:
         """Run ``mprotect(start, length, prot)`` inside the tracee, on a stopped thread.
 
-        Returns the syscall's result (``-errno`` on failure).
+        ``regs`` are the thread's registers when the caller has just read them (the per-access
+        path always has); they are what the thread gets back afterwards.  Returns the
+        syscall's result (``-errno`` on failure).
         """
         if self.gadget is None:
             self.attach_image()
             if self.gadget is None:
                 raise KmmioError(f"no syscall instruction found in process {self.pid}")
-        saved = pt.get_regs(thread.tid)
+        saved = pt.get_regs(thread.tid) if regs is None else regs
         call = saved.replace(
             rip=self.gadget, rax=pt.SYS_MPROTECT, rdi=start, rsi=length, rdx=prot, r10=INJECT_MARKER
         )
         pt.set_regs(thread.tid, call)
-        result = self.single_step(thread)
-        pt.set_regs(thread.tid, saved)
-        ret = result.rax
-        return ret - (1 << 64) if ret >= 1 << 63 else ret
-
-    def single_step(self, thread: Thread) -> Registers:
-        """Single-step an injected instruction; signals meanwhile are kept for later."""
-        ev = self.step(thread)
-        if ev.signal != signal.SIGTRAP:
+        if self.step(thread).signal != signal.SIGTRAP:
             raise KmmioError(f"thread {thread.tid} faulted in an injected syscall")
-        return pt.get_regs(thread.tid)
+        ret = pt.get_rax(thread.tid)
+        pt.set_regs(thread.tid, saved)
+        return ret - (1 << 64) if ret >= 1 << 63 else ret
 
     def step(self, thread: Thread) -> Stopped:
         """Single-step a stopped thread until it traps or faults (SIGSEGV/SIGBUS).
@@ -208,10 +206,13 @@ class Process:
                 return ev
             thread.pending_signals.append(ev.signal)
 
-    def apply(self, thread: Thread, effects: tuple[Protect, ...]) -> None:
-        """Carry out engine effects with injected ``mprotect`` calls on ``thread``."""
+    def apply(self, thread: Thread, effects: tuple[Protect, ...], regs: Registers | None = None) -> None:
+        """Carry out engine effects with injected ``mprotect`` calls on ``thread``.
+
+        ``regs``: the thread's current registers, if known (saves a GETREGS per call).
+        """
         for e in effects:
-            ret = self.inject_mprotect(thread, e.start, e.length, e.prot)
+            ret = self.inject_mprotect(thread, e.start, e.length, e.prot, regs)
             if ret < 0 and -ret != errno.ENOMEM:
                 raise TraceeError(f"mprotect({e.start:#x}, {e.length:#x}, {e.prot})", -ret, thread.tid)
 

@@ -274,15 +274,17 @@ class Tracer:
             return
         if len(proc.threads) > 1:
             proc.stop_others(thread.tid, self.queue.append)
+        current = regs
         try:
             while True:
-                proc.apply(thread, decision.effects)
+                proc.apply(thread, decision.effects, current)
                 ev = proc.step(thread)
                 if ev.signal == signal.SIGTRAP:
                     after = pt.get_regs(thread.tid)
-                    proc.apply(thread, engine.step_done(thread.tid, StepCondition.STEPPED, after))
+                    proc.apply(thread, engine.step_done(thread.tid, StepCondition.STEPPED, after), after)
                     resume(thread, 0)
                     return
+                current = pt.get_regs(thread.tid)  # the instruction faulted again, did not complete
                 info = pt.get_siginfo_raw(thread.tid)
                 code, addr = pt.siginfo_code_addr(info)
                 if ev.signal != signal.SIGSEGV or code <= 0:

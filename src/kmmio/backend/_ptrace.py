@@ -19,6 +19,7 @@ from kmmio.x86.regs import Registers
 assert sys.platform == "linux"
 
 PTRACE_PEEKDATA = 2
+PTRACE_PEEKUSER = 3
 PTRACE_CONT = 7
 PTRACE_KILL = 8
 PTRACE_SINGLESTEP = 9
@@ -132,6 +133,11 @@ def detach(tid: int, sig: int = 0) -> None:
 def get_regs(tid: int) -> Registers:
     ptrace(PTRACE_GETREGS, tid, 0, _regs_buf)
     return Registers.from_words(_regs_buf, tid)
+
+
+def get_rax(tid: int) -> int:
+    """``rax`` alone (``PTRACE_PEEKUSER``): a syscall's result, without a full GETREGS."""
+    return ptrace(PTRACE_PEEKUSER, tid, 10 * 8) & (1 << 64) - 1
 
 
 def set_regs(tid: int, regs: Registers) -> None:
