@@ -9,7 +9,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from conftest import PROGRAMS, kmmio, trace
+from conftest import PROGRAMS, Run, kmmio, trace
 
 from kmmio.trace import Access, Kind, Map, Unknown, Unmap, Version
 
@@ -28,12 +28,18 @@ def _logged(records: list, map_ids: set[int] | None = None) -> list[list[str]]:
     return out
 
 
+def _plain_and_traced(
+    argv: list[str], name: str, tmp_path: Path
+) -> tuple[subprocess.CompletedProcess[str], Run]:
+    """Run ``argv + [FILE]`` untraced, then traced with FILE (named ``name``) as the pattern."""
+    dev = str(tmp_path / name)
+    plain = subprocess.run([*argv[:1], dev, *argv[1:]], capture_output=True, text=True)
+    return plain, trace([*argv[:1], dev, *argv[1:]], name, tmp_path)
+
+
 def test_every_instruction_form(build, tmp_path: Path) -> None:
-    exe = build("forms")
-    dev = tmp_path / "forms-regs.bin"
-    plain = subprocess.run([str(exe), str(dev)], capture_output=True, text=True, check=True)
-    run = trace([str(exe), str(dev)], "forms-regs.bin", tmp_path)
-    assert run.status == 0, run.stderr
+    plain, run = _plain_and_traced([str(build("forms"))], "forms-regs.bin", tmp_path)
+    assert plain.returncode == 0 and run.status == 0, run.stderr
     # the program computed the same results under the tracer
     assert [ln for ln in run.stdout.splitlines() if ln.startswith("result")] == [
         ln for ln in plain.stdout.splitlines() if ln.startswith("result")
@@ -67,11 +73,8 @@ def test_four_threads_lose_nothing(build, tmp_path: Path) -> None:
 
 
 def test_mappings_come_and_go(build, tmp_path: Path) -> None:
-    exe = build("lifecycle")
-    dev = tmp_path / "life-regs.bin"
-    plain = subprocess.run([str(exe), str(dev)], capture_output=True, text=True, check=True)
-    run = trace([str(exe), str(dev)], "life-regs.bin", tmp_path)
-    assert run.status == 0, run.stderr
+    plain, run = _plain_and_traced([str(build("lifecycle"))], "life-regs.bin", tmp_path)
+    assert plain.returncode == 0 and run.status == 0, run.stderr
     assert run.stdout == plain.stdout
     maps = [r for r in run.records if isinstance(r, Map)]
     unmaps = [r for r in run.records if isinstance(r, Unmap)]
@@ -95,10 +98,7 @@ def test_mappings_come_and_go(build, tmp_path: Path) -> None:
 
 
 def test_genuine_segfault_is_handled_by_the_program(build, tmp_path: Path) -> None:
-    exe = build("segv")
-    dev = tmp_path / "segv-regs.bin"
-    plain = subprocess.run([str(exe), str(dev), "handler"], capture_output=True, text=True)
-    run = trace([str(exe), str(dev), "handler"], "segv-regs.bin", tmp_path)
+    plain, run = _plain_and_traced([str(build("segv")), "handler"], "segv-regs.bin", tmp_path)
     assert (run.status, run.stdout) == (plain.returncode, plain.stdout) == (0, plain.stdout)
     assert "caught SIGSEGV at offset 0x20 code 2" in run.stdout
     logged = [(r.kind.value, r.phys, r.value) for r in run.records if isinstance(r, Access)]
@@ -106,11 +106,8 @@ def test_genuine_segfault_is_handled_by_the_program(build, tmp_path: Path) -> No
 
 
 def test_genuine_segfault_kills_the_program(build, tmp_path: Path) -> None:
-    exe = build("segv")
-    dev = tmp_path / "segv-regs.bin"
-    plain = subprocess.run([str(exe), str(dev), "die"], capture_output=True, text=True)
+    plain, run = _plain_and_traced([str(build("segv")), "die"], "segv-regs.bin", tmp_path)
     assert plain.returncode == -signal.SIGSEGV
-    run = trace([str(exe), str(dev), "die"], "segv-regs.bin", tmp_path)
     assert run.status == 128 + signal.SIGSEGV
     assert run.stdout == plain.stdout
 
