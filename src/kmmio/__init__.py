@@ -14,7 +14,7 @@ from kmmio.engine import Kmmio, Probe, StepCondition
 from kmmio.errors import KmmioError, ProbeError, TraceeError, TraceFormatError, UsageError
 from kmmio.mmiotrace import Mapping, TracedAccess
 from kmmio.trace import Kind, TraceWriter, read_records
-from kmmio.tracer import Tracer, trace_program
+from kmmio.tracer import Mode, Tracer, trace_program
 from kmmio.x86 import Registers
 
 __version__ = "0.1.0"
@@ -24,6 +24,7 @@ __all__ = [
     "Kmmio",
     "KmmioError",
     "Mapping",
+    "Mode",
     "Probe",
     "ProbeError",
     "Registers",

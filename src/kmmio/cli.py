@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="patterns",
         help="trace every mapping whose /proc/PID/maps path contains PATTERN (repeatable)",
     )
+    tr.add_argument(
+        "--mode",
+        choices=["auto", "emulate", "step"],
+        default="auto",
+        help="auto/emulate: the tracer performs each access it can reproduce exactly, pages never "
+        "open; step: the kmmio way for every access (open the page, single-step, re-arm)",
+    )
     tr.add_argument("-q", "--quiet", action="store_true", help="no summary on standard error")
     tr.add_argument("program", nargs=argparse.REMAINDER, help="-- PROGRAM [ARG ...]")
     demo = sub.add_parser("demo", help="trace a bundled example driver on a simulated device")

@@ -11,7 +11,7 @@ from kmmio.errors import TraceFormatError, UsageError
 from kmmio.trace.reader import read_records
 from kmmio.trace.records import Version
 from kmmio.trace.writer import TraceWriter
-from kmmio.tracer import Tracer, resolve_program
+from kmmio.tracer import Mode, Tracer, resolve_program
 
 
 def open_output(path: str | None) -> tuple[TextIO, bool]:
@@ -36,7 +36,7 @@ def run_trace(args: argparse.Namespace) -> int:
     stream, owned = open_output(args.output)
     writer = TraceWriter(stream, flush_every=1 if stream is sys.stderr else 256)
     writer.write(Version())
-    tracer = Tracer(args.patterns, writer.write)
+    tracer = Tracer(args.patterns, writer.write, mode=Mode(args.mode))
     try:
         tracer.spawn(program)
         status = tracer.run()
@@ -46,9 +46,11 @@ def run_trace(args: argparse.Namespace) -> int:
             stream.close()
     if not args.quiet and stream is not sys.stderr:
         c = tracer.log.counts
+        s = tracer.stats
         print(
             f"kmmio: {c['R']} reads, {c['W']} writes, {c['UNKNOWN']} unknown, "
-            f"{c['MAP']} mappings traced; exit status {status}",
+            f"{c['MAP']} mappings traced; {s.emulated} instructions emulated, {s.stepped} stepped; "
+            f"exit status {status}",
             file=sys.stderr,
         )
     unmatched = [p for p in args.patterns if p not in tracer.regions.matched]

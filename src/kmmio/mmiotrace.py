@@ -10,14 +10,15 @@ unsigned: never a sign- or zero-extended register.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kmmio.engine import Probe, StepCondition
 from kmmio.errors import TraceeError
 from kmmio.trace.records import Access, Kind, Map, Record, Unknown, Unmap
-from kmmio.x86.decode import MAX_INSN_LEN, AccessKind, InstructionForm, MemAccess, decode
+from kmmio.x86.decode import MAX_INSN_LEN, InstructionForm, decode
+from kmmio.x86.operands import AccessKind, MemAccess
 from kmmio.x86.regs import Registers
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ class Mapping:
     prot: int
     proc: Process
     probes: list[Probe] = field(default_factory=list)
+    #: The tracer's view of the pages, for emulation (a backend object), once made.
+    view: Any = field(default=None, repr=False)
+    view_failed: bool = False
 
     def phys_of(self, addr: int) -> int:
         return self.phys + (addr - self.virt)
@@ -135,21 +139,43 @@ class MmioTrace:
         return form
 
     def pre_handler(self, probe: Probe, regs: Any, addr: int) -> None:
-        """Decode the faulting instruction and take what reads are about to load."""
+        """Decode the faulting instruction: which of its accesses touch traced mappings."""
         mapping: Mapping = probe.data
-        proc = mapping.proc
         assert isinstance(regs, Registers)
-        form = self.form_at(proc, regs.rip)
-        accesses = []
-        for acc in form.accesses(regs) if form.known else []:
+        form = self.form_at(mapping.proc, regs.rip)
+        accesses = self._traced(mapping.proc, form.accesses(regs) if form.known else [])
+        self._pending[regs.tid] = _Pending(form, accesses, {}, regs.rip, addr, mapping)
+
+    def pending_form(self, tid: int) -> InstructionForm | None:
+        pending = self._pending.get(tid)
+        return pending.form if pending is not None else None
+
+    def capture_reads(self, tid: int) -> None:
+        """Before a single step: take the values the reads are about to load."""
+        pending = self._pending.get(tid)
+        if pending is None:
+            return
+        proc = pending.mapping.proc
+        for i, (acc, _) in enumerate(pending.accesses):
+            if acc.kind is AccessKind.READ:
+                pending.values[i] = self._peek(proc, acc)
+
+    def emulated(self, tid: int, done: Sequence[tuple[MemAccess, int]]) -> None:
+        """The tracer performed the instruction: these are its accesses, with their values."""
+        pending = self._pending.get(tid)
+        if pending is None:
+            return
+        proc = pending.mapping.proc
+        pending.accesses, pending.values = [], {}
+        for acc, value in done:
             owner = self._mapping_at(proc, acc.addr, acc.width)
             if owner is not None:
-                accesses.append((acc, owner))
-        values = {}
-        for i, (acc, _) in enumerate(accesses):
-            if acc.kind is AccessKind.READ:
-                values[i] = self._peek(proc, acc)
-        self._pending[regs.tid] = _Pending(form, accesses, values, regs.rip, addr, mapping)
+                pending.values[len(pending.accesses)] = value
+                pending.accesses.append((acc, owner))
+
+    def _traced(self, proc: Process, accesses: Iterable[MemAccess]) -> list[tuple[MemAccess, Mapping]]:
+        pairs = ((acc, self._mapping_at(proc, acc.addr, acc.width)) for acc in accesses)
+        return [(acc, owner) for acc, owner in pairs if owner is not None]
 
     def post_handler(self, probe: Probe, condition: Any, regs: Any) -> None:
         """Take what writes stored and emit the records, in the program's order."""

@@ -29,6 +29,7 @@ from kmmio.backend.memory import ProcessMemory
 from kmmio.backend.procmaps import read_maps
 from kmmio.backend.seccomp import INJECT_MARKER
 from kmmio.backend.waitstatus import PtraceEvent, Stopped, WaitEvent, decode_status
+from kmmio.bus import ProcessBus
 from kmmio.engine import Kmmio, Protect
 from kmmio.errors import KmmioError, TraceeError, TraceeGone
 from kmmio.x86.regs import Registers
@@ -70,6 +71,7 @@ class Process:
         self.gadget: int | None = None
         self.queue = queue
         self.world_stopped = False
+        self.bus = ProcessBus(self)
 
     # -- image ----------------------------------------------------------------------------
 
@@ -91,6 +93,13 @@ class Process:
             at = code.find(b"\x0f\x05")
             if at >= 0:
                 return entry.start + at
+        return None
+
+    def mapping_at(self, addr: int) -> Mapping | None:
+        """The traced mapping holding ``addr`` (a process has few)."""
+        for m in self.mappings:
+            if m.virt <= addr < m.end:
+                return m
         return None
 
     def read(self, addr: int, size: int) -> bytes:
@@ -156,6 +165,7 @@ class Process:
         if not self.world_stopped:
             return
         self.world_stopped = False
+        self.bus = ProcessBus(self)
         queued = {ev.tid for ev in self.queue}
         for t in list(self.threads.values()):
             if t.held:

@@ -72,6 +72,7 @@ class Regions:
         thread.syscall = None
         if nr not in _WATCHED_EXIT:
             return
+        thread.proc.bus.invalidate()
         regs = pt.get_regs(thread.tid)
         ret = _signed(regs.rax)
         if ret < 0:
@@ -179,7 +180,7 @@ class Regions:
                         )
             if not mapping.probes:
                 proc.mappings.remove(mapping)
-                self.log.end_mapping(mapping, pc, thread.tid)
+                self._end(mapping, pc, thread.tid)
         return removed
 
     def _add_probe(
@@ -197,8 +198,14 @@ class Regions:
     def drop_all(self, proc: Process, tid: int) -> None:
         """The address space is gone (exec, exit): every mapping ends."""
         for mapping in proc.mappings:
-            self.log.end_mapping(mapping, 0, tid)
+            self._end(mapping, 0, tid)
         proc.mappings = []
+
+    def _end(self, mapping: Mapping, pc: int, tid: int) -> None:
+        if mapping.view is not None:
+            mapping.view.close()
+            mapping.view = None
+        self.log.end_mapping(mapping, pc, tid)
 
     def inherit(self, parent: Process, child: Process, twins: dict[Probe, Probe], thread: Thread) -> None:
         """A forked child has the parent's traced mappings, armed: give them their own ids."""

@@ -20,6 +20,7 @@ thread, restores every page's protection, and detaches, so the program runs on u
 
 from __future__ import annotations
 
+import enum
 import errno
 import os
 import shutil
@@ -27,6 +28,7 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from kmmio.backend import _ptrace as pt
 from kmmio.backend.seccomp import install_filter
@@ -39,12 +41,14 @@ from kmmio.backend.waitstatus import (
     decode_status,
     exit_code,
 )
-from kmmio.engine import FaultAction, Kmmio, Probe, Protect, StepCondition
+from kmmio.engine import FaultAction, FaultDecision, Kmmio, Probe, Protect, StepCondition
 from kmmio.errors import KmmioError, TraceeError, TraceeGone, UsageError
 from kmmio.mmiotrace import Mapping, MmioTrace, TracedAccess
 from kmmio.process import EventQueue, Process, Thread, resume
 from kmmio.regions import Regions
 from kmmio.trace.records import Record
+from kmmio.x86.emulate import emulate
+from kmmio.x86.regs import Registers
 
 OPTIONS = (
     pt.PTRACE_O_TRACESYSGOOD
@@ -58,6 +62,22 @@ OPTIONS = (
 STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 CLONE_VM = 0x100
 CLONE_THREAD = 0x10000
+
+
+class Mode(enum.Enum):
+    """How a traced access runs: performed by the tracer where exact, or single-stepped."""
+
+    AUTO = "auto"
+    EMULATE = "emulate"
+    STEP = "step"
+
+
+@dataclass
+class TraceStats:
+    """Traced faults by how they ran."""
+
+    emulated: int = 0
+    stepped: int = 0
 
 
 class _StopTracing(Exception):
@@ -99,6 +119,7 @@ class Tracer:
         on_access: Callable[[TracedAccess], None] | None = None,
         on_map: Callable[[Mapping], None] | None = None,
         probes_for: Callable[[Mapping], list[Probe]] | None = None,
+        mode: Mode = Mode.AUTO,
     ) -> None:
         self.queue: EventQueue = deque()
         self.procs: dict[int, Process] = {}
@@ -110,6 +131,8 @@ class Tracer:
         self.root_status: int | None = None
         self._stop_requested = False
         self._in_wait = False
+        self.mode = mode
+        self.stats = TraceStats()
 
     # -- start ----------------------------------------------------------------------------
 
@@ -262,7 +285,8 @@ class Tracer:
             resume(thread, signal.SIGSEGV)
             return
         regs = pt.get_regs(thread.tid)
-        decision = engine.fault(thread.tid, addr, regs)
+        emulating = self.mode is not Mode.STEP
+        decision = engine.fault(thread.tid, addr, regs, open_pages=not emulating)
         if decision.action is FaultAction.NOT_MINE:
             resume(thread, signal.SIGSEGV)
             return
@@ -272,6 +296,12 @@ class Tracer:
         if decision.action is FaultAction.GENUINE:
             self._deliver(thread, decision.effects, signal.SIGSEGV, info)
             return
+        if emulating:
+            if self._emulate(thread, regs):
+                return
+            decision = FaultDecision(FaultAction.TRACE, engine.open_context(thread.tid))
+        self.stats.stepped += 1
+        self.log.capture_reads(thread.tid)
         if len(proc.threads) > 1:
             proc.stop_others(thread.tid, self.queue.append)
         current = regs
@@ -297,6 +327,22 @@ class Tracer:
                     return
         finally:
             proc.resume_others()
+
+    def _emulate(self, thread: Thread, regs: Registers) -> bool:
+        """Perform the instruction in the tracer, the page staying armed; False if it cannot."""
+        proc = thread.proc
+        form = self.log.pending_form(thread.tid) or self.log.form_at(proc, regs.rip)
+        if form.plan is None or not form.operands:
+            return False
+        done = emulate(form.plan, form.operands[0].address(regs), regs, proc.bus)
+        if done is None:
+            return False
+        self.stats.emulated += 1
+        self.log.emulated(thread.tid, done.accesses)
+        proc.engine.step_done(thread.tid, StepCondition.EMULATED, done.regs)
+        pt.set_regs(thread.tid, done.regs)
+        resume(thread, 0)
+        return True
 
     @staticmethod
     def _deliver(thread: Thread, effects: tuple[Protect, ...], sig: int, info: bytes) -> None:
@@ -451,11 +497,12 @@ def trace_program(
     patterns: Sequence[str],
     emit: Callable[[Record], None],
     on_access: Callable[[TracedAccess], None] | None = None,
+    mode: Mode = Mode.AUTO,
 ) -> int:
     """Spawn ``argv``, trace the mappings matching ``patterns``, return its exit status.
 
     ``emit`` gets every log record; ``on_access`` every traced access, decoded.
     """
-    tracer = Tracer(patterns, emit, on_access)
+    tracer = Tracer(patterns, emit, on_access, mode=mode)
     tracer.spawn(argv)
     return tracer.run()

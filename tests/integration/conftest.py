@@ -13,7 +13,7 @@ import pytest
 from kmmio.trace import Record, read_records
 
 PROGRAMS = Path(__file__).parent / "programs"
-FLAGS = {"forms": ["-O1", "-mavx2"], "threads": ["-O1", "-pthread"]}
+FLAGS = {"forms": ["-O1", "-mavx2"], "threads": ["-O1", "-pthread"], "alu": ["-O1"]}
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +58,12 @@ def kmmio(args: list[str], log: Path, timeout: float = 600, **kw: object) -> Run
     return Run(proc.returncode, proc.stdout, proc.stderr, list(read_records(text.splitlines())), text)
 
 
-def trace(program: list[str], pattern: str, tmp: Path, timeout: float = 600) -> Run:
+def trace(program: list[str], pattern: str, tmp: Path, mode: str = "auto", timeout: float = 600) -> Run:
     log = tmp / "trace.log"
-    return kmmio(["trace", "-o", str(log), "-m", pattern, "--", *program], log, timeout)
+    return kmmio(["trace", "--mode", mode, "-o", str(log), "-m", pattern, "--", *program], log, timeout)
+
+
+@pytest.fixture(params=["step", "auto"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """Both ways of running a traced access: single-stepped, and emulated where possible."""
+    return str(request.param)

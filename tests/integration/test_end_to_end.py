@@ -29,16 +29,16 @@ def _logged(records: list, map_ids: set[int] | None = None) -> list[list[str]]:
 
 
 def _plain_and_traced(
-    argv: list[str], name: str, tmp_path: Path
+    argv: list[str], name: str, tmp_path: Path, mode: str
 ) -> tuple[subprocess.CompletedProcess[str], Run]:
     """Run ``argv + [FILE]`` untraced, then traced with FILE (named ``name``) as the pattern."""
     dev = str(tmp_path / name)
     plain = subprocess.run([*argv[:1], dev, *argv[1:]], capture_output=True, text=True)
-    return plain, trace([*argv[:1], dev, *argv[1:]], name, tmp_path)
+    return plain, trace([*argv[:1], dev, *argv[1:]], name, tmp_path, mode)
 
 
-def test_every_instruction_form(build, tmp_path: Path) -> None:
-    plain, run = _plain_and_traced([str(build("forms"))], "forms-regs.bin", tmp_path)
+def test_every_instruction_form(build, tmp_path: Path, mode: str) -> None:
+    plain, run = _plain_and_traced([str(build("forms"))], "forms-regs.bin", tmp_path, mode)
     assert plain.returncode == 0 and run.status == 0, run.stderr
     # the program computed the same results under the tracer
     assert [ln for ln in run.stdout.splitlines() if ln.startswith("result")] == [
@@ -55,10 +55,12 @@ def test_every_instruction_form(build, tmp_path: Path) -> None:
     assert isinstance(run.records[-1], Unmap) and run.records[-1].map_id == 1
 
 
-def test_four_threads_lose_nothing(build, tmp_path: Path) -> None:
+def test_four_threads_lose_nothing(build, tmp_path: Path, mode: str) -> None:
     n, threads = 20000, 4
     exe = build("threads")
-    run = trace([str(exe), str(tmp_path / "thr-regs.bin"), str(n), str(threads)], "thr-regs.bin", tmp_path)
+    run = trace(
+        [str(exe), str(tmp_path / "thr-regs.bin"), str(n), str(threads)], "thr-regs.bin", tmp_path, mode
+    )
     assert run.status == 0 and "done" in run.stdout, run.stderr
     writes = [r for r in run.records if isinstance(r, Access) and r.kind is Kind.WRITE]
     assert len(writes) == n * threads
@@ -72,8 +74,8 @@ def test_four_threads_lose_nothing(build, tmp_path: Path) -> None:
         assert values == [ident << 24 | k for k in range(n)]
 
 
-def test_mappings_come_and_go(build, tmp_path: Path) -> None:
-    plain, run = _plain_and_traced([str(build("lifecycle"))], "life-regs.bin", tmp_path)
+def test_mappings_come_and_go(build, tmp_path: Path, mode: str) -> None:
+    plain, run = _plain_and_traced([str(build("lifecycle"))], "life-regs.bin", tmp_path, mode)
     assert plain.returncode == 0 and run.status == 0, run.stderr
     assert run.stdout == plain.stdout
     maps = [r for r in run.records if isinstance(r, Map)]
@@ -97,28 +99,28 @@ def test_mappings_come_and_go(build, tmp_path: Path) -> None:
     assert child == [("R", "0x2008", "0x302"), ("W", "0x200c", "0x403")]
 
 
-def test_genuine_segfault_is_handled_by_the_program(build, tmp_path: Path) -> None:
-    plain, run = _plain_and_traced([str(build("segv")), "handler"], "segv-regs.bin", tmp_path)
+def test_genuine_segfault_is_handled_by_the_program(build, tmp_path: Path, mode: str) -> None:
+    plain, run = _plain_and_traced([str(build("segv")), "handler"], "segv-regs.bin", tmp_path, mode)
     assert (run.status, run.stdout) == (plain.returncode, plain.stdout) == (0, plain.stdout)
     assert "caught SIGSEGV at offset 0x20 code 2" in run.stdout
     logged = [(r.kind.value, r.phys, r.value) for r in run.records if isinstance(r, Access)]
     assert logged == [("W", 0x10, 0x11), ("R", 0x10, 0x11), ("W", 0x20, 0x22), ("R", 0x20, 0x22)]
 
 
-def test_genuine_segfault_kills_the_program(build, tmp_path: Path) -> None:
-    plain, run = _plain_and_traced([str(build("segv")), "die"], "segv-regs.bin", tmp_path)
+def test_genuine_segfault_kills_the_program(build, tmp_path: Path, mode: str) -> None:
+    plain, run = _plain_and_traced([str(build("segv")), "die"], "segv-regs.bin", tmp_path, mode)
     assert plain.returncode == -signal.SIGSEGV
     assert run.status == 128 + signal.SIGSEGV
     assert run.stdout == plain.stdout
 
 
-def test_python_program_with_mmap_and_ctypes(tmp_path: Path) -> None:
+def test_python_program_with_mmap_and_ctypes(tmp_path: Path, mode: str) -> None:
     script = PROGRAMS / "mmio_driver.py"
     dev = tmp_path / "py-regs.bin"
     plain = subprocess.run(
         [sys.executable, str(script), str(dev)], capture_output=True, text=True, check=True
     )
-    run = trace([sys.executable, str(script), str(dev)], "py-regs.bin", tmp_path)
+    run = trace([sys.executable, str(script), str(dev)], "py-regs.bin", tmp_path, mode)
     assert run.status == 0, run.stderr
     assert run.stdout == plain.stdout
     accesses = [r for r in run.records if isinstance(r, Access)]

@@ -1,0 +1,158 @@
+"""The tracer's own view of a traced mapping, and accesses of exact width through it.
+
+A shadow view maps ``/proc/PID/map_files/START-END`` ``MAP_SHARED`` into the tracer: the
+very pages the tracee has armed, readable and writable here while they stay ``PROT_NONE``
+there.  Loads and stores go through a few machine-code stubs, each a single ``mov`` (or
+one 16/32-byte ``movdqu``/``vmovdqu``), so a device register sees exactly one access of
+the program's width: no split, no read before a write, no wider copy.
+
+Private mappings have no shared pages to view; :class:`ProcMemView` reaches them through
+``/proc/PID/mem``, which may write to ``PROT_NONE`` private pages.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+
+from kmmio.backend import _ptrace as pt
+from kmmio.errors import TraceeError
+
+_libc = pt._libc
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_long,
+]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+# System V calls: rdi = address, rsi = value (stores) or buffer (16/32-byte copies).
+_STUBS = {
+    "load1": "0fb607c3",  # movzbl (%rdi),%eax; ret
+    "load2": "0fb707c3",  # movzwl (%rdi),%eax; ret
+    "load4": "8b07c3",  # movl (%rdi),%eax; ret
+    "load8": "488b07c3",  # movq (%rdi),%rax; ret
+    "store1": "408837c3",  # movb %sil,(%rdi); ret
+    "store2": "668937c3",  # movw %si,(%rdi); ret
+    "store4": "8937c3",  # movl %esi,(%rdi); ret
+    "store8": "488937c3",  # movq %rsi,(%rdi); ret
+    "load16": "f30f6f07f30f7f06c3",  # movdqu (%rdi),%xmm0; movdqu %xmm0,(%rsi); ret
+    "store16": "f30f6f06f30f7f07c3",  # movdqu (%rsi),%xmm0; movdqu %xmm0,(%rdi); ret
+    "load32": "c5fe6f07c5fe7f06c5f877c3",  # vmovdqu (%rdi),%ymm0; vmovdqu %ymm0,(%rsi); vzeroupper
+    "store32": "c5fe6f06c5fe7f07c5f877c3",  # vmovdqu (%rsi),%ymm0; vmovdqu %ymm0,(%rdi); vzeroupper
+}
+
+
+def _mmap(length: int, prot: int, flags: int, fd: int, offset: int) -> int:
+    addr = _libc.mmap(None, length, prot, flags, fd, offset)
+    if addr is None or addr == _MAP_FAILED:
+        raise TraceeError("mmap", ctypes.get_errno() or 12, os.getpid())
+    return int(addr)
+
+
+class _Stubs:
+    """The machine-code stubs, in one executable page of the tracer."""
+
+    def __init__(self) -> None:
+        code = b"".join(bytes.fromhex(h).ljust(16, b"\xcc") for h in _STUBS.values())
+        page = _mmap(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+        ctypes.memmove(page, code, len(code))
+        _libc.mprotect(page, 4096, mmap.PROT_READ | mmap.PROT_EXEC)
+        loads = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p)
+        stores = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64)
+        copies = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+        fns = {}
+        for i, name in enumerate(_STUBS):
+            kind = (
+                loads
+                if name in ("load1", "load2", "load4", "load8")
+                else copies
+                if name[-2:] in ("16", "32")
+                else stores
+            )
+            fns[name] = kind(page + 16 * i)
+        self.load = {w: fns[f"load{w}"] for w in (1, 2, 4, 8)}
+        self.store = {w: fns[f"store{w}"] for w in (1, 2, 4, 8)}
+        self.copy_in = {w: fns[f"load{w}"] for w in (16, 32)}
+        self.copy_out = {w: fns[f"store{w}"] for w in (16, 32)}
+        self._buf = ctypes.create_string_buffer(32)
+
+    def read(self, addr: int, width: int) -> int:
+        if width <= 8:
+            return int(self.load[width](addr))
+        self.copy_in[width](addr, self._buf)
+        return int.from_bytes(self._buf.raw[:width], "little")
+
+    def write(self, addr: int, width: int, value: int) -> None:
+        if width <= 8:
+            self.store[width](addr, value)
+            return
+        ctypes.memmove(self._buf, value.to_bytes(width, "little"), width)
+        self.copy_out[width](addr, self._buf)
+
+
+_stubs: _Stubs | None = None
+
+
+def stubs() -> _Stubs:
+    global _stubs
+    if _stubs is None:
+        _stubs = _Stubs()
+    return _stubs
+
+
+class ShadowView:
+    """The tracer's ``MAP_SHARED`` mapping of a traced range ``[start, end)``."""
+
+    def __init__(
+        self, pid: int, vma: tuple[int, int], start: int, end: int, offset: int, writable: bool
+    ) -> None:
+        self.start, self.end = start, end
+        path = f"/proc/{pid}/map_files/{vma[0]:x}-{vma[1]:x}"
+        try:
+            fd = os.open(path, (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC)
+        except OSError as exc:
+            raise TraceeError(f"open {path}", exc.errno or 13, pid) from None
+        try:
+            prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+            self.base = _mmap(end - start, prot, mmap.MAP_SHARED, fd, offset)
+        finally:
+            os.close(fd)
+        self._stubs = stubs()
+
+    def read(self, addr: int, width: int) -> int:
+        return self._stubs.read(self.base + (addr - self.start), width)
+
+    def write(self, addr: int, width: int, value: int) -> None:
+        self._stubs.write(self.base + (addr - self.start), width, value)
+
+    def close(self) -> None:
+        if self.base:
+            _libc.munmap(self.base, self.end - self.start)
+            self.base = 0
+
+
+class ProcMemView:
+    """A private traced mapping, reached through ``/proc/PID/mem``."""
+
+    def __init__(self, fd: int, start: int, end: int) -> None:
+        self.fd, self.start, self.end = fd, start, end
+
+    def read(self, addr: int, width: int) -> int:
+        return int.from_bytes(os.pread(self.fd, width, addr), "little")
+
+    def write(self, addr: int, width: int, value: int) -> None:
+        os.pwrite(self.fd, value.to_bytes(width, "little"), addr)
+
+    def close(self) -> None:
+        pass
+
+
+View = ShadowView | ProcMemView

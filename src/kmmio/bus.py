@@ -1,0 +1,116 @@
+"""Where emulated accesses go: traced pages through a view, other memory through /proc.
+
+:class:`ProcessBus` is the :class:`~kmmio.x86.emulate.Bus` of one traced address space.
+An access to traced pages is allowed when every page it touches is armed and its saved
+protection (what the program asked for) permits it; it then goes through the mapping's
+view (a shadow ``MAP_SHARED`` mapping, exact width).  Any other access (the stack of a
+``push``, the RAM side of a ``movs``) goes through ``/proc/PID/mem`` when the program's own
+mapping would allow it, judged from a copy of ``/proc/PID/maps`` that the tracer drops
+whenever the program maps, unmaps or re-protects anything.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from typing import TYPE_CHECKING
+
+from kmmio.backend.procmaps import MapEntry, read_maps
+from kmmio.backend.shadow import ProcMemView, ShadowView, View
+from kmmio.engine import PROT_READ, PROT_WRITE
+from kmmio.errors import TraceeError
+from kmmio.x86.operands import AccessKind
+
+if TYPE_CHECKING:
+    from kmmio.mmiotrace import Mapping
+    from kmmio.process import Process
+
+
+class ProcessBus:
+    def __init__(self, proc: Process) -> None:
+        self.proc = proc
+        self._maps: list[MapEntry] | None = None
+        self._starts: list[int] = []
+
+    # -- the copy of /proc/PID/maps -------------------------------------------------------
+
+    def invalidate(self) -> None:
+        self._maps = None
+
+    def _entry(self, addr: int, fresh: bool = False) -> MapEntry | None:
+        if self._maps is None or fresh:
+            try:
+                self._maps = read_maps(self.proc.pid)
+            except OSError:
+                self._maps = []
+            self._starts = [e.start for e in self._maps]
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0 and addr < self._maps[i].end:
+            return self._maps[i]
+        return None if fresh else self._entry(addr, fresh=True)
+
+    # -- views of traced mappings ---------------------------------------------------------
+
+    def view(self, mapping: Mapping) -> View | None:
+        """The mapping's view, made on first use; ``None`` if the tracer cannot have one."""
+        if mapping.view is None and not mapping.view_failed:
+            try:
+                mapping.view = self._make_view(mapping)
+            except (TraceeError, OSError):
+                mapping.view_failed = True
+        return mapping.view  # type: ignore[no-any-return]
+
+    def _make_view(self, mapping: Mapping) -> View:
+        entry = self._entry(mapping.virt, fresh=True)
+        if entry is None:
+            raise TraceeError("no mapping to view", 14, self.proc.pid)
+        if not entry.shared:
+            assert self.proc.mem is not None
+            return ProcMemView(self.proc.mem.fd, mapping.virt, mapping.end)
+        if entry.anonymous:
+            raise TraceeError("no file behind the mapping", 19, self.proc.pid)
+        offset = entry.offset + (mapping.virt - entry.start)
+        writable = bool(mapping.prot & PROT_WRITE)
+        return ShadowView(
+            self.proc.pid, (entry.start, entry.end), mapping.virt, mapping.end, offset, writable
+        )
+
+    # -- the Bus protocol -----------------------------------------------------------------
+
+    def can(self, kind: AccessKind, addr: int, width: int) -> bool:
+        engine = self.proc.engine
+        need = PROT_READ if kind is AccessKind.READ else PROT_WRITE
+        pages = engine.pages.pages_spanning(addr, width)
+        records = [engine.pages.get(p) for p in pages]
+        if any(r is not None for r in records):
+            if not all(r is not None and r.armed and r.count > 0 and r.saved_prot & need for r in records):
+                return False
+            mapping = self.proc.mapping_at(addr)
+            if mapping is None or addr + width > mapping.end:
+                return False
+            return self.view(mapping) is not None
+        entry = self._entry(addr)
+        if entry is None or addr + width > entry.end or not entry.prot & need:
+            return False
+        return self.proc.mem is not None
+
+    def _traced_view(self, addr: int) -> View | None:
+        if self.proc.engine.pages.get(addr) is None:
+            return None
+        mapping = self.proc.mapping_at(addr)
+        return mapping.view if mapping is not None else None
+
+    def load(self, addr: int, width: int) -> int:
+        view = self._traced_view(addr)
+        if view is not None:
+            return view.read(addr, width)
+        assert self.proc.mem is not None
+        return int.from_bytes(os.pread(self.proc.mem.fd, width, addr), "little")
+
+    def store(self, addr: int, width: int, value: int) -> None:
+        view = self._traced_view(addr)
+        if view is not None:
+            view.write(addr, width, value)
+            return
+        assert self.proc.mem is not None
+        os.pwrite(self.proc.mem.fd, value.to_bytes(width, "little"), addr)
