@@ -10,8 +10,8 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import struct
 import sys
-from typing import Any
 
 from kmmio.errors import TraceeError, TraceeGone, UsageError
 from kmmio.x86.regs import Registers
@@ -81,24 +81,28 @@ _UserRegs = ctypes.c_ulonglong * 27
 _regs_buf = _UserRegs()
 _siginfo_buf = (ctypes.c_ubyte * 128)()
 _msg_buf = ctypes.c_ulong()
+_REGS = ctypes.addressof(_regs_buf)
+_SIGINFO = ctypes.addressof(_siginfo_buf)
+_MSG = ctypes.addressof(_msg_buf)
+_call = _libc.ptrace
+_SI_CODE_ADDR = struct.Struct("<i4xQ")
 
 
-def ptrace(
-    request: int, pid: int, addr: int = 0, data: int | ctypes.Array[Any] | ctypes.c_ulong | None = 0
-) -> int:
-    """The choke point: every ptrace request goes through here."""
-    if isinstance(data, int | None):
-        arg: object = data
-    else:
-        arg = ctypes.addressof(data)
-    ctypes.set_errno(0)
-    ret = int(_libc.ptrace(request, pid, addr, arg))
+def ptrace(request: int, pid: int, addr: int = 0, data: int = 0, peek: bool = False) -> int:
+    """The choke point: every ptrace request goes through here.
+
+    ``data`` is a number or the address of a buffer.  For the PEEK requests, whose result
+    may be -1, ``peek`` makes errno the judge.
+    """
+    if peek:
+        ctypes.set_errno(0)
+    ret: int = _call(request, pid, addr, data)
     if ret == -1:
         err = ctypes.get_errno()
-        if err:
+        if err or not peek:
             if err == errno.ESRCH:
                 raise TraceeGone(f"ptrace({request:#x})", err, pid)
-            raise TraceeError(f"ptrace({request:#x})", err, pid)
+            raise TraceeError(f"ptrace({request:#x})", err or errno.EIO, pid)
     return ret
 
 
@@ -131,39 +135,40 @@ def detach(tid: int, sig: int = 0) -> None:
 
 
 def get_regs(tid: int) -> Registers:
-    ptrace(PTRACE_GETREGS, tid, 0, _regs_buf)
-    return Registers.from_words(_regs_buf, tid)
+    ptrace(PTRACE_GETREGS, tid, 0, _REGS)
+    return Registers.from_words(_regs_buf[:], tid)
 
 
 def get_rax(tid: int) -> int:
     """``rax`` alone (``PTRACE_PEEKUSER``): a syscall's result, without a full GETREGS."""
-    return ptrace(PTRACE_PEEKUSER, tid, 10 * 8) & (1 << 64) - 1
+    return ptrace(PTRACE_PEEKUSER, tid, 10 * 8, peek=True) & (1 << 64) - 1
 
 
 def set_regs(tid: int, regs: Registers) -> None:
-    buf = _UserRegs(*regs.to_words())
-    ptrace(PTRACE_SETREGS, tid, 0, buf)
+    _regs_buf[:] = list(regs.to_words())
+    ptrace(PTRACE_SETREGS, tid, 0, _REGS)
 
 
 def siginfo_code_addr(raw: bytes) -> tuple[int, int]:
     """``(si_code, si_addr)`` of a raw ``siginfo_t`` of SIGSEGV or SIGBUS."""
-    return int.from_bytes(raw[8:12], "little", signed=True), int.from_bytes(raw[16:24], "little")
+    code, addr = _SI_CODE_ADDR.unpack_from(raw, 8)
+    return int(code), int(addr)
 
 
 def get_siginfo_raw(tid: int) -> bytes:
     """The whole ``siginfo_t`` of the signal a thread is stopped with."""
-    ptrace(PTRACE_GETSIGINFO, tid, 0, _siginfo_buf)
+    ptrace(PTRACE_GETSIGINFO, tid, 0, _SIGINFO)
     return bytes(_siginfo_buf)
 
 
 def set_siginfo_raw(tid: int, raw: bytes) -> None:
     """Put back a ``siginfo_t`` (after injected steps replaced it with their trap's)."""
     buf = (ctypes.c_ubyte * 128).from_buffer_copy(raw)
-    ptrace(PTRACE_SETSIGINFO, tid, 0, buf)
+    ptrace(PTRACE_SETSIGINFO, tid, 0, ctypes.addressof(buf))
 
 
 def get_event_msg(tid: int) -> int:
-    ptrace(PTRACE_GETEVENTMSG, tid, 0, _msg_buf)
+    ptrace(PTRACE_GETEVENTMSG, tid, 0, _MSG)
     return int(_msg_buf.value)
 
 
