@@ -78,11 +78,11 @@ class ProcessBus:
     # -- the Bus protocol -----------------------------------------------------------------
 
     def can(self, kind: AccessKind, addr: int, width: int) -> bool:
-        engine = self.proc.engine
+        table = self.proc.engine.pages
         need = PROT_READ if kind is AccessKind.READ else PROT_WRITE
-        pages = engine.pages.pages_spanning(addr, width)
-        records = [engine.pages.get(p) for p in pages]
-        if any(r is not None for r in records):
+        first, last = table.get(addr), table.get(addr + width - 1)
+        records = [first] if table.page_of(addr) == table.page_of(addr + width - 1) else [first, last]
+        if first is not None or last is not None:
             if not all(r is not None and r.armed and r.count > 0 and r.saved_prot & need for r in records):
                 return False
             mapping = self.proc.mapping_at(addr)

@@ -10,7 +10,7 @@ unsigned: never a sign- or zero-extended register.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -78,9 +78,10 @@ class TracedAccess:
 @dataclass
 class _Pending:
     form: InstructionForm
-    accesses: list[tuple[MemAccess, Mapping]]
+    #: Decoded on demand (not at all when the tracer performs the access itself).
+    accesses: list[tuple[MemAccess, Mapping]] | None
     values: dict[int, int]
-    pc: int
+    regs: Registers
     addr: int
     mapping: Mapping
 
@@ -143,8 +144,7 @@ class MmioTrace:
         mapping: Mapping = probe.data
         assert isinstance(regs, Registers)
         form = self.form_at(mapping.proc, regs.rip)
-        accesses = self._traced(mapping.proc, form.accesses(regs) if form.known else [])
-        self._pending[regs.tid] = _Pending(form, accesses, {}, regs.rip, addr, mapping)
+        self._pending[regs.tid] = _Pending(form, None, {}, regs, addr, mapping)
 
     def pending_form(self, tid: int) -> InstructionForm | None:
         pending = self._pending.get(tid)
@@ -156,7 +156,7 @@ class MmioTrace:
         if pending is None:
             return
         proc = pending.mapping.proc
-        for i, (acc, _) in enumerate(pending.accesses):
+        for i, (acc, _) in enumerate(self._decoded(pending)):
             if acc.kind is AccessKind.READ:
                 pending.values[i] = self._peek(proc, acc)
 
@@ -173,9 +173,14 @@ class MmioTrace:
                 pending.values[len(pending.accesses)] = value
                 pending.accesses.append((acc, owner))
 
-    def _traced(self, proc: Process, accesses: Iterable[MemAccess]) -> list[tuple[MemAccess, Mapping]]:
-        pairs = ((acc, self._mapping_at(proc, acc.addr, acc.width)) for acc in accesses)
-        return [(acc, owner) for acc, owner in pairs if owner is not None]
+    def _decoded(self, pending: _Pending) -> list[tuple[MemAccess, Mapping]]:
+        """The accesses the decoder sees in the instruction that touch traced mappings."""
+        if pending.accesses is None:
+            proc, form = pending.mapping.proc, pending.form
+            found = form.accesses(pending.regs) if form.known else []
+            pairs = ((acc, self._mapping_at(proc, acc.addr, acc.width)) for acc in found)
+            pending.accesses = [(acc, owner) for acc, owner in pairs if owner is not None]
+        return pending.accesses
 
     def post_handler(self, probe: Probe, condition: Any, regs: Any) -> None:
         """Take what writes stored and emit the records, in the program's order."""
@@ -185,7 +190,8 @@ class MmioTrace:
             return
         proc = pending.mapping.proc
         ts = now_us()
-        if not pending.accesses:
+        accesses = self._decoded(pending)
+        if not accesses:
             m = pending.mapping
             self.counts["UNKNOWN"] += 1
             self.emit(
@@ -194,19 +200,20 @@ class MmioTrace:
                     m.map_id,
                     m.phys_of(pending.addr),
                     pending.form.code[:3] or b"\0",
-                    pending.pc,
+                    pending.regs.rip,
                     tid or 0,
                 )
             )
             return
-        for i, (acc, owner) in enumerate(pending.accesses):
+        pc = pending.regs.rip
+        for i, (acc, owner) in enumerate(accesses):
             value = pending.values.get(i)
             if value is None:
                 value = self._peek(proc, acc)
             kind = Kind.READ if acc.kind is AccessKind.READ else Kind.WRITE
             self.counts[kind.value] += 1
             phys = owner.phys_of(acc.addr)
-            self.emit(Access(kind, acc.width, ts, owner.map_id, phys, value, pending.pc, tid or 0))
+            self.emit(Access(kind, acc.width, ts, owner.map_id, phys, value, pc, tid or 0))
             if self.on_access is not None:
                 self.on_access(
                     TracedAccess(
@@ -215,7 +222,7 @@ class MmioTrace:
                         acc.addr,
                         phys,
                         value,
-                        pending.pc,
+                        pc,
                         tid or 0,
                         owner.map_id,
                         owner.path,

@@ -344,7 +344,7 @@ class Kmmio:
             page.users.discard(tid)
             if page.count > 0 and not page.armed and not page.users:
                 effects.append(self._arm(page))
-        return coalesce(effects)
+        return coalesce(effects) if effects else ()
 
     def _in_flight(self, tid: int, page: int) -> bool:
         return any(tid in b.waiting and page in b.pages for b in self._releases)

@@ -191,14 +191,16 @@ def alu(name: str, a: int, b: int, width: int, flags: int) -> tuple[int, int]:
     return r, new
 
 
-def _write_reg(regs: dict[str, int], r: RegSlice, value: int) -> None:
+def _write_reg(changes: dict[str, int], regs: Registers, r: RegSlice, value: int) -> None:
+    """Write ``value`` to a register slice as the CPU does, into ``changes``."""
     if r.bits == 32:
-        regs[r.field] = value & 0xFFFFFFFF  # a 32-bit write clears the upper half
+        changes[r.field] = value & 0xFFFFFFFF  # a 32-bit write clears the upper half
     elif r.bits == 64:
-        regs[r.field] = value & (1 << 64) - 1
+        changes[r.field] = value & (1 << 64) - 1
     else:
         mask = ((1 << r.bits) - 1) << r.shift
-        regs[r.field] = (regs[r.field] & ~mask) | ((value << r.shift) & mask)
+        old = changes.get(r.field, regs.get(r.field))
+        changes[r.field] = (old & ~mask) | ((value << r.shift) & mask)
 
 
 def emulate(
@@ -210,9 +212,7 @@ def emulate(
     """
     if p.op in (Op.STOS, Op.LODS, Op.MOVS):
         return _string(p, regs, bus, max_elements)
-    r = {name: regs.get(name) for name in ("rsp", "eflags")}
-    if p.reg is not None:
-        r[p.reg.field] = regs.get(p.reg.field)
+    r: dict[str, int] = {"rip": p.next_ip}
     R, W = AccessKind.READ, AccessKind.WRITE
     w = p.width
     done: list[tuple[MemAccess, int]] = []
@@ -229,7 +229,7 @@ def emulate(
         done.append((MemAccess(R, addr, w), value))
         assert p.reg is not None
         out = _signed(value, w * 8) if p.op is Op.MOVSX else value
-        _write_reg(r, p.reg, out & ((1 << p.reg.bits) - 1))
+        _write_reg(r, regs, p.reg, out & ((1 << p.reg.bits) - 1))
     elif p.op is Op.PUSH:
         sp = (regs.rsp - 8) & (1 << 64) - 1
         if not (bus.can(R, addr, 8) and bus.can(W, sp, 8)):
@@ -260,8 +260,8 @@ def emulate(
             done.append((MemAccess(W, addr, w), result))
         elif not p.mem_is_dest and p.alu not in ("cmp", "test"):
             assert p.reg is not None
-            _write_reg(r, p.reg, result)
-    return Emulated(regs.replace(rip=p.next_ip, **r), tuple(done))
+            _write_reg(r, regs, p.reg, result)
+    return Emulated(regs.replace(**r), tuple(done))
 
 
 def _string(p: EmuPlan, regs: Registers, bus: Bus, max_elements: int) -> Emulated | None:
@@ -303,7 +303,7 @@ def _string(p: EmuPlan, regs: Registers, bus: Bus, max_elements: int) -> Emulate
     if not elements:
         return None
     if p.op is Op.LODS:
-        _write_reg(r := {p.reg.field: regs.get(p.reg.field)}, p.reg, acc)
+        _write_reg(r, regs, p.reg, acc)
     finished = not p.rep or rcx == 0
     out = regs.replace(rsi=rsi, rdi=rdi, rcx=rcx, rip=p.next_ip if finished else regs.rip, **r)
     return Emulated(out, tuple(done))

@@ -62,10 +62,14 @@ class Registers(NamedTuple):
         return self[:27]
 
     def replace(self, **changes: int) -> Registers:
-        return self._replace(**changes)
+        words = list(self)
+        for name, value in changes.items():
+            words[_INDEX[name]] = value
+        return tuple.__new__(Registers, words)
 
     def get(self, name: str) -> int:
         return int(getattr(self, name))
 
 
 assert Registers._fields[:-1] == USER_REGS_FIELDS
+_INDEX = {name: i for i, name in enumerate(Registers._fields)}
