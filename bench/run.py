@@ -1,65 +1,92 @@
-"""Benchmark: N traced 4-byte accesses, untraced and traced, in one run.
+"""Benchmark: traced accesses in emulate and step mode, against a C yardstick, in one run.
 
-Usage: python bench/run.py [N]   (default 20000).  Builds bench/workload.c with cc, runs it
-untraced, then under ``kmmio trace`` (single-step mode, the kmmio way), and prints the
-untraced loop time, µs per traced access and accesses per second.  Not a test: figures
-depend on the machine; compare the numbers of one run with each other.
+Usage: python bench/run.py [N] [--memory M]   (defaults: N = 20000, M = 1000000)
+
+Builds bench/workload.c and bench/ctracer.c with cc, then on the same machine, one after
+the other:
+
+* the workload untraced (N 4-byte accesses, half writes, half reads, to a mapped file);
+* under ``kmmio trace --mode emulate`` and ``--mode step``: µs per traced access and
+  accesses per second (the loop's own clock, so start-up is not counted);
+* under ``ctracer``, a minimal C ptrace tracer doing the same emulation: the floor;
+* a "cold" workload whose hot loop never touches the mapping, untraced and traced;
+* ``kmmio trace`` over M traced accesses: the tracer's peak memory (and at M/10, to show
+  it stays flat).
+
+Not a test: the figures depend on the machine; compare the numbers of one run.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def loop_us(cmd: list[str]) -> float:
+    """Run a command whose first output word is the workload loop's time in µs."""
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return float(out.split()[0])
+
+
+def peak_rss_mb(cmd: list[str]) -> float:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status:
+        raise SystemExit(f"{cmd[:4]} failed: status {status}")
+    return usage.ru_maxrss / 1024
+
+
 def main() -> int:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
+    ap = argparse.ArgumentParser()
+    ap.add_argument("n", nargs="?", type=int, default=20000)
+    ap.add_argument("--memory", type=int, default=1_000_000, help="traced accesses for the memory figure")
+    args = ap.parse_args()
+    n = args.n
+    kmmio = [sys.executable, "-m", "kmmio", "trace", "-q"]
     with tempfile.TemporaryDirectory() as tmp:
-        exe = os.path.join(tmp, "workload")
-        subprocess.run(["cc", "-O2", "-o", exe, os.path.join(HERE, "workload.c")], check=True)
-        dev = os.path.join(tmp, "bench-regs")
-        out = subprocess.run([exe, dev, str(n)], capture_output=True, text=True, check=True).stdout
-        untraced_us = float(out.split()[0])
-        log = os.path.join(tmp, "bench.log")
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "kmmio",
-                "trace",
-                "-q",
-                "-o",
-                log,
-                "-m",
-                "bench-regs",
-                "--",
-                exe,
-                dev,
-                str(n),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        wall = time.perf_counter() - t0
-        traced_us = float(proc.stdout.split()[0])
-        with open(log) as f:
-            records = sum(1 for line in f if line[:2] in ("R ", "W "))
+        wl, ct = os.path.join(tmp, "workload"), os.path.join(tmp, "ctracer")
+        subprocess.run(["cc", "-O2", "-o", wl, os.path.join(HERE, "workload.c")], check=True)
+        subprocess.run(["cc", "-O2", "-o", ct, os.path.join(HERE, "ctracer.c")], check=True)
+        dev, log = os.path.join(tmp, "bench-regs"), os.path.join(tmp, "bench.log")
+
+        def traced(mode: str, *extra: str, count: int = n) -> list[str]:
+            return [*kmmio, "--mode", mode, "-o", log, "-m", "bench-regs", "--", wl, dev, str(count), *extra]
+
+        untraced = loop_us([wl, dev, str(n)])
+        emulate = loop_us(traced("emulate"))
+        step = loop_us(traced("step"))
+        floor = loop_us([ct, log, wl, dev, str(n), "armed"])
+        cold_n = 200_000_000
+        cold_plain = loop_us([wl, dev, str(cold_n), "cold"])
+        cold_traced = loop_us(traced("auto", "cold", count=cold_n))
+        mem_small = peak_rss_mb(traced("emulate", count=args.memory // 10))
+        mem_big = peak_rss_mb(traced("emulate", count=args.memory))
     with open("/proc/cpuinfo") as info:
         cpu = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), "?")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {cpu}, Linux {platform.release()}")
-    print(f"accesses: {n} (4-byte, half writes, half reads); records logged: {records}")
-    print(f"untraced loop: {untraced_us:.0f} us total, {untraced_us / n * 1000:.1f} ns per access")
-    print(f"traced (step mode): {traced_us / n:.1f} us per access, {n / (traced_us / 1e6):,.0f} accesses/s")
-    print(f"traced run, wall time including start-up: {wall:.2f} s")
-    return 0 if records == n else 1
+    print(f"workload: {n} 4-byte accesses to a mapped file, half writes, half reads")
+    print(f"untraced:            {untraced / n * 1000:8.1f} ns per access")
+    for name, us in (
+        ("kmmio --mode emulate", emulate),
+        ("kmmio --mode step", step),
+        ("C yardstick tracer", floor),
+    ):
+        print(f"{name:20} {us / n:8.1f} us per access  {n / (us / 1e6):10,.0f} accesses/s")
+    print(f"emulate / C yardstick: {emulate / floor:.2f}x   (goal <= 1.25x)")
+    print(f"step / emulate:        {step / emulate:.2f}x   (goal >= 4x)")
+    slowdown = cold_traced / cold_plain - 1
+    print(f"hot loop not touching the mapping: {slowdown:+.1%} traced vs untraced (goal within 5%)")
+    print(
+        f"tracer peak memory: {mem_small:.0f} MB at {args.memory // 10:,} accesses, "
+        f"{mem_big:.0f} MB at {args.memory:,} (goal < 100 MB, flat)"
+    )
+    return 0
 
 
 if __name__ == "__main__":

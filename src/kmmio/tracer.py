@@ -248,7 +248,9 @@ class Tracer:
             proc.engine.quiescent(thread.tid)
 
     def _dispatch(self, thread: Thread, ev: Stopped) -> None:
-        if ev.syscall:
+        if ev.signal == signal.SIGSEGV and ev.event is PtraceEvent.NONE:
+            self._fault(thread)  # the hot path: a traced access
+        elif ev.syscall:
             self.regions.syscall_exit(thread)
             resume(thread, 0)
         elif ev.event == PtraceEvent.SECCOMP:

@@ -56,6 +56,8 @@ def decode_status(tid: int, status: int) -> WaitEvent:
         return Killed(tid, low, bool(status & 0x80))
     sig = (status >> 8) & 0xFF
     event = (status >> 16) & 0xFF
+    if not event and sig != (signal.SIGTRAP | 0x80):
+        return Stopped(tid, sig)  # a plain signal stop: the common case, kept cheap
     if sig == (signal.SIGTRAP | 0x80):
         return Stopped(tid, signal.SIGTRAP, PtraceEvent.NONE, syscall=True)
     try:
