@@ -41,6 +41,7 @@ from kmmio.backend.waitstatus import (
     decode_status,
     exit_code,
 )
+from kmmio.backend.xstate import ThreadVectors
 from kmmio.engine import FaultAction, FaultDecision, Kmmio, Probe, Protect, StepCondition
 from kmmio.errors import KmmioError, TraceeError, TraceeGone, UsageError
 from kmmio.mmiotrace import Mapping, MmioTrace, TracedAccess
@@ -336,9 +337,12 @@ class Tracer:
         form = self.log.pending_form(thread.tid) or self.log.form_at(proc, regs.rip)
         if form.plan is None or not form.operands:
             return False
-        done = emulate(form.plan, form.operands[0].address(regs), regs, proc.bus)
+        vectors = ThreadVectors(thread.tid) if form.plan.vreg >= 0 else None
+        done = emulate(form.plan, form.operands[0].address(regs), regs, proc.bus, vectors)
         if done is None:
             return False
+        if vectors is not None:
+            vectors.flush()
         self.stats.emulated += 1
         self.log.emulated(thread.tid, done.accesses)
         proc.engine.step_done(thread.tid, StepCondition.EMULATED, done.regs)

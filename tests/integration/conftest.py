@@ -13,7 +13,12 @@ import pytest
 from kmmio.trace import Record, read_records
 
 PROGRAMS = Path(__file__).parent / "programs"
-FLAGS = {"forms": ["-O1", "-mavx2"], "threads": ["-O1", "-pthread"], "alu": ["-O1"]}
+FLAGS = {
+    "forms": ["-O1", "-mavx2"],
+    "threads": ["-O1", "-pthread"],
+    "alu": ["-O1"],
+    "vectors": ["-O1", "-mavx2"],
+}
 
 
 @pytest.fixture(scope="session")

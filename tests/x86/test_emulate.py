@@ -62,6 +62,7 @@ def test_push_and_pop_move_the_stack() -> None:
     bus = FakeBus(range(0x6000, BASE + 0x1000))
     bus.store(BASE, 8, 0xABCDEF)
     out = run("ff30", REGS, bus)  # push qword [rax]
+    assert decode(bytes.fromhex("f20f1100"), 0).plan.op.value == "vstore"  # type: ignore[union-attr]
     assert out.regs.rsp == 0x7000 - 8 and bus.load(0x7000 - 8, 8) == 0xABCDEF
     out = run("8f4008", out.regs, bus)  # pop qword [rax+8]
     assert out.regs.rsp == 0x7000 and bus.load(BASE + 8, 8) == 0xABCDEF
@@ -91,8 +92,52 @@ def test_refused_access_has_no_side_effect() -> None:
     assert run("800801", REGS, bus) is None  # or byte [rax],1
 
 
-@pytest.mark.parametrize("hexbytes", ["f00108", "8708", "0fc108", "f30f6f00", "0fab08", "a6", "f2ae"])
-def test_atomics_vectors_bits_and_compares_of_strings_go_the_kmmio_way(hexbytes: str) -> None:
+class FakeVectors:
+    def __init__(self) -> None:
+        self.regs = [(1 << 256) - 1 - i for i in range(16)]
+
+    def read(self, index: int) -> int:
+        return self.regs[index]
+
+    def write(self, index: int, value: int, keep_upper: bool) -> None:
+        upper = self.regs[index] >> 128 << 128 if keep_upper else 0
+        self.regs[index] = upper | value
+
+
+ONES = (1 << 256) - 1
+
+
+@pytest.mark.parametrize(
+    ("hexbytes", "addr", "expect"),
+    [
+        ("f30f6f08", BASE + 1, (ONES >> 128 << 128) | 0x77),  # movdqu xmm1,[rax]: upper ymm kept
+        ("c5fa6f08", BASE + 1, 0x77),  # vmovdqu xmm1,[rax]: the rest zeroed
+        ("c5fe6f08", BASE + 1, 0x77),  # vmovdqu ymm1,[rax]
+        ("f30f7e08", BASE + 1, (ONES >> 128 << 128) | 0x77),  # movq xmm1,[rax]: bits 64-127 zeroed
+    ],
+)
+def test_vector_loads(hexbytes: str, addr: int, expect: int) -> None:
+    bus, vec = FakeBus(), FakeVectors()
+    bus.store(addr, 1, 0x77)
+    form = decode(bytes.fromhex(hexbytes), 0)
+    assert form.plan is not None
+    out = emulate(form.plan, addr, REGS, bus, vec)
+    assert out is not None and vec.regs[1] == expect
+
+
+def test_vector_store_and_alignment() -> None:
+    bus, vec = FakeBus(), FakeVectors()
+    vec.regs[2] = int.from_bytes(bytes(range(32)), "little")
+    store = decode(bytes.fromhex("c5fe7f10"), 0)  # vmovdqu [rax],ymm2
+    assert store.plan is not None and emulate(store.plan, BASE, REGS, bus, vec) is not None
+    assert bus.load(BASE, 32) == vec.regs[2]
+    aligned = decode(bytes.fromhex("660f6f08"), 0)  # movdqa xmm1,[rax]: misaligned faults on the CPU
+    assert aligned.plan is not None and emulate(aligned.plan, BASE + 8, REGS, bus, vec) is None
+    assert emulate(aligned.plan, BASE + 16, REGS, bus, None) is None  # no registers given
+
+
+@pytest.mark.parametrize("hexbytes", ["f00108", "8708", "0fc108", "0fab08", "a6", "f2ae", "0f6f00"])
+def test_atomics_mmx_bits_and_compares_of_strings_go_the_kmmio_way(hexbytes: str) -> None:
     assert decode(bytes.fromhex(hexbytes), 0).plan is None
 
 

@@ -32,6 +32,8 @@ PTRACE_SETOPTIONS = 0x4200
 PTRACE_GETEVENTMSG = 0x4201
 PTRACE_GETSIGINFO = 0x4202
 PTRACE_SETSIGINFO = 0x4203
+PTRACE_GETREGSET = 0x4204
+PTRACE_SETREGSET = 0x4205
 PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
 PTRACE_LISTEN = 0x4208
@@ -153,6 +155,30 @@ def siginfo_code_addr(raw: bytes) -> tuple[int, int]:
     """``(si_code, si_addr)`` of a raw ``siginfo_t`` of SIGSEGV or SIGBUS."""
     code, addr = _SI_CODE_ADDR.unpack_from(raw, 8)
     return int(code), int(addr)
+
+
+NT_X86_XSTATE = 0x202
+_XSTATE_MAX = 1 << 14
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+_xstate_buf = (ctypes.c_ubyte * _XSTATE_MAX)()
+
+
+def get_xstate(tid: int) -> bytearray:
+    """The thread's extended state in the XSAVE standard layout (``NT_X86_XSTATE``)."""
+    iov = _IoVec(ctypes.addressof(_xstate_buf), _XSTATE_MAX)
+    ptrace(PTRACE_GETREGSET, tid, NT_X86_XSTATE, ctypes.addressof(iov))
+    return bytearray(_xstate_buf[: iov.len])
+
+
+def set_xstate(tid: int, data: bytes | bytearray) -> None:
+    buf = (ctypes.c_ubyte * len(data)).from_buffer_copy(data)
+    iov = _IoVec(ctypes.addressof(buf), len(data))
+    ptrace(PTRACE_SETREGSET, tid, NT_X86_XSTATE, ctypes.addressof(iov))
 
 
 def get_siginfo_raw(tid: int) -> bytes:

@@ -45,6 +45,8 @@ class Op(enum.Enum):
     LODS = "lods"
     MOVS = "movs"
     ALU = "alu"
+    VLOAD = "vload"
+    VSTORE = "vstore"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,11 @@ class EmuPlan:
     alu: str = ""
     mem_is_dest: bool = True
     rep: bool = False
+    #: Vector moves: the xmm/ymm register number, whether the rest of the register is
+    #: zeroed (VEX loads) rather than kept, and the alignment the instruction demands.
+    vreg: int = -1
+    zero_upper: bool = False
+    align: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,15 @@ class Emulated:
 
     regs: Registers
     accesses: tuple[tuple[MemAccess, int], ...]
+
+
+class Vectors(Protocol):
+    """The thread's xmm/ymm registers, as 256-bit unsigned numbers."""
+
+    def read(self, index: int) -> int: ...
+
+    def write(self, index: int, value: int, keep_upper: bool) -> None:
+        """Set bits 0-127 (all 256 when ``keep_upper`` is false: the rest is zeroed)."""
 
 
 class Bus(Protocol):
@@ -94,6 +110,8 @@ _IMM_KINDS = {
 
 def plan(insn: iced.Instruction, width: int, address_bits: int) -> EmuPlan | None:
     """The emulation plan of a decoded instruction, or ``None`` if it goes the kmmio way."""
+    if insn.mnemonic in _VECTOR_MOVES and not insn.is_string_instruction:
+        return _vector_plan(insn, width)
     if insn.has_lock_prefix or insn.has_repne_prefix or width not in (1, 2, 4, 8):
         return None
     m = insn.mnemonic
@@ -121,7 +139,7 @@ def plan(insn: iced.Instruction, width: int, address_bits: int) -> EmuPlan | Non
         if insn.memory_base in (iced.Register.RSP, iced.Register.ESP):
             return None  # pop [rsp+x] addresses with the popped rsp
         return EmuPlan(Op.PUSH if m == iced.Mnemonic.PUSH else Op.POP, width, nxt)
-    if m in _STRINGS | _LODS | _MOVS:
+    if insn.is_string_instruction and m in _STRINGS | _LODS | _MOVS:
         if address_bits != 64 or insn.segment_prefix != iced.Register.NONE:
             return None
         op = Op.STOS if m in _STRINGS else Op.LODS if m in _LODS else Op.MOVS
@@ -145,6 +163,42 @@ def plan(insn: iced.Instruction, width: int, address_bits: int) -> EmuPlan | Non
         if r is None or r.bits != width * 8:
             return None
         return EmuPlan(Op.ALU, width, nxt, reg=r, alu=name, mem_is_dest=False)
+    return None
+
+
+_ALIGNED = {
+    iced.Mnemonic.MOVDQA, iced.Mnemonic.MOVAPS, iced.Mnemonic.MOVAPD,
+    iced.Mnemonic.VMOVDQA, iced.Mnemonic.VMOVAPS, iced.Mnemonic.VMOVAPD,
+}  # fmt: skip
+_VECTOR_MOVES = _ALIGNED | {
+    iced.Mnemonic.MOVDQU, iced.Mnemonic.MOVUPS, iced.Mnemonic.MOVUPD, iced.Mnemonic.MOVQ,
+    iced.Mnemonic.MOVD, iced.Mnemonic.MOVSS, iced.Mnemonic.MOVSD, iced.Mnemonic.VMOVDQU,
+    iced.Mnemonic.VMOVUPS, iced.Mnemonic.VMOVUPD, iced.Mnemonic.VMOVQ, iced.Mnemonic.VMOVD,
+    iced.Mnemonic.VMOVSS, iced.Mnemonic.VMOVSD,
+}  # fmt: skip
+
+
+def _vector_plan(insn: iced.Instruction, width: int) -> EmuPlan | None:
+    """``movdqu``/``vmovdqa``/``movq``/``movss``... between an xmm/ymm register and memory."""
+    if insn.encoding not in (iced.EncodingKind.LEGACY, iced.EncodingKind.VEX):
+        return None
+    if insn.op_count != 2 or width not in (4, 8, 16, 32):
+        return None
+    kinds = (insn.op_kind(0), insn.op_kind(1))
+    mem = iced.OpKind.MEMORY
+    reg = insn.op_register(1 if kinds[0] == mem else 0)
+    if iced.Register.XMM0 <= reg <= iced.Register.XMM15:
+        vreg = reg - iced.Register.XMM0
+    elif iced.Register.YMM0 <= reg <= iced.Register.YMM15:
+        vreg = reg - iced.Register.YMM0
+    else:
+        return None  # mmx, or a general register (movq rax, xmm0 has no memory)
+    align = width if insn.mnemonic in _ALIGNED else 0
+    vex = insn.encoding == iced.EncodingKind.VEX
+    if kinds == (mem, iced.OpKind.REGISTER):
+        return EmuPlan(Op.VSTORE, width, insn.next_ip, vreg=vreg, align=align)
+    if kinds == (iced.OpKind.REGISTER, mem):
+        return EmuPlan(Op.VLOAD, width, insn.next_ip, vreg=vreg, zero_upper=vex, align=align)
     return None
 
 
@@ -204,14 +258,22 @@ def _write_reg(changes: dict[str, int], regs: Registers, r: RegSlice, value: int
 
 
 def emulate(
-    p: EmuPlan, addr: int, regs: Registers, bus: Bus, max_elements: int = MAX_ELEMENTS
+    p: EmuPlan,
+    addr: int,
+    regs: Registers,
+    bus: Bus,
+    vectors: Vectors | None = None,
+    max_elements: int = MAX_ELEMENTS,
 ) -> Emulated | None:
     """Run the planned instruction whose explicit memory operand is at ``addr``.
 
-    Returns ``None``, having touched nothing, when an access is refused by the bus.
+    Returns ``None``, having touched nothing, when an access is refused by the bus (or a
+    vector move finds no ``vectors``, or a misaligned address the CPU would refuse).
     """
     if p.op in (Op.STOS, Op.LODS, Op.MOVS):
         return _string(p, regs, bus, max_elements)
+    if p.op in (Op.VLOAD, Op.VSTORE):
+        return _vector(p, addr, regs, bus, vectors)
     r: dict[str, int] = {"rip": p.next_ip}
     R, W = AccessKind.READ, AccessKind.WRITE
     w = p.width
@@ -262,6 +324,19 @@ def emulate(
             assert p.reg is not None
             _write_reg(r, regs, p.reg, result)
     return Emulated(regs.replace(**r), tuple(done))
+
+
+def _vector(p: EmuPlan, addr: int, regs: Registers, bus: Bus, vectors: Vectors | None) -> Emulated | None:
+    kind = AccessKind.READ if p.op is Op.VLOAD else AccessKind.WRITE
+    if vectors is None or (p.align and addr % p.align) or not bus.can(kind, addr, p.width):
+        return None
+    if p.op is Op.VLOAD:
+        value = bus.load(addr, p.width)
+        vectors.write(p.vreg, value, keep_upper=not p.zero_upper and p.width <= 16)
+    else:
+        value = vectors.read(p.vreg) & _mask(p.width)
+        bus.store(addr, p.width, value)
+    return Emulated(regs.replace(rip=p.next_ip), ((MemAccess(kind, addr, p.width), value),))
 
 
 def _string(p: EmuPlan, regs: Registers, bus: Bus, max_elements: int) -> Emulated | None:
