@@ -165,7 +165,6 @@ class Process:
         if not self.world_stopped:
             return
         self.world_stopped = False
-        self.bus = ProcessBus(self)
         queued = {ev.tid for ev in self.queue}
         for t in list(self.threads.values()):
             if t.held:
