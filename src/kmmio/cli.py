@@ -7,6 +7,7 @@ usage or a program that cannot be run; 3 when the tracer itself failed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -49,6 +50,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto/emulate: the tracer performs each access it can reproduce exactly, pages never "
         "open; step: the kmmio way for every access (open the page, single-step, re-arm)",
     )
+    tr.add_argument(
+        "-p",
+        "--pid",
+        metavar="PID",
+        type=int,
+        action="append",
+        dest="pids",
+        default=[],
+        help="join the running program PID instead of starting one (repeatable); "
+        "Ctrl-C, SIGTERM or --duration detach and leave it running",
+    )
+    tr.add_argument(
+        "--duration",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="stop tracing after SECONDS: restore every page, detach, exit",
+    )
     tr.add_argument("-q", "--quiet", action="store_true", help="no summary on standard error")
     tr.add_argument("program", nargs=argparse.REMAINDER, help="-- PROGRAM [ARG ...]")
     demo = sub.add_parser("demo", help="trace a bundled example driver on a simulated device")
@@ -79,5 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KmmioError as exc:
         print(f"kmmio: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+    except Exception as exc:  # a bug in kmmio: the traced programs were restored and released
+        if os.environ.get("KMMIO_DEBUG"):
+            raise
+        print(
+            f"kmmio: internal error: {type(exc).__name__}: {exc} (KMMIO_DEBUG=1 shows where)", file=sys.stderr
+        )
         return EXIT_INTERNAL
     return EXIT_USAGE

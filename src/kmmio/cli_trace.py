@@ -11,7 +11,7 @@ from kmmio.errors import TraceFormatError, UsageError
 from kmmio.trace.reader import read_records
 from kmmio.trace.records import Version
 from kmmio.trace.writer import TraceWriter
-from kmmio.tracer import Mode, Tracer, resolve_program
+from kmmio.tracer import Mode, Tracer, check_attachable, resolve_program
 
 
 def open_output(path: str | None) -> tuple[TextIO, bool]:
@@ -30,16 +30,26 @@ def run_trace(args: argparse.Namespace) -> int:
     program = list(args.program)
     if program and program[0] == "--":
         program = program[1:]
-    if not program:
-        raise UsageError("no program given: kmmio trace -m PATTERN -- PROGRAM [ARG ...]")
-    resolve_program(program[0])
+    if program and args.pids:
+        raise UsageError("give either -p PID or a program to run, not both")
+    if not program and not args.pids:
+        raise UsageError("no program given: kmmio trace -m PATTERN -- PROGRAM [ARG ...] (or -p PID)")
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError("--duration takes a positive number of seconds")
+    if program:
+        resolve_program(program[0])
+    for pid in args.pids:
+        check_attachable(pid)
     stream, owned = open_output(args.output)
     writer = TraceWriter(stream, flush_every=1 if stream is sys.stderr else 256)
     writer.write(Version())
     tracer = Tracer(args.patterns, writer.write, mode=Mode(args.mode))
     try:
-        tracer.spawn(program)
-        status = tracer.run()
+        if program:
+            tracer.spawn(program)
+        for pid in args.pids:
+            tracer.attach(pid)
+        status = tracer.run(args.duration)
     finally:
         writer.flush()
         if owned:

@@ -72,6 +72,8 @@ class Process:
         self.queue = queue
         self.world_stopped = False
         self.bus = ProcessBus(self)
+        #: Attached, not spawned: no seccomp filter, so every syscall stops (PTRACE_SYSCALL).
+        self.trace_syscalls = False
 
     # -- image ----------------------------------------------------------------------------
 
@@ -189,14 +191,26 @@ class Process:
             if self.gadget is None:
                 raise KmmioError(f"no syscall instruction found in process {self.pid}")
         saved = pt.get_regs(thread.tid) if regs is None else regs
+        # Registers known means a fault stop; otherwise the thread may be stopped on its way
+        # into a syscall, which must be skipped now and made again afterwards.
+        entry = regs is None and pt.get_syscall_info(thread.tid)[0] in (
+            pt.SYSCALL_INFO_ENTRY,
+            pt.SYSCALL_INFO_SECCOMP,
+        )
         call = saved.replace(
             rip=self.gadget, rax=pt.SYS_MPROTECT, rdi=start, rsi=length, rdx=prot, r10=INJECT_MARKER
         )
+        if entry:
+            call = call.replace(orig_rax=(1 << 64) - 1)
         pt.set_regs(thread.tid, call)
-        if self.step(thread).signal != signal.SIGTRAP:
-            raise KmmioError(f"thread {thread.tid} faulted in an injected syscall")
+        while True:
+            if self.step(thread).signal != signal.SIGTRAP:
+                raise KmmioError(f"thread {thread.tid} faulted in an injected syscall")
+            # Leaving a skipped syscall reports a step before the gadget has run.
+            if not entry or pt.get_regs(thread.tid).rip == self.gadget + 2:
+                break
         ret = pt.get_rax(thread.tid)
-        pt.set_regs(thread.tid, saved)
+        pt.set_regs(thread.tid, saved.replace(rip=saved.rip - 2, rax=saved.orig_rax) if entry else saved)
         return ret - (1 << 64) if ret >= 1 << 63 else ret
 
     def step(self, thread: Thread) -> Stopped:
@@ -231,7 +245,7 @@ def resume(thread: Thread, sig: int) -> None:
     if sig == 0 and thread.pending_signals:
         sig = thread.pending_signals.pop(0)
     try:
-        if thread.syscall is not None:
+        if thread.syscall is not None or thread.proc.trace_syscalls:
             pt.syscall(thread.tid, sig)
         else:
             pt.cont(thread.tid, sig)

@@ -66,6 +66,15 @@ class Regions:
         thread.syscall = regs.orig_rax
         thread.syscall_args = (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9)
 
+    def syscall_stop(self, thread: Thread) -> None:
+        """A syscall stop of an attached program (every syscall stops, twice)."""
+        op, nr, args = pt.get_syscall_info(thread.tid)
+        if op == pt.SYSCALL_INFO_ENTRY:
+            thread.syscall = nr if nr in _WATCHED_EXIT else None
+            thread.syscall_args = args
+        elif op == pt.SYSCALL_INFO_EXIT and thread.syscall is not None:
+            self.syscall_exit(thread)
+
     def syscall_exit(self, thread: Thread) -> None:
         nr = thread.syscall
         args = thread.syscall_args

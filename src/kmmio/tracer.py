@@ -60,6 +60,13 @@ OPTIONS = (
     | pt.PTRACE_O_TRACESECCOMP
     | pt.PTRACE_O_EXITKILL
 )
+ATTACH_OPTIONS = (
+    pt.PTRACE_O_TRACESYSGOOD
+    | pt.PTRACE_O_TRACEFORK
+    | pt.PTRACE_O_TRACEVFORK
+    | pt.PTRACE_O_TRACECLONE
+    | pt.PTRACE_O_TRACEEXEC
+)
 STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 CLONE_VM = 0x100
 CLONE_THREAD = 0x10000
@@ -94,6 +101,45 @@ def _signal_to_keep(ev: Stopped) -> int:
     if ev.event == PtraceEvent.NONE and not ev.syscall and ev.signal != signal.SIGSEGV:
         return ev.signal
     return 0
+
+
+def _status_fields(pid: int) -> dict[str, str]:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+    except (FileNotFoundError, ProcessLookupError):
+        return {}
+
+
+def check_attachable(pid: int) -> int:
+    """The thread group of ``pid``, or a :class:`UsageError` saying why it cannot be joined."""
+    status = _status_fields(pid)
+    if not status:
+        raise UsageError(f"no process {pid}")
+    if status.get("State", "").startswith(("Z", "X")):
+        raise UsageError(f"process {pid} has exited")
+    tracer = int(status.get("TracerPid", "0") or 0)
+    if tracer:
+        raise UsageError(f"process {pid} is already traced by process {tracer}")
+    if int(status["Tgid"]) == os.getpid():
+        raise UsageError("kmmio cannot trace itself")
+    pt.check_ptrace_permitted()
+    return int(status["Tgid"])
+
+
+def _why_not_permitted(pid: int, exc: TraceeError) -> str:
+    if exc.errno != errno.EPERM:
+        return f"cannot attach to process {pid}: {exc}"
+    try:
+        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
+            scope = int(f.read())
+    except (OSError, ValueError):
+        scope = 0
+    if os.geteuid() != 0 and scope >= 1:
+        return f"cannot attach to process {pid}: Yama ptrace_scope is {scope} (try as root)"
+    if os.geteuid() != 0:
+        return f"cannot attach to process {pid}: not privileged (it is not yours, or it gained privileges)"
+    return f"cannot attach to process {pid}: the kernel refused (EPERM)"
 
 
 def resolve_program(program: str) -> str:
@@ -133,6 +179,7 @@ class Tracer:
         self._stop_requested = False
         self._in_wait = False
         self.mode = mode
+        self.attached = False
         self.stats = TraceStats()
 
     # -- start ----------------------------------------------------------------------------
@@ -177,12 +224,76 @@ class Tracer:
         self.root_pid = pid
         return pid
 
+    def attach(self, pid: int) -> None:
+        """Join the running program ``pid`` and all its threads, and arm its matching mappings.
+
+        Attached programs have no seccomp filter: every syscall stops, so that mappings
+        made later are traced too.  :meth:`shutdown` gives everything back and detaches.
+        """
+        tgid = check_attachable(pid)
+        proc = Process(tgid, self.queue)
+        proc.trace_syscalls = True
+        self.procs[tgid] = proc
+        seized: set[int] = set()
+        while True:  # threads may be born while we seize the others
+            try:
+                tids = {int(t) for t in os.listdir(f"/proc/{tgid}/task")} - seized
+            except FileNotFoundError:
+                raise UsageError(f"process {pid} has exited") from None
+            if not tids:
+                break
+            for tid in sorted(tids):
+                seized.add(tid)
+                try:
+                    pt.seize(tid, ATTACH_OPTIONS)
+                except TraceeGone:
+                    continue
+                except TraceeError as exc:
+                    self.shutdown()
+                    raise UsageError(_why_not_permitted(pid, exc)) from None
+                thread = proc.add_thread(tid, tgid)
+                thread.running = True
+                self.threads[tid] = thread
+        for thread in list(proc.threads.values()):
+            try:
+                pt.interrupt(thread.tid)
+            except TraceeGone:
+                continue
+        for thread in list(proc.threads.values()):
+            ev = proc.wait_thread(thread.tid)
+            thread.running = False
+            if not isinstance(ev, Stopped):
+                self._forget(thread)
+            elif ev.event == PtraceEvent.NONE and not ev.syscall:
+                thread.pending_signals.append(ev.signal)  # it was about to get this one
+        worker = proc.any_stopped_thread()
+        if worker is None:
+            raise UsageError(f"process {pid} has exited")
+        proc.attach_image()
+        self.regions.scan(proc, worker)
+        for thread in list(proc.threads.values()):
+            resume(thread, 0)
+        self.attached = True
+        if not self.root_pid:
+            self.root_pid = tgid
+
     # -- the loop -------------------------------------------------------------------------
 
-    def run(self) -> int:
-        """Trace until every traced process is gone; the root program's exit status."""
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
-        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    def run(self, duration: float | None = None) -> int:
+        """Trace until every traced process is gone, or kmmio is told to stop.
+
+        Returns the root program's exit status; after a stop, 0 when attached (the
+        programs run on) and 128 + SIGTERM when spawned.
+        """
+        stops = [signal.SIGTERM, signal.SIGHUP, signal.SIGALRM]
+        if self.attached:
+            stops.append(signal.SIGINT)  # Ctrl-C detaches; a spawned program gets it itself
+        old = {s: signal.signal(s, self._on_signal) for s in stops}
+        old_int = signal.getsignal(signal.SIGINT)
+        if not self.attached:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if duration is not None:
+            signal.setitimer(signal.ITIMER_REAL, max(duration, 0.001))
         try:
             while self.threads:
                 ev = self._next_event()
@@ -191,11 +302,12 @@ class Tracer:
                 self._handle(ev)
         except _StopTracing:
             self.shutdown()
-            return 128 + signal.SIGTERM
+            return 0 if self.attached else 128 + signal.SIGTERM
         except BaseException:
             self.shutdown()
             raise
         finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
             for s, h in old.items():
                 signal.signal(s, h)
             signal.signal(signal.SIGINT, old_int)
@@ -221,13 +333,17 @@ class Tracer:
             return self.queue.popleft()
         if self._stop_requested:
             raise _StopTracing()
+        # A stop request may interrupt the blocking part only: it consumes no status.
         self._in_wait = True
         try:
-            got = pt.wait(-1)
+            tid = pt.wait_ready()
         finally:
             self._in_wait = False
-        if got is None:
+        if tid is None:
             return None
+        got = pt.wait(tid, nohang=True)
+        if got is None:  # pragma: no cover - reported as ready a moment ago
+            return self._next_event()
         return decode_status(*got)
 
     def _handle(self, ev: WaitEvent) -> None:
@@ -252,7 +368,10 @@ class Tracer:
         if ev.signal == signal.SIGSEGV and ev.event is PtraceEvent.NONE:
             self._fault(thread)  # the hot path: a traced access
         elif ev.syscall:
-            self.regions.syscall_exit(thread)
+            if thread.proc.trace_syscalls:
+                self.regions.syscall_stop(thread)
+            else:
+                self.regions.syscall_exit(thread)
             resume(thread, 0)
         elif ev.event == PtraceEvent.SECCOMP:
             self.regions.syscall_entry(thread)
@@ -382,6 +501,7 @@ class Tracer:
             self._add_thread(proc, new_tid, tgid)
             return
         child = Process(new_tid, self.queue)
+        child.trace_syscalls = proc.trace_syscalls
         child.engine, twins = proc.engine.clone()
         self.procs[new_tid] = child
         self._add_thread(child, new_tid, new_tid)
@@ -409,6 +529,7 @@ class Tracer:
             proc.threads.pop(thread.tid)
             proc.engine.thread_removed(thread.tid)
             proc = Process(thread.tid, self.queue)
+            proc.trace_syscalls = thread.proc.trace_syscalls
             self.procs[thread.tid] = proc
             proc.threads[thread.tid] = thread
             thread.proc = proc
@@ -483,10 +604,13 @@ class Tracer:
                     self._forget(t)
                     continue
                 signals[t.tid] = _signal_to_keep(ev)
-        worker = proc.any_stopped_thread()
         effects = proc.engine.disarm_all()
-        if worker is not None and effects:
-            proc.apply(worker, effects)
+        for worker in [t for t in proc.threads.values() if not t.running] if effects else []:
+            try:
+                proc.apply(worker, effects)
+                break
+            except KmmioError as exc:  # try the next thread
+                print(f"kmmio: thread {worker.tid} could not restore pages: {exc}", file=sys.stderr)
         leaks = proc.engine.cleanup()
         for page in leaks:
             if page.armed:

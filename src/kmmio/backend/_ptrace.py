@@ -35,6 +35,10 @@ PTRACE_SETSIGINFO = 0x4203
 PTRACE_GETREGSET = 0x4204
 PTRACE_SETREGSET = 0x4205
 PTRACE_SEIZE = 0x4206
+PTRACE_GET_SYSCALL_INFO = 0x420E
+SYSCALL_INFO_ENTRY = 1
+SYSCALL_INFO_EXIT = 2
+SYSCALL_INFO_SECCOMP = 3
 PTRACE_INTERRUPT = 0x4207
 PTRACE_LISTEN = 0x4208
 
@@ -181,6 +185,19 @@ def set_xstate(tid: int, data: bytes | bytearray) -> None:
     ptrace(PTRACE_SETREGSET, tid, NT_X86_XSTATE, ctypes.addressof(iov))
 
 
+_syscall_info_buf = (ctypes.c_ubyte * 88)()
+_SYSCALL_INFO = struct.Struct("<B3xIQQQ6Q")
+
+
+def get_syscall_info(tid: int) -> tuple[int, int, tuple[int, ...]]:
+    """At a syscall stop: ``(op, nr, args)`` at entry, ``(op, result, ())`` at exit."""
+    ptrace(PTRACE_GET_SYSCALL_INFO, tid, len(_syscall_info_buf), ctypes.addressof(_syscall_info_buf))
+    op, _arch, _ip, _sp, first, *args = _SYSCALL_INFO.unpack_from(bytes(_syscall_info_buf))
+    if op == SYSCALL_INFO_EXIT:
+        return op, first - (1 << 64) if first >= 1 << 63 else first, ()
+    return op, first, tuple(args)
+
+
 def get_siginfo_raw(tid: int) -> bytes:
     """The whole ``siginfo_t`` of the signal a thread is stopped with."""
     ptrace(PTRACE_GETSIGINFO, tid, 0, _SIGINFO)
@@ -207,6 +224,19 @@ def wait(pid: int = -1, nohang: bool = False) -> tuple[int, int] | None:
     if got == 0:
         return None
     return got, status
+
+
+def wait_ready() -> int | None:
+    """Block until some traced task has a status to report; its tid, the status left unread.
+
+    ``waitid(..., WNOWAIT)``: nothing is consumed, so an exception raised while blocked
+    here (kmmio told to stop) can never lose a status.  :func:`wait` then reads it.
+    """
+    try:
+        result = os.waitid(os.P_ALL, 0, os.WEXITED | os.WSTOPPED | os.WNOWAIT | __WALL)
+    except ChildProcessError:
+        return None
+    return None if result is None else int(result.si_pid)
 
 
 def thread_pending(tid: int) -> int:

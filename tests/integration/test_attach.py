@@ -1,0 +1,133 @@
+"""kmmio trace -p: join a running program, trace it, leave it running exactly as before."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import kmmio
+
+from kmmio.trace import Access, Map, read_records
+
+_running: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _reap() -> Iterator[None]:
+    """Whatever a test leaves running (after a failure) is killed."""
+    yield
+    while _running:
+        proc = _running.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+class Program:
+    """attachee.c running in the background: its pid, mapping and protections."""
+
+    def __init__(self, exe: Path, dev: Path, threads: int, rounds: int) -> None:
+        self.dev = dev
+        self.proc = subprocess.Popen(
+            [str(exe), str(dev), str(threads), str(rounds)], stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None
+        first = self.proc.stdout.readline().split()
+        assert first[0] == "ready"
+        self.pid = int(first[1])
+
+    def maps(self) -> list[str]:
+        with open(f"/proc/{self.pid}/maps") as f:
+            return [line for line in f if self.dev.name in line]
+
+    def finish(self) -> str:
+        out, _ = self.proc.communicate(timeout=120)
+        return out
+
+
+def _kmmio_async(args: list[str]) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "kmmio", *args], stderr=subprocess.PIPE, text=True)
+    _running.append(proc)
+    return proc
+
+
+def _wait_for_records(log: Path, n: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and log.read_text().count("\n") > n:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"fewer than {n} lines in {log}")
+
+
+def test_attach_mid_way_and_detach_with_sigint(build, tmp_path: Path, mode: str) -> None:
+    prog = Program(build("attachee"), tmp_path / "att-regs.bin", 4, 600_000)
+    before = prog.maps()
+    log = tmp_path / "att.log"
+    tracer = _kmmio_async(
+        ["trace", "--mode", mode, "-o", str(log), "-m", "att-regs.bin", "-p", str(prog.pid)]
+    )
+    _wait_for_records(log, 300)
+    tracer.send_signal(signal.SIGINT)
+    _, err = tracer.communicate(timeout=60)
+    assert tracer.returncode == 0, err
+    assert prog.maps() == before  # every page has its protection back
+    with open(f"/proc/{prog.pid}/status") as f:
+        assert "TracerPid:\t0\n" in f.read()
+    assert prog.finish() == "ok\n"
+    assert prog.proc.returncode == 0
+    records = list(read_records(log.read_text().splitlines()))
+    maps = [r for r in records if isinstance(r, Map)]
+    assert len(maps) == 1 and maps[0].pid == prog.pid
+    accesses = [r for r in records if isinstance(r, Access)]
+    assert len(accesses) >= 300
+    # each thread's accesses are its own counter, written then read back, in order
+    per_tid: dict[int, list[tuple[str, int]]] = {}
+    for a in accesses:
+        per_tid.setdefault(a.pid, []).append((a.kind.value, a.value))
+    for seq in per_tid.values():
+        writes = [v for k, v in seq if k == "W"]
+        assert writes == sorted(writes) and len(set(writes)) == len(writes)
+
+
+def test_fifty_attach_detach_cycles_leave_the_program_healthy(build, tmp_path: Path) -> None:
+    prog = Program(build("attachee"), tmp_path / "cyc-regs.bin", 2, 3_000_000)
+    before = prog.maps()
+    for cycle in range(50):
+        log = tmp_path / f"cycle{cycle}.log"
+        run = kmmio(
+            ["trace", "-q", "--duration", "0.05", "-o", str(log), "-m", "cyc-regs.bin", "-p", str(prog.pid)],
+            log,
+        )
+        assert run.status == 0, (cycle, run.stderr)
+        assert prog.maps() == before, cycle
+        assert any(isinstance(r, Map) for r in run.records)
+    assert prog.finish() == "ok\n"
+
+
+def test_attach_refusals_are_one_line_and_exit_2(build, tmp_path: Path) -> None:
+    log = tmp_path / "none.log"
+    for args, words in [
+        (["trace", "-m", "x", "-p", "999999999"], "no process"),
+        (["trace", "-m", "x", "-p", "1", "--", "true"], "not both"),
+        (["trace", "-m", "x", "--duration", "-1", "-p", "1"], "positive"),
+    ]:
+        run = kmmio(args, log)
+        assert run.status == 2 and words in run.stderr and len(run.stderr.strip().splitlines()) == 1, (
+            run.stderr
+        )
+    prog = Program(build("attachee"), tmp_path / "busy-regs.bin", 1, 2_000_000)
+    first = _kmmio_async(
+        ["trace", "-q", "-o", str(tmp_path / "a.log"), "-m", "busy-regs.bin", "-p", str(prog.pid)]
+    )
+    _wait_for_records(tmp_path / "a.log", 10)
+    second = kmmio(["trace", "-m", "busy-regs.bin", "-p", str(prog.pid)], log)
+    assert second.status == 2 and "already traced by process" in second.stderr
+    first.send_signal(signal.SIGINT)
+    first.communicate(timeout=60)
+    assert prog.finish() == "ok\n"
