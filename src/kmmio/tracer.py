@@ -522,8 +522,9 @@ class Tracer:
         proc = thread.proc
         if former != thread.tid and former in self.threads:
             self._forget(self.threads[former])
-        self.regions.drop_all(proc, thread.tid)
         others = [t for t in proc.threads.values() if t.tid != thread.tid]
+        if not any(t.tgid != thread.tgid for t in others):
+            self.regions.drop_all(proc, thread.tid)  # the old image's mappings end
         if any(t.tgid != thread.tgid for t in others):
             # A vfork child leaves its parent's address space for its own.
             proc.threads.pop(thread.tid)
