@@ -38,16 +38,22 @@ def test_vfork_and_exec(build, tmp_path: Path, mode: str) -> None:
     ]
 
 
-def test_job_control_stop_and_continue(build, tmp_path: Path) -> None:
-    exe = build("attachee")
-    log = tmp_path / "jc.log"
+def _traced_attachee(
+    build, tmp_path: Path, name: str, rounds: int, **popen: object
+) -> tuple[subprocess.Popen[str], int, Path]:  # type: ignore[no-untyped-def]
+    """attachee.c (2 threads) spawned under kmmio; the tracer, the program's pid, the log."""
+    log = tmp_path / f"{name}.log"
+    argv = ["trace", "-o", str(log), "-m", f"{name}-regs.bin", "--"]
+    program = [str(build("attachee")), str(tmp_path / f"{name}-regs.bin"), "2", str(rounds)]
     tracer = subprocess.Popen(
-        [sys.executable, "-m", "kmmio", "trace", "-o", str(log), "-m", "jc-regs.bin", "--",
-         str(exe), str(tmp_path / "jc-regs.bin"), "2", "20000"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "kmmio", *argv, *program], stdout=subprocess.PIPE, text=True, **popen
+    )  # type: ignore[call-overload]
     assert tracer.stdout is not None
-    pid = int(tracer.stdout.readline().split()[1])
+    return tracer, int(tracer.stdout.readline().split()[1]), log
+
+
+def test_job_control_stop_and_continue(build, tmp_path: Path) -> None:
+    tracer, pid, log = _traced_attachee(build, tmp_path, "jc", 20000)
     time.sleep(0.3)
     subprocess.run(["kill", "-STOP", str(pid)], check=True)
     time.sleep(0.3)
@@ -112,15 +118,7 @@ def test_reader_survives_100000_fuzzed_inputs() -> None:
 
 def test_sigint_to_a_spawned_program_reaches_it_and_the_log_is_complete(build, tmp_path: Path) -> None:
     """Ctrl-C as strace: the terminal sends it to the whole group; kmmio waits for the end."""
-    exe = build("attachee")
-    log = tmp_path / "int.log"
-    tracer = subprocess.Popen(
-        [sys.executable, "-m", "kmmio", "trace", "-o", str(log), "-m", "int-regs.bin", "--",
-         str(exe), str(tmp_path / "int-regs.bin"), "2", "3000000"],
-        stdout=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
-    assert tracer.stdout is not None
-    tracer.stdout.readline()
+    tracer, _, log = _traced_attachee(build, tmp_path, "int", 3_000_000, start_new_session=True)
     time.sleep(0.3)
 
     os.killpg(tracer.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
