@@ -58,7 +58,8 @@ def run_trace(args: argparse.Namespace) -> int:
         c = tracer.log.counts
         s = tracer.stats
         print(
-            f"kmmio: {c['R']} reads, {c['W']} writes, {c['UNKNOWN']} unknown, "
+            f"kmmio: {c['R'] + c['W']} accesses traced ({c['R']} reads, {c['W']} writes), "
+            f"{c['LOST']} lost, {c['UNKNOWN']} unknown, "
             f"{c['MAP']} mappings traced; {s.emulated} instructions emulated, {s.stepped} stepped; "
             f"exit status {status}",
             file=sys.stderr,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from kmmio.engine import Probe, StepCondition
 from kmmio.errors import TraceeError
-from kmmio.trace.records import Access, Kind, Map, Record, Unknown, Unmap
+from kmmio.trace.records import Access, Kind, Map, Mark, Record, Unknown, Unmap
 from kmmio.x86.decode import MAX_INSN_LEN, InstructionForm, decode
 from kmmio.x86.operands import AccessKind, MemAccess
 from kmmio.x86.regs import Registers
@@ -99,7 +99,7 @@ class MmioTrace:
         self.next_id = 1
         self._pending: dict[int, _Pending] = {}
         self._forms: dict[tuple[int, bytes], InstructionForm] = {}
-        self.counts = {"R": 0, "W": 0, "UNKNOWN": 0, "MAP": 0, "UNMAP": 0}
+        self.counts = {"R": 0, "W": 0, "UNKNOWN": 0, "MAP": 0, "UNMAP": 0, "LOST": 0}
 
     # -- mappings -------------------------------------------------------------------------
 
@@ -231,7 +231,14 @@ class MmioTrace:
                 )
 
     def drop(self, tid: int) -> None:
-        self._pending.pop(tid, None)
+        """The thread is gone with an instruction in flight: its accesses are lost."""
+        if self._pending.pop(tid, None) is not None:
+            self.counts["LOST"] += 1
+
+    def report_losses(self) -> None:
+        """``MARK ... Lost N events.``, as the kernel says it, when anything was lost."""
+        if self.counts["LOST"]:
+            self.emit(Mark(now_us(), f"Lost {self.counts['LOST']} events."))
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -302,6 +302,7 @@ class Tracer:
                 self._handle(ev)
         except _StopTracing:
             self.shutdown()
+            self.log.report_losses()
             return 0 if self.attached else 128 + signal.SIGTERM
         except BaseException:
             self.shutdown()
@@ -311,6 +312,7 @@ class Tracer:
             for s, h in old.items():
                 signal.signal(s, h)
             signal.signal(signal.SIGINT, old_int)
+        self.log.report_losses()
         return self.root_status if self.root_status is not None else 0
 
     def read_memory(self, tid: int, addr: int, size: int) -> bytes:
@@ -426,29 +428,44 @@ class Tracer:
         self.log.capture_reads(thread.tid)
         if len(proc.threads) > 1:
             proc.stop_others(thread.tid, self.queue.append)
-        current = regs
         try:
-            while True:
-                proc.apply(thread, decision.effects, current)
-                ev = proc.step(thread)
-                if ev.signal == signal.SIGTRAP:
-                    after = pt.get_regs(thread.tid)
-                    proc.apply(thread, engine.step_done(thread.tid, StepCondition.STEPPED, after), after)
-                    resume(thread, 0)
-                    return
-                current = pt.get_regs(thread.tid)  # the instruction faulted again, did not complete
-                info = pt.get_siginfo_raw(thread.tid)
-                code, addr = pt.siginfo_code_addr(info)
-                if ev.signal != signal.SIGSEGV or code <= 0:
-                    effects = engine.step_done(thread.tid, StepCondition.ABORTED, regs)
-                    self._deliver(thread, effects, ev.signal, info)
-                    return
-                decision = engine.fault(thread.tid, addr, regs)
-                if decision.action is not FaultAction.RECURSIVE:
-                    self._deliver(thread, decision.effects, signal.SIGSEGV, info)
-                    return
+            self._step_traced(thread, decision, regs)
+        except TraceeGone:
+            # Killed in the middle: the access is lost; the pages close again at once.
+            self.log.drop(thread.tid)
+            if not engine.has_context(thread.tid):
+                raise
+            effects = engine.step_done(thread.tid, StepCondition.LOST, None)
+            helper = next((t for t in proc.threads.values() if t.held), None)
+            if effects and helper is not None:
+                proc.apply(helper, effects)
+            raise
         finally:
             proc.resume_others()
+
+    def _step_traced(self, thread: Thread, decision: FaultDecision, regs: Registers) -> None:
+        """Open the pages, single-step, re-arm; deliver the fault if it turns out genuine."""
+        proc, engine = thread.proc, thread.proc.engine
+        current = regs
+        while True:
+            proc.apply(thread, decision.effects, current)
+            ev = proc.step(thread)
+            if ev.signal == signal.SIGTRAP:
+                after = pt.get_regs(thread.tid)
+                proc.apply(thread, engine.step_done(thread.tid, StepCondition.STEPPED, after), after)
+                resume(thread, 0)
+                return
+            current = pt.get_regs(thread.tid)  # the instruction faulted again, did not complete
+            info = pt.get_siginfo_raw(thread.tid)
+            code, addr = pt.siginfo_code_addr(info)
+            if ev.signal != signal.SIGSEGV or code <= 0:
+                effects = engine.step_done(thread.tid, StepCondition.ABORTED, regs)
+                self._deliver(thread, effects, ev.signal, info)
+                return
+            decision = engine.fault(thread.tid, addr, regs)
+            if decision.action is not FaultAction.RECURSIVE:
+                self._deliver(thread, decision.effects, signal.SIGSEGV, info)
+                return
 
     def _emulate(self, thread: Thread, regs: Registers) -> bool:
         """Perform the instruction in the tracer, the page staying armed; False if it cannot."""

@@ -139,13 +139,15 @@ def test_release_waits_for_every_thread_and_in_flight_faults_restart() -> None:
 
 
 def test_thread_exit_ends_its_grace_period_and_context() -> None:
+    ends: list[StepCondition] = []
     k = Kmmio()
     k.thread_added(1)
     k.thread_added(2)
-    probe = Probe(0x1000, PAGE)
+    probe = Probe(0x1000, PAGE, post_handler=lambda p, c, r: ends.append(c))
     k.register_probe(probe, rw)
     k.fault(2, 0x1000)
     assert k.thread_removed(2) == (Protect(0x1000, PAGE, PROT_NONE),)
+    assert ends == [StepCondition.LOST]  # the access may or may not have happened
     k.unregister_probe(probe)
     k.thread_removed(1)
     assert k.stats().pages == 0

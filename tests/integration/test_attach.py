@@ -76,6 +76,7 @@ def test_attach_mid_way_and_detach_with_sigint(build, tmp_path: Path, mode: str)
     tracer.send_signal(signal.SIGINT)
     _, err = tracer.communicate(timeout=60)
     assert tracer.returncode == 0, err
+    assert " 0 lost" in err
     assert prog.maps() == before  # every page has its protection back
     with open(f"/proc/{prog.pid}/status") as f:
         assert "TracerPid:\t0\n" in f.read()

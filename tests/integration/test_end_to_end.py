@@ -64,6 +64,7 @@ def test_four_threads_lose_nothing(build, tmp_path: Path, mode: str) -> None:
     assert run.status == 0 and "done" in run.stdout, run.stderr
     writes = [r for r in run.records if isinstance(r, Access) and r.kind is Kind.WRITE]
     assert len(writes) == n * threads
+    assert f"{n * threads} accesses traced" in run.stderr and " 0 lost" in run.stderr
     per_tid: dict[int, list[int]] = defaultdict(list)
     for w in writes:
         assert w.width == 4 and w.phys == (w.value >> 24) * 64

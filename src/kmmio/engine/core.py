@@ -115,7 +115,7 @@ class Kmmio:
         """A thread is gone: its context (if any) ends and it no longer holds grace periods."""
         effects: tuple[Protect, ...] = ()
         if tid in self.contexts:
-            effects = self._end_context(tid, StepCondition.ABORTED, None)
+            effects = self._end_context(tid, StepCondition.LOST, None)
         self.threads.discard(tid)
         self.quiescent(tid)
         return effects

@@ -60,3 +60,5 @@ class StepCondition(enum.Enum):
     EMULATED = "emulated"
     #: The instruction did not complete: a genuine fault or the thread went away.
     ABORTED = "aborted"
+    #: The thread went away in the middle: whether the access happened is not known.
+    LOST = "lost"
