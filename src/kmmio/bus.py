@@ -70,10 +70,7 @@ class ProcessBus:
         if entry.anonymous:
             raise TraceeError("no file behind the mapping", 19, self.proc.pid)
         offset = entry.offset + (mapping.virt - entry.start)
-        writable = bool(mapping.prot & PROT_WRITE)
-        return ShadowView(
-            self.proc.pid, (entry.start, entry.end), mapping.virt, mapping.end, offset, writable
-        )
+        return ShadowView(self.proc.pid, (entry.start, entry.end), mapping.virt, mapping.end, offset)
 
     # -- the Bus protocol -----------------------------------------------------------------
 
@@ -88,7 +85,8 @@ class ProcessBus:
             mapping = self.proc.mapping_at(addr)
             if mapping is None or addr + width > mapping.end:
                 return False
-            return self.view(mapping) is not None
+            view = self.view(mapping)
+            return view is not None and (need == PROT_READ or view.writable)
         entry = self._entry(addr)
         if entry is None or addr + width > entry.end or not entry.prot & need:
             return False

@@ -250,3 +250,11 @@ def test_real_program_sqlite_wal_shared_memory(tmp_path: Path) -> None:
         [sqlite3, str(traced_db), "PRAGMA integrity_check;"], capture_output=True, text=True
     )
     assert check.stdout.strip() == "ok"
+
+
+def test_read_only_mapping_and_one_made_writable(build, tmp_path: Path, mode: str) -> None:
+    plain, run = _plain_and_traced([str(build("readonly"))], "ro-regs.bin", tmp_path, mode)
+    assert plain.returncode == run.status == 0, run.stderr
+    assert run.stdout == plain.stdout == "read 0x1234\nwrote, read 0x77\n"
+    logged = [(r.map_id, r.kind.value, r.phys, r.value) for r in run.records if isinstance(r, Access)]
+    assert logged == [(1, "R", 0, 0x1234), (2, "W", 4, 0x77), (2, "R", 4, 0x77)]

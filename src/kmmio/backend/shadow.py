@@ -57,6 +57,13 @@ def _mmap(length: int, prot: int, flags: int, fd: int, offset: int) -> int:
     return int(addr)
 
 
+def _open(path: str, flags: int, pid: int) -> int:
+    try:
+        return os.open(path, flags)
+    except OSError as exc:
+        raise TraceeError(f"open {path}", exc.errno or 13, pid) from None
+
+
 class _Stubs:
     """The machine-code stubs, in one executable page of the tracer."""
 
@@ -111,17 +118,21 @@ def stubs() -> _Stubs:
 class ShadowView:
     """The tracer's ``MAP_SHARED`` mapping of a traced range ``[start, end)``."""
 
-    def __init__(
-        self, pid: int, vma: tuple[int, int], start: int, end: int, offset: int, writable: bool
-    ) -> None:
+    def __init__(self, pid: int, vma: tuple[int, int], start: int, end: int, offset: int) -> None:
         self.start, self.end = start, end
         path = f"/proc/{pid}/map_files/{vma[0]:x}-{vma[1]:x}"
+        # Writable if the object allows it (the program may mprotect its pages writable
+        # later); read-only otherwise, and then its stores go the kmmio way.
+        self.writable = True
         try:
-            fd = os.open(path, (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except PermissionError:
+            self.writable = False
+            fd = _open(path, os.O_RDONLY | os.O_CLOEXEC, pid)
         except OSError as exc:
             raise TraceeError(f"open {path}", exc.errno or 13, pid) from None
         try:
-            prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+            prot = mmap.PROT_READ | (mmap.PROT_WRITE if self.writable else 0)
             self.base = _mmap(end - start, prot, mmap.MAP_SHARED, fd, offset)
         finally:
             os.close(fd)
@@ -141,6 +152,8 @@ class ShadowView:
 
 class ProcMemView:
     """A private traced mapping, reached through ``/proc/PID/mem``."""
+
+    writable = True
 
     def __init__(self, fd: int, start: int, end: int) -> None:
         self.fd, self.start, self.end = fd, start, end
