@@ -71,9 +71,13 @@ class Process:
         self.gadget: int | None = None
         self.queue = queue
         self.world_stopped = False
+        #: While the world is stopped, the one thread allowed to run.
+        self.runner: int | None = None
         self.bus = ProcessBus(self)
         #: Attached, not spawned: no seccomp filter, so every syscall stops (PTRACE_SYSCALL).
         self.trace_syscalls = False
+        #: The thread whose syscall is changing traced pages while the others are held.
+        self.syscall_holder: int | None = None
 
     # -- image ----------------------------------------------------------------------------
 
@@ -142,6 +146,7 @@ class Process:
         if self.world_stopped:
             return
         self.world_stopped = True
+        self.runner = me
         targets = []
         for t in self.threads.values():
             if t.tid == me or not t.running:
@@ -167,6 +172,7 @@ class Process:
         if not self.world_stopped:
             return
         self.world_stopped = False
+        self.runner = None
         queued = {ev.tid for ev in self.queue}
         for t in list(self.threads.values()):
             if t.held:
@@ -241,7 +247,17 @@ class Process:
 
 
 def resume(thread: Thread, sig: int) -> None:
-    """Let a stopped thread go on, delivering ``sig`` (or a signal held back while stepping)."""
+    """Let a stopped thread go on, delivering ``sig`` (or a signal held back while stepping).
+
+    While its address space has the others stopped (a page open, traced pages changing),
+    a thread other than the one running stays stopped, held for :meth:`Process.resume_others`.
+    """
+    proc = thread.proc
+    if proc.world_stopped and thread.tid != proc.runner:
+        if sig:
+            thread.pending_signals.insert(0, sig)
+        thread.held = True
+        return
     if sig == 0 and thread.pending_signals:
         sig = thread.pending_signals.pop(0)
     try:

@@ -25,6 +25,10 @@ _WATCHED_EXIT = {
 }  # fmt: skip
 
 
+_MAP_FIXED = 0x10
+_MAP_FIXED_NOREPLACE = 0x100000
+
+
 def _lookup(saved: dict[int, int], default: int) -> Callable[[int], int]:
     return lambda page: saved.get(page, default)
 
@@ -65,6 +69,7 @@ class Regions:
         regs = pt.get_regs(thread.tid)
         thread.syscall = regs.orig_rax
         thread.syscall_args = (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9)
+        self._hold_if_needed(thread)
 
     def syscall_stop(self, thread: Thread) -> None:
         """A syscall stop of an attached program (every syscall stops, twice)."""
@@ -72,10 +77,44 @@ class Regions:
         if op == pt.SYSCALL_INFO_ENTRY:
             thread.syscall = nr if nr in _WATCHED_EXIT else None
             thread.syscall_args = args
+            self._hold_if_needed(thread)
         elif op == pt.SYSCALL_INFO_EXIT and thread.syscall is not None:
             self.syscall_exit(thread)
 
+    def _hold_if_needed(self, thread: Thread) -> None:
+        """Stop the other threads while this syscall changes traced pages.
+
+        Between the kernel changing the protection (``mprotect``) or replacing the pages
+        (``mmap`` with ``MAP_FIXED``) and the tracer arming them again at the syscall's
+        exit, another thread could touch them untraced: it is held until then.
+        """
+        proc = thread.proc
+        nr, args = thread.syscall, thread.syscall_args
+        if len(proc.threads) < 2 or proc.world_stopped:
+            return
+        if nr in (pt.SYS_MPROTECT, pt.SYS_PKEY_MPROTECT):
+            pass
+        elif not (nr == pt.SYS_MMAP and args[3] & (_MAP_FIXED | _MAP_FIXED_NOREPLACE)):
+            return
+        page = proc.engine.page_size
+        if not proc.engine.probes.overlapping(args[0], args[0] + ((args[1] + page - 1) & ~(page - 1))):
+            return
+        proc.stop_others(thread.tid, proc.queue.append)
+        proc.syscall_holder = thread.tid
+
+    def release_hold(self, thread: Thread) -> None:
+        proc = thread.proc
+        if proc.syscall_holder == thread.tid:
+            proc.syscall_holder = None
+            proc.resume_others()
+
     def syscall_exit(self, thread: Thread) -> None:
+        try:
+            self._syscall_done(thread)
+        finally:
+            self.release_hold(thread)
+
+    def _syscall_done(self, thread: Thread) -> None:
         nr = thread.syscall
         args = thread.syscall_args
         thread.syscall = None

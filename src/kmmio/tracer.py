@@ -331,8 +331,12 @@ class Tracer:
             raise _StopTracing()
 
     def _next_event(self) -> WaitEvent | None:
-        if self.queue:
-            return self.queue.popleft()
+        for i, ev in enumerate(self.queue):
+            thread = self.threads.get(ev.tid)
+            holder = thread.proc.syscall_holder if thread is not None else None
+            if holder is None or holder == ev.tid:  # held threads wait for the holder's exit
+                del self.queue[i]
+                return ev
         if self._stop_requested:
             raise _StopTracing()
         # A stop request may interrupt the blocking part only: it consumes no status.
@@ -568,6 +572,7 @@ class Tracer:
 
     def _thread_gone(self, thread: Thread, ev: Exited | Killed) -> None:
         proc = thread.proc
+        self.regions.release_hold(thread)
         self._forget(thread)
         if thread.tid == self.root_pid:
             self.root_status = exit_code(ev)

@@ -258,3 +258,20 @@ def test_read_only_mapping_and_one_made_writable(build, tmp_path: Path, mode: st
     assert run.stdout == plain.stdout == "read 0x1234\nwrote, read 0x77\n"
     logged = [(r.map_id, r.kind.value, r.phys, r.value) for r in run.records if isinstance(r, Access)]
     assert logged == [(1, "R", 0, 0x1234), (2, "W", 4, 0x77), (2, "R", 4, 0x77)]
+
+
+def test_program_reprotecting_while_its_threads_write_loses_nothing(build, tmp_path: Path, mode: str) -> None:
+    """mprotect over traced pages by one thread while three others write to them."""
+    threads, writes = 3, 2000
+    exe = build("protect")
+    run = trace(
+        [str(exe), str(tmp_path / "prot-regs.bin"), str(threads), str(writes)],
+        "prot-regs.bin",
+        tmp_path,
+        mode,
+    )
+    assert run.status == 0 and run.stdout == f"writes {threads * writes}\n", run.stderr
+    logged = [r for r in run.records if isinstance(r, Access) and r.kind is Kind.WRITE]
+    assert len(logged) == threads * writes
+    calls = int(run.stderr.split("mprotect calls ")[1].split()[0])
+    assert calls > 10  # the window was really exercised
