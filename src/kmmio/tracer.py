@@ -130,11 +130,7 @@ def check_attachable(pid: int) -> int:
 def _why_not_permitted(pid: int, exc: TraceeError) -> str:
     if exc.errno != errno.EPERM:
         return f"cannot attach to process {pid}: {exc}"
-    try:
-        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
-            scope = int(f.read())
-    except (OSError, ValueError):
-        scope = 0
+    scope = pt.yama_scope()
     if os.geteuid() != 0 and scope >= 1:
         return f"cannot attach to process {pid}: Yama ptrace_scope is {scope} (try as root)"
     if os.geteuid() != 0:

@@ -259,12 +259,16 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     return ret
 
 
-def check_ptrace_permitted() -> None:
-    """Refuse early, with the reason, when this process may not trace at all."""
+def yama_scope() -> int:
+    """``kernel.yama.ptrace_scope`` (0 where Yama is absent)."""
     try:
         with open("/proc/sys/kernel/yama/ptrace_scope") as f:
-            scope = int(f.read().strip() or 0)
+            return int(f.read().strip() or 0)
     except (OSError, ValueError):
-        scope = 0
-    if scope >= 3:
+        return 0
+
+
+def check_ptrace_permitted() -> None:
+    """Refuse early, with the reason, when this process may not trace at all."""
+    if yama_scope() >= 3:
         raise UsageError("ptrace is disabled on this machine (kernel.yama.ptrace_scope = 3)")
