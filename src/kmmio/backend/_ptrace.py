@@ -82,6 +82,19 @@ _libc.prctl.argtypes = [
     ctypes.c_ulong,
 ]
 _libc.syscall.restype = ctypes.c_long
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_long,
+]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+#: The C library, its prototypes declared here once, for the other backend modules.
+libc = _libc
 
 _UserRegs = ctypes.c_ulonglong * 27
 _regs_buf = _UserRegs()

@@ -19,18 +19,7 @@ import os
 from kmmio.backend import _ptrace as pt
 from kmmio.errors import TraceeError
 
-_libc = pt._libc
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [
-    ctypes.c_void_p,
-    ctypes.c_size_t,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_long,
-]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc = pt.libc
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
 # System V calls: rdi = address, rsi = value (stores) or buffer (16/32-byte copies).
