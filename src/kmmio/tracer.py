@@ -224,8 +224,16 @@ class Tracer:
         """Join the running program ``pid`` and all its threads, and arm its matching mappings.
 
         Attached programs have no seccomp filter: every syscall stops, so that mappings
-        made later are traced too.  :meth:`shutdown` gives everything back and detaches.
+        made later are traced too.  :meth:`shutdown` gives everything back and detaches,
+        also when attaching fails half-way.
         """
+        try:
+            self._attach(pid)
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def _attach(self, pid: int) -> None:
         tgid = check_attachable(pid)
         proc = Process(tgid, self.queue)
         proc.trace_syscalls = True
@@ -245,7 +253,6 @@ class Tracer:
                 except TraceeGone:
                     continue
                 except TraceeError as exc:
-                    self.shutdown()
                     raise UsageError(_why_not_permitted(pid, exc)) from None
                 thread = proc.add_thread(tid, tgid)
                 thread.running = True
@@ -255,11 +262,14 @@ class Tracer:
                 pt.interrupt(thread.tid)
             except TraceeGone:
                 continue
+        group_stopped: set[int] = set()
         for thread in list(proc.threads.values()):
             ev = proc.wait_thread(thread.tid)
             thread.running = False
             if not isinstance(ev, Stopped):
                 self._forget(thread)
+            elif ev.event == PtraceEvent.STOP and ev.signal in STOP_SIGNALS:
+                group_stopped.add(thread.tid)  # stopped by job control: it stays stopped
             elif ev.event == PtraceEvent.NONE and not ev.syscall:
                 thread.pending_signals.append(ev.signal)  # it was about to get this one
         worker = proc.any_stopped_thread()
@@ -268,7 +278,13 @@ class Tracer:
         proc.attach_image()
         self.regions.scan(proc, worker)
         for thread in list(proc.threads.values()):
-            resume(thread, 0)
+            if thread.tid not in group_stopped:
+                resume(thread, 0)
+            elif thread is worker:
+                resume(thread, signal.SIGSTOP)  # it ran our mprotect calls: stop it again
+            else:
+                pt.listen(thread.tid)
+                thread.running = True
         self.attached = True
         if not self.root_pid:
             self.root_pid = tgid

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -131,4 +132,22 @@ def test_attach_refusals_are_one_line_and_exit_2(build, tmp_path: Path) -> None:
     assert second.status == 2 and "already traced by process" in second.stderr
     first.send_signal(signal.SIGINT)
     first.communicate(timeout=60)
+    assert prog.finish() == "ok\n"
+
+
+def test_attaching_to_a_stopped_program_leaves_it_stopped(build, tmp_path: Path) -> None:
+    prog = Program(build("attachee"), tmp_path / "stop-regs.bin", 2, 400_000)
+    before = prog.maps()
+    os.kill(prog.pid, signal.SIGSTOP)
+    time.sleep(0.2)
+    log = tmp_path / "stop.log"
+    run = kmmio(
+        ["trace", "-q", "--duration", "0.3", "-o", str(log), "-m", "stop-regs.bin", "-p", str(prog.pid)], log
+    )
+    assert run.status == 0, run.stderr
+    time.sleep(0.2)
+    with open(f"/proc/{prog.pid}/status") as f:
+        assert "State:\tT (stopped)" in f.read()
+    assert prog.maps() == before
+    os.kill(prog.pid, signal.SIGCONT)
     assert prog.finish() == "ok\n"
