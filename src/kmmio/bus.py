@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kmmio.backend.procmaps import MapEntry, read_maps
 from kmmio.backend.shadow import ProcMemView, ShadowView, View
@@ -31,11 +31,26 @@ class ProcessBus:
         self.proc = proc
         self._maps: list[MapEntry] | None = None
         self._starts: list[int] = []
+        #: The tracer's per-PC cache for :meth:`stable_code` addresses, emptied on change.
+        self.code_cache: dict[int, Any] = {}
 
     # -- the copy of /proc/PID/maps -------------------------------------------------------
 
     def invalidate(self) -> None:
+        """The program mapped, unmapped or re-protected something (or ran exec)."""
         self._maps = None
+        self.code_cache.clear()
+
+    def stable_code(self, pc: int) -> bool:
+        """Whether the code at ``pc`` can only change through a syscall the tracer watches.
+
+        True for a private, non-writable file mapping (programs and libraries): its bytes
+        change only after ``mprotect``/``mmap``/``munmap``/``mremap`` or exec, each of which
+        empties :attr:`code_cache`.  JIT code (anonymous or shared memory, or writable) is
+        read again at every fault.
+        """
+        entry = self._entry(pc)
+        return entry is not None and not entry.shared and not entry.anonymous and not entry.prot & PROT_WRITE
 
     def _entry(self, addr: int, fresh: bool = False) -> MapEntry | None:
         if self._maps is None or fresh:

@@ -19,6 +19,7 @@ from kmmio.errors import TraceeError
 from kmmio.trace.records import Access, Kind, Map, Mark, Record, Unknown, Unmap
 from kmmio.x86.decode import MAX_INSN_LEN, InstructionForm, decode
 from kmmio.x86.operands import AccessKind, MemAccess
+from kmmio.x86.quick import QuickOp, compile_quick
 from kmmio.x86.regs import Registers
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ class MmioTrace:
         self.on_access = on_access
         self.next_id = 1
         self._pending: dict[int, _Pending] = {}
-        self._forms: dict[tuple[int, bytes], InstructionForm] = {}
+        self._forms: dict[tuple[int, bytes], tuple[InstructionForm, QuickOp | None]] = {}
         self.counts = {"R": 0, "W": 0, "UNKNOWN": 0, "MAP": 0, "UNMAP": 0, "LOST": 0}
 
     # -- mappings -------------------------------------------------------------------------
@@ -130,14 +131,21 @@ class MmioTrace:
     # -- handlers -------------------------------------------------------------------------
 
     def form_at(self, proc: Process, pc: int) -> InstructionForm:
+        """The decoded instruction at ``pc``."""
+        return self.decoded_at(proc, pc)[0]
+
+    def decoded_at(self, proc: Process, pc: int) -> tuple[InstructionForm, QuickOp | None]:
+        """The instruction at ``pc`` and its quick op, cached per (pc, bytes): new code
+        decodes anew."""
         code = proc.read_code(pc, MAX_INSN_LEN)
         key = (pc, code)
-        form = self._forms.get(key)
-        if form is None:
+        found = self._forms.get(key)
+        if found is None:
             if len(self._forms) > 4096:
                 self._forms.clear()
-            form = self._forms[key] = decode(code, pc)
-        return form
+            form = decode(code, pc)
+            found = self._forms[key] = (form, compile_quick(form))
+        return found
 
     def pre_handler(self, probe: Probe, regs: Any, addr: int) -> None:
         """Decode the faulting instruction: which of its accesses touch traced mappings."""
@@ -211,24 +219,32 @@ class MmioTrace:
             if value is None:
                 value = self._peek(proc, acc)
             kind = Kind.READ if acc.kind is AccessKind.READ else Kind.WRITE
-            self.counts[kind.value] += 1
-            phys = owner.phys_of(acc.addr)
-            self.emit(Access(kind, acc.width, ts, owner.map_id, phys, value, pc, tid or 0))
-            if self.on_access is not None:
-                self.on_access(
-                    TracedAccess(
-                        kind,
-                        acc.width,
-                        acc.addr,
-                        phys,
-                        value,
-                        pc,
-                        tid or 0,
-                        owner.map_id,
-                        owner.path,
-                        pending.form.text,
-                    )
-                )
+            self.record(kind, acc.width, acc.addr, value, pc, tid or 0, owner, pending.form, ts)
+
+    def record(
+        self,
+        kind: Kind,
+        width: int,
+        addr: int,
+        value: int,
+        pc: int,
+        tid: int,
+        owner: Mapping,
+        form: InstructionForm,
+        ts: int | None = None,
+    ) -> None:
+        """Emit one access: an ``R``/``W`` record, and the ``on_access`` callback.
+
+        The tracer's quick path calls this directly for a load or store it performed
+        (no pre- and post-handler round: the page never left its armed state).
+        """
+        self.counts[kind.value] += 1
+        phys = owner.phys_of(addr)
+        self.emit(Access(kind, width, now_us() if ts is None else ts, owner.map_id, phys, value, pc, tid))
+        if self.on_access is not None:
+            self.on_access(
+                TracedAccess(kind, width, addr, phys, value, pc, tid, owner.map_id, owner.path, form.text)
+            )
 
     def drop(self, tid: int) -> None:
         """The thread is gone with an instruction in flight: its accesses are lost."""

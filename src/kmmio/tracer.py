@@ -27,7 +27,7 @@ import shutil
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableSequence, Sequence
 from dataclasses import dataclass
 
 from kmmio.backend import _ptrace as pt
@@ -42,13 +42,23 @@ from kmmio.backend.waitstatus import (
     exit_code,
 )
 from kmmio.backend.xstate import ThreadVectors
-from kmmio.engine import FaultAction, FaultDecision, Kmmio, Probe, Protect, StepCondition
+from kmmio.engine import (
+    PROT_READ,
+    PROT_WRITE,
+    FaultAction,
+    FaultDecision,
+    Kmmio,
+    Probe,
+    Protect,
+    StepCondition,
+)
 from kmmio.errors import KmmioError, TraceeError, TraceeGone, UsageError
-from kmmio.mmiotrace import Mapping, MmioTrace, TracedAccess
+from kmmio.mmiotrace import Mapping, MmioTrace, TracedAccess, now_us
 from kmmio.process import EventQueue, Process, Thread, resume
 from kmmio.regions import Regions
-from kmmio.trace.records import Record
+from kmmio.trace.records import Kind, Record
 from kmmio.x86.emulate import emulate
+from kmmio.x86.quick import RIP
 from kmmio.x86.regs import Registers
 
 OPTIONS = (
@@ -424,8 +434,11 @@ class Tracer:
         if code <= 0 or code == pt.SI_KERNEL:  # sent by kill(), not by a fault
             resume(thread, signal.SIGSEGV)
             return
-        regs = pt.get_regs(thread.tid)
+        words = pt.get_regs_words(thread.tid)
         emulating = self.mode is not Mode.STEP
+        if emulating and self._quick(thread, words):
+            return
+        regs = Registers.from_words(words, thread.tid)
         decision = engine.fault(thread.tid, addr, regs, open_pages=not emulating)
         if decision.action is FaultAction.NOT_MINE:
             resume(thread, signal.SIGSEGV)
@@ -482,6 +495,48 @@ class Tracer:
             if decision.action is not FaultAction.RECURSIVE:
                 self._deliver(thread, decision.effects, signal.SIGSEGV, info)
                 return
+
+    def _quick(self, thread: Thread, words: MutableSequence[int]) -> bool:
+        """The hot path: a plain load or store to a page the logger traces, done in place.
+
+        No register snapshot, no fault context: the engine confirms the page stays armed
+        through it (:meth:`Kmmio.armed_probe`), the access goes through the mapping's view,
+        and the thread's registers are patched.  False, having changed nothing, if the
+        instruction or the page needs the general path.
+        """
+        proc, tid = thread.proc, thread.tid
+        rip = words[RIP]
+        entry = proc.bus.code_cache.get(rip)
+        if entry is None:
+            entry = self.log.decoded_at(proc, rip)
+            if proc.bus.stable_code(rip):
+                proc.bus.code_cache[rip] = entry
+        form, op = entry
+        if op is None:
+            return False
+        addr = op.address(words)
+        probe = proc.engine.armed_probe(tid, addr, op.width, PROT_WRITE if op.write else PROT_READ)
+        if probe is None or probe.pre_handler != self.log.pre_handler:
+            return False
+        mapping: Mapping = probe.data
+        view = proc.bus.view(mapping)
+        if view is None or (op.write and not view.writable):
+            return False
+        if op.write:
+            value = op.value(words)
+            view.write(addr, op.width, value)
+            op.complete(words)
+        else:
+            value = view.read(addr, op.width)
+            op.complete(words, value)
+        pt.set_regs_words(tid)
+        ts = now_us()
+        resume(thread, 0)
+        # Logged while the thread runs on: the record costs the program no time.
+        self.stats.emulated += 1
+        kind = Kind.WRITE if op.write else Kind.READ
+        self.log.record(kind, op.width, addr, value, rip, tid, mapping, form, ts)
+        return True
 
     def _emulate(self, thread: Thread, regs: Registers) -> bool:
         """Perform the instruction in the tracer, the page staying armed; False if it cannot."""
@@ -573,6 +628,7 @@ class Tracer:
         proc.engine = Kmmio()
         proc.engine.thread_added(thread.tid)
         proc.mappings = []
+        proc.bus.invalidate()
         proc.attach_image()
         self.regions.scan(proc, thread)
 

@@ -184,6 +184,23 @@ def test_emulation_path_and_fallback_to_step() -> None:
     assert k.step_done(1, StepCondition.EMULATED) == ()
 
 
+def test_armed_probe_is_the_quick_case_only() -> None:
+    k = Kmmio()
+    probe = Probe(0x1000, PAGE + 0x10)
+    k.register_probe(probe, lambda page: PROT_READ if page == 0x2000 else RW)
+    assert k.armed_probe(1, 0x1004, 4, PROT_WRITE) is probe
+    assert k.armed_probe(1, 0x1FFE, 4, PROT_READ) is None  # straddles two pages
+    assert k.armed_probe(1, 0x2000, 4, PROT_WRITE) is None  # the program made it read-only
+    assert k.armed_probe(1, 0x2000, 4, PROT_READ) is probe
+    assert k.armed_probe(1, 0x200E, 4, PROT_READ) is None  # runs past the probe
+    assert k.armed_probe(1, 0x2100, 4, PROT_READ) is None  # armed page, no probe
+    k.fault(2, 0x1000)
+    assert k.armed_probe(1, 0x1004, 4, PROT_READ) is None  # open for thread 2's step
+    k.step_done(2)
+    k.fault(1, 0x2000, open_pages=False)
+    assert k.armed_probe(1, 0x1004, 4, PROT_READ) is None  # thread 1 has a fault in flight
+
+
 def test_cleanup_reports_leaks_and_disarm_all_clears_them() -> None:
     k = Kmmio()
     k.register_probe(Probe(0x1000, 0x10), rw)

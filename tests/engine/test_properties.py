@@ -10,7 +10,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from kmmio.engine import PROT_NONE, FaultAction, Kmmio, Probe, Protect
+from kmmio.engine import PROT_NONE, FaultAction, Kmmio, Probe, Protect, StepCondition
 from kmmio.errors import ProbeError
 
 PAGE = 4096
@@ -55,6 +55,20 @@ class EngineMachine(RuleBasedStateMachine):
         self._apply(d.effects)
         if d.action is FaultAction.TRACE:
             assert self.prot[addr & ~(PAGE - 1)] != PROT_NONE
+
+    @rule(tid=st.sampled_from(THREADS), addr=st.integers(0, 25 * PAGE), width=st.sampled_from([1, 4, 8]))
+    def quick(self, tid: int, addr: int, width: int) -> None:
+        """``armed_probe`` says yes only where a full emulated fault would change nothing."""
+        probe = self.k.armed_probe(tid, addr, width, 3)
+        if probe is None:
+            return
+        assert probe.addr <= addr and addr + width <= probe.end
+        assert {self.prot.get(a & ~(PAGE - 1)) for a in (addr, addr + width - 1)} == {PROT_NONE}
+        before = [(p.page, p.armed, p.count, set(p.users)) for p in self.k.pages]
+        d = self.k.fault(tid, addr, open_pages=False)
+        assert d.action is FaultAction.TRACE and d.probe is probe and d.effects == ()
+        assert self.k.step_done(tid, StepCondition.EMULATED) == ()
+        assert [(p.page, p.armed, p.count, set(p.users)) for p in self.k.pages] == before
 
     @rule(tid=st.sampled_from(THREADS))
     def step(self, tid: int) -> None:

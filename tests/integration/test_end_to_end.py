@@ -275,3 +275,20 @@ def test_program_reprotecting_while_its_threads_write_loses_nothing(build, tmp_p
     assert len(logged) == threads * writes
     calls = int(run.stderr.split("mprotect calls ")[1].split()[0])
     assert calls > 10  # the window was really exercised
+
+
+def test_new_code_at_an_old_address_is_decoded_anew(build, tmp_path: Path, mode: str) -> None:
+    """newcode.c patches the instruction at one address (re-protecting a file-backed code
+    page, then in JIT memory with no syscall): each run is logged as what ran."""
+    dev = tmp_path / "regs"
+    run = trace([str(build("newcode")), str(dev)], "regs", tmp_path, mode)
+    assert run.status == 0, run.stderr
+    assert run.stdout.strip() == "00000055beef0c0d"
+    got = [(r.kind.value, r.width, r.phys, r.value) for r in run.records if isinstance(r, Access)]
+    assert got == [
+        *[("W", 4, 0, 0x11223344)] * 3,
+        *[("W", 1, 4, 0x55)] * 3,
+        ("W", 4, 0, 0x0A0B0C0D),
+        ("W", 2, 2, 0xBEEF),
+        ("R", 8, 0, 0x55BEEF0C0D),
+    ]

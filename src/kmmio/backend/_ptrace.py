@@ -12,6 +12,8 @@ import errno
 import os
 import struct
 import sys
+from collections.abc import MutableSequence
+from typing import cast
 
 from kmmio.errors import TraceeError, TraceeGone, UsageError
 from kmmio.x86.regs import Registers
@@ -156,6 +158,21 @@ def detach(tid: int, sig: int = 0) -> None:
 def get_regs(tid: int) -> Registers:
     ptrace(PTRACE_GETREGS, tid, 0, _REGS)
     return Registers.from_words(_regs_buf[:], tid)
+
+
+def get_regs_words(tid: int) -> MutableSequence[int]:
+    """The 27 raw words of ``user_regs_struct``, in a buffer shared by every call.
+
+    For the hot path: no snapshot is built.  The buffer is valid until the next
+    ``get_regs``/``get_regs_words``; :func:`set_regs_words` gives it back to the thread.
+    """
+    ptrace(PTRACE_GETREGS, tid, 0, _REGS)
+    return cast(MutableSequence[int], _regs_buf)
+
+
+def set_regs_words(tid: int) -> None:
+    """``PTRACE_SETREGS`` from the buffer :func:`get_regs_words` returned, as changed."""
+    ptrace(PTRACE_SETREGS, tid, 0, _REGS)
 
 
 def get_rax(tid: int) -> int:

@@ -262,6 +262,29 @@ class Kmmio:
         effects = (self._disarm(page),) if open_pages else ()
         return FaultDecision(FaultAction.TRACE, effects, probe)
 
+    def armed_probe(self, tid: int, addr: int, width: int, prot: int) -> Probe | None:
+        """The probe of an access the driver may perform itself, the page staying armed.
+
+        That is a fault for which :meth:`fault` followed by :meth:`step_done` with
+        ``EMULATED`` would change no page: thread ``tid`` has nothing in flight, the
+        ``width`` bytes at ``addr`` lie in one armed page whose saved protection allows
+        ``prot``, and one probe covers them all.  ``None`` otherwise: take the full path.
+        """
+        page = self.pages.get(addr)
+        if (
+            page is None
+            or not page.armed
+            or page.count == 0
+            or page.saved_prot & prot != prot
+            or tid in self.contexts
+            or (addr ^ (addr + width - 1)) & ~(self.page_size - 1)
+        ):
+            return None
+        probe = self.probes.get_probe(addr)
+        if probe is None or addr + width > probe.end:
+            return None
+        return probe
+
     def open_context(self, tid: int) -> tuple[Protect, ...]:
         """Open the pages of a context started without them (emulation fell back to a step)."""
         ctx = self._context(tid)

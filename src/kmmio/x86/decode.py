@@ -25,12 +25,17 @@ _MASK64 = (1 << 64) - 1
 MAX_INSN_LEN = 15
 
 
+_SEGMENT_BASES: dict[int, str] = {iced.Register.FS: "fs_base", iced.Register.GS: "gs_base"}
+
+
+def segment_base_field(seg: int) -> str | None:
+    """The register field holding the base of segment ``seg`` (only fs and gs have one)."""
+    return _SEGMENT_BASES.get(seg)
+
+
 def segment_base(seg: int, regs: Registers) -> int:
-    if seg == iced.Register.FS:
-        return regs.fs_base
-    if seg == iced.Register.GS:
-        return regs.gs_base
-    return 0
+    name = segment_base_field(seg)
+    return regs.get(name) if name is not None else 0
 
 
 _READ_KINDS = {iced.OpAccess.READ, iced.OpAccess.COND_READ}
