@@ -350,6 +350,7 @@ class Tracer:
     def _on_signal(self, signum: int, frame: object) -> None:
         self._stop_requested = True
         if self._in_wait:
+            self._in_wait = False  # raised once, however many signals come
             raise _StopTracing()
 
     def _next_event(self) -> WaitEvent | None:
@@ -361,18 +362,18 @@ class Tracer:
                 return ev
         if self._stop_requested:
             raise _StopTracing()
-        # A stop request may interrupt the blocking part only: it consumes no status.
+        # A stop request may interrupt the blocking part only; a status it read is kept.
         self._in_wait = True
         try:
-            tid = pt.wait_ready()
+            got = pt.wait_next()
+        except _StopTracing:
+            left = pt.unclaimed_status()
+            if left is not None:
+                self.queue.append(decode_status(*left))
+            raise
         finally:
             self._in_wait = False
-        if tid is None:
-            return None
-        got = pt.wait(tid, nohang=True)
-        if got is None:  # pragma: no cover - reported as ready a moment ago
-            return self._next_event()
-        return decode_status(*got)
+        return None if got is None else decode_status(*got)
 
     def _handle(self, ev: WaitEvent) -> None:
         thread = self.threads.get(ev.tid)

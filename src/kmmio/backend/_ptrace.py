@@ -256,17 +256,45 @@ def wait(pid: int = -1, nohang: bool = False) -> tuple[int, int] | None:
     return got, status
 
 
-def wait_ready() -> int | None:
-    """Block until some traced task has a status to report; its tid, the status left unread.
+_P_ALL = 0
+_CLD_EXITED, _CLD_KILLED, _CLD_DUMPED = 1, 2, 3
+_wait_buf = (ctypes.c_int * 32)()  # a siginfo_t: si_code at [2], si_pid at [4], si_status at [6]
+_WAIT_INFO = ctypes.addressof(_wait_buf)
+_libc.waitid.restype = ctypes.c_int
+_libc.waitid.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
 
-    ``waitid(..., WNOWAIT)``: nothing is consumed, so an exception raised while blocked
-    here (kmmio told to stop) can never lose a status.  :func:`wait` then reads it.
+
+def wait_next() -> tuple[int, int] | None:
+    """Block until some traced task reports; ``(tid, status)`` as ``waitpid`` gives them.
+
+    One ``waitid`` call, which consumes the status.  The kernel writes it into a buffer
+    first, so when a signal handler's exception cuts this call short after the status
+    arrived, :func:`unclaimed_status` still has it.  ``None``: no traced task is left.
     """
-    try:
-        result = os.waitid(os.P_ALL, 0, os.WEXITED | os.WSTOPPED | os.WNOWAIT | __WALL)
-    except ChildProcessError:
+    _wait_buf[4] = 0
+    while _libc.waitid(_P_ALL, 0, _WAIT_INFO, os.WEXITED | os.WSTOPPED | __WALL) == -1:
+        err = ctypes.get_errno()
+        if err == errno.ECHILD:
+            return None
+        if err != errno.EINTR:
+            raise TraceeError("waitid", err, os.getpid())
+    return unclaimed_status()
+
+
+def unclaimed_status() -> tuple[int, int] | None:
+    """The status :func:`wait_next` read and nobody took yet (then it is taken)."""
+    pid = _wait_buf[4]
+    if pid == 0:
         return None
-    return None if result is None else int(result.si_pid)
+    _wait_buf[4] = 0
+    code, status = _wait_buf[2], _wait_buf[6]
+    if code == _CLD_EXITED:
+        return pid, (status & 0xFF) << 8
+    if code == _CLD_KILLED:
+        return pid, status & 0x7F
+    if code == _CLD_DUMPED:
+        return pid, (status & 0x7F) | 0x80
+    return pid, ((status & 0xFFFF) << 8) | 0x7F  # stopped or trapped: what waitpid would say
 
 
 def thread_pending(tid: int) -> int:
