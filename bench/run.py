@@ -1,9 +1,9 @@
 """Benchmark: traced accesses in emulate and step mode, against a C yardstick, in one run.
 
-Usage: python bench/run.py [N] [--memory M]   (defaults: N = 20000, M = 1000000)
+Usage: python bench/run.py [N] [--memory M] [--rounds R]   (defaults: 20000, 1000000, 3)
 
-Builds bench/workload.c and bench/ctracer.c with cc, then on the same machine, one after
-the other:
+Builds bench/workload.c and bench/ctracer.c with cc, then on the same machine, in R
+interleaved rounds (medians shown, so that the machine's noise hits each alike):
 
 * the workload untraced (N 4-byte accesses, half writes, half reads, to a mapped file);
 * under ``kmmio trace --mode emulate`` and ``--mode step``: µs per traced access and
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("n", nargs="?", type=int, default=20000)
     ap.add_argument("--memory", type=int, default=1_000_000, help="traced accesses for the memory figure")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are shown")
     args = ap.parse_args()
     n = args.n
     kmmio = [sys.executable, "-m", "kmmio", "trace", "-q"]
@@ -58,10 +60,15 @@ def main() -> int:
         def traced(mode: str, *extra: str, count: int = n) -> list[str]:
             return [*kmmio, "--mode", mode, "-o", log, "-m", "bench-regs", "--", wl, dev, str(count), *extra]
 
-        untraced = loop_us([wl, dev, str(n)])
-        emulate = loop_us(traced("emulate"))
-        step = loop_us(traced("step"))
-        floor = loop_us([ct, log, wl, dev, str(n), "armed"])
+        # Interleaved rounds, medians: the machine's noise hits every contestant alike.
+        rounds: dict[str, list[float]] = {"untraced": [], "emulate": [], "step": [], "floor": []}
+        for _ in range(args.rounds):
+            rounds["untraced"].append(loop_us([wl, dev, str(n)]))
+            rounds["emulate"].append(loop_us(traced("emulate")))
+            rounds["floor"].append(loop_us([ct, log, wl, dev, str(n), "armed"]))
+            rounds["step"].append(loop_us(traced("step")))
+        untraced, emulate, step, floor = (statistics.median(rounds[k]) for k in rounds)
+        ratios = sorted(e / f for e, f in zip(rounds["emulate"], rounds["floor"], strict=True))
         cold_n = 200_000_000
         cold_plain = loop_us([wl, dev, str(cold_n), "cold"])
         cold_traced = loop_us(traced("auto", "cold", count=cold_n))
@@ -71,6 +78,7 @@ def main() -> int:
         cpu = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), "?")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {cpu}, Linux {platform.release()}")
     print(f"workload: {n} 4-byte accesses to a mapped file, half writes, half reads")
+    print(f"each figure: the median of {args.rounds} interleaved rounds")
     print(f"untraced:            {untraced / n * 1000:8.1f} ns per access")
     for name, us in (
         ("kmmio --mode emulate", emulate),
@@ -78,7 +86,8 @@ def main() -> int:
         ("C yardstick tracer", floor),
     ):
         print(f"{name:20} {us / n:8.1f} us per access  {n / (us / 1e6):10,.0f} accesses/s")
-    print(f"emulate / C yardstick: {emulate / floor:.2f}x   (goal <= 1.25x)")
+    spread = ", ".join(f"{r:.2f}" for r in ratios)
+    print(f"emulate / C yardstick: {emulate / floor:.2f}x   (goal <= 1.25x; each round: {spread})")
     print(f"step / emulate:        {step / emulate:.2f}x   (goal >= 4x)")
     slowdown = cold_traced / cold_plain - 1
     print(f"hot loop not touching the mapping: {slowdown:+.1%} traced vs untraced (goal within 5%)")
