@@ -9,6 +9,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 from conftest import PROGRAMS, Run, kmmio, trace
 
 from kmmio.trace import Access, Kind, Map, Unknown, Unmap, Version
@@ -55,6 +57,7 @@ def test_every_instruction_form(build, tmp_path: Path, mode: str) -> None:
     assert isinstance(run.records[-1], Unmap) and run.records[-1].map_id == 1
 
 
+@pytest.mark.parametrize("mode", ["step", "auto", "emulate"])
 def test_four_threads_lose_nothing(build, tmp_path: Path, mode: str) -> None:
     n, threads = 20000, 4
     exe = build("threads")
@@ -65,6 +68,8 @@ def test_four_threads_lose_nothing(build, tmp_path: Path, mode: str) -> None:
     writes = [r for r in run.records if isinstance(r, Access) and r.kind is Kind.WRITE]
     assert len(writes) == n * threads
     assert f"{n * threads} accesses traced" in run.stderr and " 0 lost" in run.stderr
+    if mode != "step":  # the page never opens: no other thread can slip past
+        assert f"{n * threads} instructions emulated, 0 stepped" in run.stderr
     per_tid: dict[int, list[int]] = defaultdict(list)
     for w in writes:
         assert w.width == 4 and w.phys == (w.value >> 24) * 64
