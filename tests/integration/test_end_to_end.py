@@ -10,7 +10,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-
 from conftest import PROGRAMS, Run, kmmio, trace
 
 from kmmio.trace import Access, Kind, Map, Unknown, Unmap, Version
