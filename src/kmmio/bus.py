@@ -93,7 +93,7 @@ class ProcessBus:
         table = self.proc.engine.pages
         need = PROT_READ if kind is AccessKind.READ else PROT_WRITE
         first, last = table.get(addr), table.get(addr + width - 1)
-        records = [first] if table.page_of(addr) == table.page_of(addr + width - 1) else [first, last]
+        records = [first] if first is last else [first, last]
         if first is not None or last is not None:
             if not all(r is not None and r.armed and r.count > 0 and r.saved_prot & need for r in records):
                 return False

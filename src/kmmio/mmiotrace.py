@@ -48,6 +48,8 @@ class Mapping:
     prot: int
     proc: Process
     probes: list[Probe] = field(default_factory=list)
+    #: The size of its pages: 2 MiB (or 1 GiB) for hugetlbfs.
+    page_size: int = 4096
     #: The tracer's view of the pages, for emulation (a backend object), once made.
     view: Any = field(default=None, repr=False)
     view_failed: bool = False
@@ -114,8 +116,9 @@ class MmioTrace:
         prot: int,
         pc: int,
         tid: int,
+        page_size: int = 4096,
     ) -> Mapping:
-        mapping = Mapping(self.next_id, path, virt, phys, length, prot, proc)
+        mapping = Mapping(self.next_id, path, virt, phys, length, prot, proc, page_size=page_size)
         self.next_id += 1
         self.counts["MAP"] += 1
         self.emit(Map(now_us(), mapping.map_id, phys, virt, length, pc, tid))
@@ -126,7 +129,7 @@ class MmioTrace:
         self.emit(Unmap(now_us(), mapping.map_id, pc, tid))
 
     def make_probe(self, mapping: Mapping, start: int, end: int) -> Probe:
-        return Probe(start, end - start, self.pre_handler, self.post_handler, data=mapping)
+        return Probe(start, end - start, self.pre_handler, self.post_handler, mapping, mapping.page_size)
 
     # -- handlers -------------------------------------------------------------------------
 

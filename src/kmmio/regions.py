@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kmmio.backend import _ptrace as pt
-from kmmio.backend.procmaps import MapEntry, read_maps
+from kmmio.backend.procmaps import MapEntry, kernel_page_size, read_maps
 from kmmio.engine import Probe
 from kmmio.errors import TraceeError
 from kmmio.mmiotrace import Mapping, MmioTrace
@@ -180,7 +180,8 @@ class Regions:
             if any(p for m in proc.mappings for p in m.probes if p.addr < hi and p.end > lo):
                 continue
             phys = lo if e.anonymous else e.offset + (lo - e.start)
-            mapping = self.log.new_mapping(proc, e.path, lo, phys, hi - lo, e.prot, pc, thread.tid)
+            size = self._page_size(proc, e)
+            mapping = self.log.new_mapping(proc, e.path, lo, phys, hi - lo, e.prot, pc, thread.tid, size)
             proc.mappings.append(mapping)
             prot_of = _lookup(inherited or {}, e.prot)
             if self.probes_for is None:
@@ -191,18 +192,34 @@ class Regions:
             if self.on_map is not None:
                 self.on_map(mapping)
 
+    @staticmethod
+    def _page_size(proc: Process, entry: MapEntry) -> int:
+        base = proc.engine.page_size
+        if not entry.path.startswith("/") and entry.path != "":
+            return base  # [heap], [stack]...: never hugetlbfs
+        try:
+            return max(kernel_page_size(proc.pid, entry.start), base)
+        except (OSError, ValueError):
+            return base
+
     def unmap_range(self, proc: Process, start: int, end: int, thread: Thread, pc: int) -> dict[int, int]:
-        """Forget the traced pages in ``[start, end)``; returns their saved protections."""
+        """Forget the traced pages in ``[start, end)``; returns their saved protections.
+
+        On huge-page mappings the range widens to whole huge pages, as the kernel's does.
+        """
         engine = proc.engine
         removed: dict[int, int] = {}
+        whole = (start, end)
         for mapping in list(proc.mappings):
+            huge = mapping.page_size - 1
+            start, end = whole[0] & ~huge, (whole[1] + huge) & ~huge
             if mapping.end <= start or mapping.virt >= end:
                 continue
             for probe in list(mapping.probes):
                 if probe.end <= start or probe.addr >= end:
                     continue
                 saved = {}
-                for page in engine.pages.pages_spanning(probe.addr, probe.length):
+                for page in engine.pages_of(probe):
                     rec = engine.pages.get(page)
                     if rec is not None:
                         saved[page] = rec.saved_prot
@@ -239,6 +256,8 @@ class Regions:
         thread: Thread,
         prot_of: Callable[[int], int],
     ) -> None:
+        if not probe.page_size:
+            probe.page_size = mapping.page_size  # a probe of the API's user
         effects = proc.engine.register_probe(probe, prot_of)
         mapping.probes.append(probe)
         proc.apply(thread, effects)
@@ -271,6 +290,7 @@ class Regions:
                 mapping.prot,
                 0,
                 child.pid,
+                mapping.page_size,
             )
             for probe in mapping.probes:
                 twin = twins[probe]

@@ -201,6 +201,31 @@ def test_armed_probe_is_the_quick_case_only() -> None:
     assert k.armed_probe(1, 0x1004, 4, PROT_READ) is None  # thread 1 has a fault in flight
 
 
+def test_a_huge_page_is_one_fault_page() -> None:
+    """hugetlbfs memory is armed and opened 2 MiB at a time (mprotect refuses less)."""
+    huge = 2 << 20
+    k = Kmmio()
+    a = Probe(0x40000000 + 0x1000, 0x100, page_size=huge)
+    b = Probe(0x40000000 + 0x1FE000, 0x3000, page_size=huge)  # reaches into the next huge page
+    assert k.register_probe(a, rw) == (Protect(0x40000000, huge, PROT_NONE),)
+    assert k.register_probe(b, rw) == (Protect(0x40200000, huge, PROT_NONE),)
+    assert k.register_probe(Probe(0x1000, 0x10), rw) == (Protect(0x1000, PAGE, PROT_NONE),)
+    assert k.pages.get(0x401FFFFF) is k.pages.get(0x40000000)
+    assert k.armed_probe(1, 0x40000FFE, 4, PROT_READ) is None  # no probe there
+    assert k.armed_probe(1, 0x40001FFE, 4, PROT_READ) is None  # runs past probe a
+    assert k.armed_probe(1, 0x400FFFFE, 4, PROT_READ) is None
+    assert k.armed_probe(1, 0x401FEFFE, 4, PROT_READ) is b  # 4 KiB lines mean nothing here
+    assert k.armed_probe(1, 0x401FFFFE, 4, PROT_READ) is None  # but huge page lines do
+    d = k.fault(1, 0x40000050)
+    assert d.action is FaultAction.TRACE and d.effects == (Protect(0x40000000, huge, RW),)
+    assert k.step_done(1) == (Protect(0x40000000, huge, PROT_NONE),)
+    assert k.set_saved_prot(0x40000000, 0x40400000, PROT_READ) == (Protect(0x40000000, 2 * huge, PROT_NONE),)
+    assert k.unregister_probe(a) == ()  # b still covers the first huge page
+    assert k.unregister_probe(b) == (Protect(0x40000000, 2 * huge, PROT_READ),)
+    with pytest.raises(ProbeError):  # 4 KiB pages cannot be cut out of an armed huge page
+        k.register_probe(Probe(0x1000, 0x10, page_size=huge), rw)
+
+
 def test_cleanup_reports_leaks_and_disarm_all_clears_them() -> None:
     k = Kmmio()
     k.register_probe(Probe(0x1000, 0x10), rw)

@@ -53,3 +53,17 @@ def parse_maps(text: str) -> list[MapEntry]:
 def read_maps(pid: int) -> list[MapEntry]:
     with open(f"/proc/{pid}/maps") as f:
         return parse_maps(f.read())
+
+
+def kernel_page_size(pid: int, start: int) -> int:
+    """The size of the pages behind the mapping at ``start`` (``KernelPageSize`` in smaps):
+    2 MiB or 1 GiB for hugetlbfs, the base page size otherwise."""
+    head = f"{start:x}-"
+    with open(f"/proc/{pid}/smaps") as f:
+        found = False
+        for line in f:
+            if line.startswith(head):
+                found = True
+            elif found and line.startswith("KernelPageSize:"):
+                return int(line.split()[1]) * 1024
+    raise FileNotFoundError(f"no mapping at {start:#x} in /proc/{pid}/smaps")

@@ -38,7 +38,7 @@ from typing import Any
 from kmmio.engine.effects import FaultAction, FaultDecision, Protect, StepCondition
 from kmmio.engine.pages import PROT_NONE, FaultPage, PageTable, ReleaseBatch
 from kmmio.engine.probe import Probe, ProbeRegistry
-from kmmio.errors import EngineInvariantError
+from kmmio.errors import EngineInvariantError, ProbeError
 
 #: Tells the engine the protection a page has now, before it is armed.
 ProtLookup = Callable[[int], int]
@@ -93,6 +93,10 @@ class Kmmio:
     def get_probe(self, addr: int) -> Probe | None:
         """``get_kmmio_probe``: the probe covering ``addr``, in O(log n)."""
         return self.probes.get_probe(addr)
+
+    def pages_of(self, probe: Probe) -> range:
+        """The start of every fault page the probe touches."""
+        return self.pages.pages_spanning(probe.addr, probe.length, probe.page_size)
 
     def armed_pages(self) -> list[int]:
         return [p.page for p in self.pages if p.armed]
@@ -153,12 +157,20 @@ class Kmmio:
         with a registered one is refused with :class:`ProbeError`.  ``prot_of(page)`` gives
         a page's current protection, saved for disarming.
         """
+        size = probe.page_size or self.page_size
+        for addr in self.pages_of(probe):
+            page = self.pages.get(addr)
+            if page is not None and (page.page, page.size) != (addr, size) and (page.count or page.users):
+                raise ProbeError(f"probe at {probe.addr:#x}: its {size}-byte page meets one of {page.size}")
         self.probes.add(probe)
         effects = []
-        for addr in self.pages.pages_spanning(probe.addr, probe.length):
+        for addr in self.pages_of(probe):
             page = self.pages.get(addr)
+            if page is not None and (page.page, page.size) != (addr, size):
+                self.pages.remove(page.page)  # a released page of another size: replaced
+                page = None
             if page is None:
-                page = FaultPage(addr, saved_prot=prot_of(addr))
+                page = FaultPage(addr, saved_prot=prot_of(addr), size=size)
                 self.pages.add(page)
             elif page.count == 0 and not page.users:
                 # Waiting for release: the page's protection may have changed since.
@@ -177,7 +189,7 @@ class Kmmio:
         self.probes.remove(probe)
         effects = []
         released = []
-        for addr in self.pages.pages_spanning(probe.addr, probe.length):
+        for addr in self.pages_of(probe):
             page = self.pages.get(addr)
             if page is None:
                 raise EngineInvariantError(f"probe page {addr:#x} has no record")
@@ -188,7 +200,7 @@ class Kmmio:
                 if page.armed:
                     page.armed = False
                     if not unmapped:
-                        effects.append(Protect(addr, self.page_size, page.saved_prot))
+                        effects.append(Protect(addr, page.size, page.saved_prot))
                 if not page.scheduled_for_release:
                     page.scheduled_for_release = True
                     released.append(addr)
@@ -203,14 +215,18 @@ class Kmmio:
         now on, and pages the change un-armed are armed again.
         """
         effects = []
-        for addr in range(self.pages.page_of(start), end, self.page_size):
+        addr = self.pages.page_of(start)
+        while addr < end:
             page = self.pages.get(addr)
-            if page is None or page.count == 0:
+            if page is None:
+                addr += self.page_size
+                continue
+            addr = page.end
+            if page.count == 0:
                 continue
             page.saved_prot = prot
-            if page.users:
-                continue
-            effects.append(self._arm(page, force=True))
+            if not page.users:
+                effects.append(self._arm(page, force=True))
         return coalesce(effects)
 
     # -- faults ------------------------------------------------------------------------------
@@ -277,7 +293,7 @@ class Kmmio:
             or page.count == 0
             or page.saved_prot & prot != prot
             or tid in self.contexts
-            or (addr ^ (addr + width - 1)) & ~(self.page_size - 1)
+            or (addr ^ (addr + width - 1)) & ~(page.size - 1)
         ):
             return None
         probe = self.probes.get_probe(addr)
@@ -307,7 +323,7 @@ class Kmmio:
         for page in self.pages:
             if page.armed:
                 page.armed = False
-                effects.append(Protect(page.page, self.page_size, page.saved_prot))
+                effects.append(Protect(page.page, page.size, page.saved_prot))
         return coalesce(effects)
 
     def cleanup(self) -> list[FaultPage]:
@@ -322,14 +338,18 @@ class Kmmio:
         child = Kmmio(self.page_size)
         mapping: dict[Probe, Probe] = {}
         for probe in self.probes:
-            twin = Probe(probe.addr, probe.length, probe.pre_handler, probe.post_handler, probe.data)
+            twin = Probe(
+                probe.addr, probe.length, probe.pre_handler, probe.post_handler, probe.data, probe.page_size
+            )
             child.probes.add(twin)
             mapping[probe] = twin
         for page in self.pages:
             if page.count == 0:
                 continue
             # A page open for a step in the parent at fork time is open in the child too.
-            child.pages.add(FaultPage(page.page, page.saved_prot, page.count, armed=page.armed))
+            child.pages.add(
+                FaultPage(page.page, page.saved_prot, page.count, armed=page.armed, size=page.size)
+            )
         return child, mapping
 
     # -- internals ---------------------------------------------------------------------------
@@ -338,11 +358,11 @@ class Kmmio:
         if page.armed and not force:
             raise EngineInvariantError(f"page {page.page:#x} armed twice")
         page.armed = True
-        return Protect(page.page, self.page_size, PROT_NONE)
+        return Protect(page.page, page.size, PROT_NONE)
 
     def _disarm(self, page: FaultPage) -> Protect:
         page.armed = False
-        return Protect(page.page, self.page_size, page.saved_prot)
+        return Protect(page.page, page.size, page.saved_prot)
 
     def _context(self, tid: int) -> FaultContext:
         ctx = self.contexts.get(tid)

@@ -32,6 +32,12 @@ class FaultPage:
     armed: bool = False
     scheduled_for_release: bool = False
     users: set[int] = field(default_factory=set)
+    #: Bytes: the base page size, or a huge page's (kmmio.c's ``PG_LEVEL_2M`` pages).
+    size: int = 4096
+
+    @property
+    def end(self) -> int:
+        return self.page + self.size
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,28 +53,41 @@ class ReleaseBatch:
 
 
 class PageTable:
-    """``kmmio_page_table``: page address to :class:`FaultPage`."""
+    """``kmmio_page_table``: page address to :class:`FaultPage`.
+
+    Pages are of the base size unless registered larger: a huge page is one fault page,
+    as kmmio.c arms a 2 MiB mapping at its PMD (``lookup_address`` gives the level).
+    """
 
     def __init__(self, page_size: int = 4096) -> None:
-        if page_size <= 0 or page_size & (page_size - 1):
-            raise ValueError(f"page size {page_size} is not a power of two")
+        _check_size(page_size)
         self.page_size = page_size
         self._pages: dict[int, FaultPage] = {}
+        #: The page sizes in use, smallest first (the base size always).
+        self._sizes = [page_size]
 
-    def page_of(self, addr: int) -> int:
-        return addr & ~(self.page_size - 1)
+    def page_of(self, addr: int, size: int = 0) -> int:
+        return addr & ~((size or self.page_size) - 1)
 
-    def pages_spanning(self, addr: int, length: int) -> range:
-        """Every page that holds a byte of ``[addr, addr + length)``."""
-        first = self.page_of(addr)
-        last = self.page_of(addr + max(length, 1) - 1)
-        return range(first, last + self.page_size, self.page_size)
+    def pages_spanning(self, addr: int, length: int, size: int = 0) -> range:
+        """Every page of ``size`` (default: the base size) holding a byte of ``[addr, addr + length)``."""
+        size = size or self.page_size
+        first = self.page_of(addr, size)
+        last = self.page_of(addr + max(length, 1) - 1, size)
+        return range(first, last + size, size)
 
     def get(self, addr: int) -> FaultPage | None:
-        """``get_kmmio_fault_page``: the record of the page holding ``addr``."""
-        return self._pages.get(self.page_of(addr))
+        """``get_kmmio_fault_page``: the record of the page holding ``addr``, of any size."""
+        for size in self._sizes:
+            page = self._pages.get(addr & ~(size - 1))
+            if page is not None and page.size == size:
+                return page
+        return None
 
     def add(self, page: FaultPage) -> None:
+        _check_size(page.size)
+        if page.size not in self._sizes:
+            self._sizes = sorted({*self._sizes, page.size})
         self._pages[page.page] = page
 
     def remove(self, page: int) -> None:
@@ -79,3 +98,8 @@ class PageTable:
 
     def __len__(self) -> int:
         return len(self._pages)
+
+
+def _check_size(size: int) -> None:
+    if size <= 0 or size & (size - 1):
+        raise ValueError(f"page size {size} is not a power of two")

@@ -34,6 +34,9 @@ class Probe:
     pre_handler: PreHandler | None = None
     post_handler: PostHandler | None = None
     data: Any = field(default=None, repr=False)
+    #: The size of the pages behind the range (a hugetlbfs mapping's 2 MiB); 0: the
+    #: engine's base page size.
+    page_size: int = 0
 
     @property
     def end(self) -> int:

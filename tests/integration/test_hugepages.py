@@ -1,0 +1,97 @@
+"""Huge pages: hugetlbfs memory (2 MiB fault pages) and transparent huge pages (tmpfs)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Run, trace
+
+from kmmio.trace import Access, Map, Unmap, read_records
+
+NR_HUGEPAGES = Path("/proc/sys/vm/nr_hugepages")
+HUGE = 2 << 20
+
+
+@pytest.fixture
+def huge_pages() -> Iterator[None]:
+    """At least 4 free 2 MiB pages in the kernel's pool, given back afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("reserving huge pages needs root")
+    before = int(NR_HUGEPAGES.read_text())
+    NR_HUGEPAGES.write_text(str(before + 4))
+    if int(NR_HUGEPAGES.read_text()) < before + 4:
+        NR_HUGEPAGES.write_text(str(before))
+        pytest.fail("the kernel could not reserve 4 huge pages")
+    yield
+    NR_HUGEPAGES.write_text(str(before))
+
+
+def _check(run: Run, mapping_length: int) -> None:
+    """The log holds exactly the accesses the program reports, each process in order."""
+    assert run.status == 0, run.stderr
+    assert run.stdout.splitlines()[-1] == "done"
+    maps = [r for r in run.records if isinstance(r, Map)]
+    assert [m.length for m in maps] == [mapping_length, mapping_length]  # the parent's, the child's
+    assert {u.map_id for u in run.records if isinstance(u, Unmap)} == {m.map_id for m in maps}
+    parent = maps[0].pid
+
+    def accesses(mine: bool) -> list[tuple[str, str, str]]:
+        return [
+            (r.kind.value, hex(r.phys), hex(r.value))
+            for r in run.records
+            if isinstance(r, Access) and (r.pid == parent) == mine
+        ]
+
+    lines = [ln.split() for ln in run.stdout.splitlines()]
+    assert accesses(True) == [(k, o, v) for k, o, v, *_ in (ln for ln in lines if ln[0] in ("R", "W"))]
+    assert accesses(False) == [tuple(ln[1:]) for ln in lines if ln[0] == "fork-child"]
+    assert " 0 lost" in run.stderr and " 0 unknown" in run.stderr
+
+
+def test_hugetlbfs_memory_is_traced_in_2_mib_pages(
+    build, huge_pages: None, tmp_path: Path, mode: str
+) -> None:
+    run = trace([str(build("hugepages")), "hugetlb"], "huge-regs", tmp_path, mode)
+    _check(run, 2 * HUGE)
+    # the accesses across 4 KiB lines inside a huge page and across two huge pages
+    widths = {(r.phys, r.width) for r in run.records if isinstance(r, Access)}
+    assert {(0xFFC, 8), (HUGE - 1, 2)} <= widths
+
+
+def test_transparent_huge_pages_are_traced(build, tmp_path: Path, mode: str) -> None:
+    """On a tmpfs mounted huge=always, in a mount namespace of its own."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("a private tmpfs mount needs root and unshare")
+    mnt = tmp_path / "thp"
+    mnt.mkdir()
+    log = tmp_path / "thp.log"
+    kmmio = [sys.executable, "-m", "kmmio", "trace", "--mode", mode, "-o", str(log), "-m", "thp-regs"]
+    script = f'mount -t tmpfs -o huge=always none "{mnt}" && exec "$@"'
+    proc = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            *kmmio,
+            "--",
+            str(build("hugepages")),
+            "thp",
+            f"{mnt}/thp-regs",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    run = Run(proc.returncode, proc.stdout, proc.stderr, list(read_records(log.read_text().splitlines())), "")
+    first = run.stdout.splitlines()[0].split()
+    assert first[0] == "thp" and int(first[1]) >= 2048, "the tmpfs gave no huge page"
+    _check(run, 2 * HUGE)
