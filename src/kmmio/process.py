@@ -78,6 +78,9 @@ class Process:
         self.trace_syscalls = False
         #: The thread whose syscall is changing traced pages while the others are held.
         self.syscall_holder: int | None = None
+        #: The program's own SIGSEGV action (``struct kernel_sigaction`` bytes) when it is
+        #: not the default, see :mod:`kmmio.sigsegv`.
+        self.segv_action: bytes | None = None
 
     # -- image ----------------------------------------------------------------------------
 
@@ -190,8 +193,16 @@ class Process:
 
         ``regs`` are the thread's registers when the caller has just read them (the per-access
         path always has); they are what the thread gets back afterwards.  Returns the
-        syscall's result (``-errno`` on failure).
+        syscall's result (``-errno`` on failure).  The marker lets it through the seccomp
+        filter without a stop.
         """
+        return self.inject_syscall(thread, pt.SYS_MPROTECT, (start, length, prot, INJECT_MARKER), regs)
+
+    def inject_syscall(
+        self, thread: Thread, nr: int, args: tuple[int, ...], regs: Registers | None = None
+    ) -> int:
+        """Run syscall ``nr(*args)`` inside the tracee on a stopped thread, which then goes
+        on exactly where it was; see :meth:`inject_mprotect`."""
         if self.gadget is None:
             self.attach_image()
             if self.gadget is None:
@@ -203,9 +214,8 @@ class Process:
             pt.SYSCALL_INFO_ENTRY,
             pt.SYSCALL_INFO_SECCOMP,
         )
-        call = saved.replace(
-            rip=self.gadget, rax=pt.SYS_MPROTECT, rdi=start, rsi=length, rdx=prot, r10=INJECT_MARKER
-        )
+        names = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
+        call = saved.replace(rip=self.gadget, rax=nr, **dict(zip(names, args, strict=False)))
         if entry:
             call = call.replace(orig_rax=(1 << 64) - 1)
         pt.set_regs(thread.tid, call)

@@ -10,8 +10,10 @@ are restored to, and they stay armed.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 
+from kmmio import sigsegv
 from kmmio.backend import _ptrace as pt
 from kmmio.backend.procmaps import MapEntry, kernel_page_size, read_maps
 from kmmio.engine import Probe
@@ -75,7 +77,8 @@ class Regions:
         """A syscall stop of an attached program (every syscall stops, twice)."""
         op, nr, args = pt.get_syscall_info(thread.tid)
         if op == pt.SYSCALL_INFO_ENTRY:
-            thread.syscall = nr if nr in _WATCHED_EXIT else None
+            wanted = nr in _WATCHED_EXIT or (nr == pt.SYS_RT_SIGACTION and args[0] == signal.SIGSEGV)
+            thread.syscall = nr if wanted else None
             thread.syscall_args = args
             self._hold_if_needed(thread)
         elif op == pt.SYSCALL_INFO_EXIT and thread.syscall is not None:
@@ -118,6 +121,9 @@ class Regions:
         nr = thread.syscall
         args = thread.syscall_args
         thread.syscall = None
+        if nr == pt.SYS_RT_SIGACTION:
+            sigsegv.sigaction_done(thread, args, _signed(pt.get_rax(thread.tid)))
+            return
         if nr not in _WATCHED_EXIT:
             return
         thread.proc.bus.invalidate()

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, MutableSequence, Sequence
 from dataclasses import dataclass
 
+from kmmio import sigsegv
 from kmmio.backend import _ptrace as pt
 from kmmio.backend.seccomp import install_filter
 from kmmio.backend.waitstatus import (
@@ -286,6 +287,7 @@ class Tracer:
         if worker is None:
             raise UsageError(f"process {pid} has exited")
         proc.attach_image()
+        sigsegv.read_action(proc, worker)
         self.regions.scan(proc, worker)
         for thread in list(proc.threads.values()):
             if thread.tid not in group_stopped:
@@ -433,6 +435,7 @@ class Tracer:
         info = pt.get_siginfo_raw(thread.tid)
         code, addr = pt.siginfo_code_addr(info)
         if code <= 0 or code == pt.SI_KERNEL:  # sent by kill(), not by a fault
+            sigsegv.delivered(proc)
             resume(thread, signal.SIGSEGV)
             return
         words = pt.get_regs_words(thread.tid)
@@ -442,6 +445,7 @@ class Tracer:
         regs = Registers.from_words(words, thread.tid)
         decision = engine.fault(thread.tid, addr, regs, open_pages=not emulating)
         if decision.action is FaultAction.NOT_MINE:
+            sigsegv.delivered(proc)
             resume(thread, signal.SIGSEGV)
             return
         if decision.action is FaultAction.RESTART:
@@ -483,6 +487,7 @@ class Tracer:
             if ev.signal == signal.SIGTRAP:
                 after = pt.get_regs(thread.tid)
                 proc.apply(thread, engine.step_done(thread.tid, StepCondition.STEPPED, after), after)
+                sigsegv.repair(thread)
                 resume(thread, 0)
                 return
             current = pt.get_regs(thread.tid)  # the instruction faulted again, did not complete
@@ -532,6 +537,8 @@ class Tracer:
             op.complete(words, value)
         pt.set_regs_words(tid)
         ts = now_us()
+        if proc.segv_action is not None:
+            sigsegv.repair(thread)
         resume(thread, 0)
         # Logged while the thread runs on: the record costs the program no time.
         self.stats.emulated += 1
@@ -555,12 +562,15 @@ class Tracer:
         self.log.emulated(thread.tid, done.accesses)
         proc.engine.step_done(thread.tid, StepCondition.EMULATED, done.regs)
         pt.set_regs(thread.tid, done.regs)
+        sigsegv.repair(thread)
         resume(thread, 0)
         return True
 
     @staticmethod
     def _deliver(thread: Thread, effects: tuple[Protect, ...], sig: int, info: bytes) -> None:
         """Re-arm, then give the program its own fault with its own ``siginfo``."""
+        if sig == signal.SIGSEGV:
+            sigsegv.delivered(thread.proc)
         if effects:
             thread.proc.apply(thread, effects)
             pt.set_siginfo_raw(thread.tid, info)
@@ -591,6 +601,7 @@ class Tracer:
             return
         child = Process(new_tid, self.queue)
         child.trace_syscalls = proc.trace_syscalls
+        child.segv_action = proc.segv_action
         child.engine, twins = proc.engine.clone()
         self.procs[new_tid] = child
         self._add_thread(child, new_tid, new_tid)
@@ -630,6 +641,7 @@ class Tracer:
         proc.engine.thread_added(thread.tid)
         proc.mappings = []
         proc.bus.invalidate()
+        sigsegv.exec_done(proc)
         proc.attach_image()
         self.regions.scan(proc, thread)
 
@@ -682,7 +694,7 @@ class Tracer:
                 if (
                     isinstance(ev, Stopped)
                     and ev.event == PtraceEvent.STOP
-                    and pt.thread_pending(t.tid) & (1 << (signal.SIGSEGV - 1))
+                    and pt.signal_mask(t.tid, "SigPnd") & (1 << (signal.SIGSEGV - 1))
                 ):
                     # Stopped between its fault and the signal: let the SIGSEGV stop come,
                     # so that detaching discards it and the access simply runs again.

@@ -72,3 +72,5 @@ def test_seccomp_filter_stops_only_on_the_mmap_family() -> None:
     assert _run_bpf(prog, 10, args=marked) == SECCOMP_RET_ALLOW
     assert _run_bpf(prog, 10, args=(0, 0, 0, INJECT_MARKER & 0xFFFFFFFF, 0, 0)) == SECCOMP_RET_TRACE
     assert _run_bpf(prog, 9, arch=0x40000003) == SECCOMP_RET_TRACE
+    assert _run_bpf(prog, 13, args=(11, 0, 0, 0, 0, 0)) == SECCOMP_RET_TRACE  # rt_sigaction(SIGSEGV)
+    assert _run_bpf(prog, 13, args=(14, 0, 0, 0, 0, 0)) == SECCOMP_RET_ALLOW  # rt_sigaction(SIGALRM)

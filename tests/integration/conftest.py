@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,3 +73,13 @@ def trace(program: list[str], pattern: str, tmp: Path, mode: str = "auto", timeo
 def mode(request: pytest.FixtureRequest) -> str:
     """Both ways of running a traced access: single-stepped, and emulated where possible."""
     return str(request.param)
+
+
+def wait_for_lines(log: Path, n: int, needle: str = "\n", timeout: float = 60) -> None:
+    """Wait until the log being written holds more than ``n`` of ``needle`` (lines)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and log.read_text().count(needle) > n:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"fewer than {n} of {needle!r} in {log} after {timeout} s")

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import kmmio
+from conftest import kmmio, wait_for_lines
 
 from kmmio.trace import Access, Map, read_records
 
@@ -57,15 +57,6 @@ def _kmmio_async(args: list[str]) -> subprocess.Popen[str]:
     return proc
 
 
-def _wait_for_records(log: Path, n: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if log.exists() and log.read_text().count("\n") > n:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"fewer than {n} lines in {log}")
-
-
 def test_attach_mid_way_and_detach_with_sigint(build, tmp_path: Path, mode: str) -> None:
     prog = Program(build("attachee"), tmp_path / "att-regs.bin", 4, 600_000)
     before = prog.maps()
@@ -73,7 +64,7 @@ def test_attach_mid_way_and_detach_with_sigint(build, tmp_path: Path, mode: str)
     tracer = _kmmio_async(
         ["trace", "--mode", mode, "-o", str(log), "-m", "att-regs.bin", "-p", str(prog.pid)]
     )
-    _wait_for_records(log, 300)
+    wait_for_lines(log, 300)
     tracer.send_signal(signal.SIGINT)
     _, err = tracer.communicate(timeout=60)
     assert tracer.returncode == 0, err
@@ -127,7 +118,7 @@ def test_attach_refusals_are_one_line_and_exit_2(build, tmp_path: Path) -> None:
     first = _kmmio_async(
         ["trace", "-q", "-o", str(tmp_path / "a.log"), "-m", "busy-regs.bin", "-p", str(prog.pid)]
     )
-    _wait_for_records(tmp_path / "a.log", 10)
+    wait_for_lines(tmp_path / "a.log", 10)
     second = kmmio(["trace", "-m", "busy-regs.bin", "-p", str(prog.pid)], log)
     assert second.status == 2 and "already traced by process" in second.stderr
     first.send_signal(signal.SIGINT)

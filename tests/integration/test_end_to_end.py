@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from conftest import PROGRAMS, Run, kmmio, trace
+from conftest import PROGRAMS, Run, kmmio, trace, wait_for_lines
 
 from kmmio.trace import Access, Kind, Map, Unknown, Unmap, Version
 
@@ -153,9 +153,7 @@ def test_sigterm_flushes_a_whole_log_and_leaves_the_program_running(build, tmp_p
         stdout=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not log.exists() or log.read_text().count("\nW ") < 200):
-        time.sleep(0.05)
+    wait_for_lines(log, 200, "\nW ")
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM

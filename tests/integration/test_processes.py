@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import trace
+from conftest import trace, wait_for_lines
 
 from kmmio.errors import TraceFormatError
 from kmmio.trace import Access, Map, Unmap, read_records
@@ -126,3 +126,57 @@ def test_sigint_to_a_spawned_program_reaches_it_and_the_log_is_complete(build, t
     assert tracer.returncode == 128 + signal.SIGINT  # the program died of it, as untraced
     text = log.read_text()
     assert text.endswith("\n") and text.rstrip().splitlines()[-1].startswith("UNMAP")
+
+
+def _signals_report(out: str) -> dict[str, str]:
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line) | {
+        "verdict": out.splitlines()[-1]
+    }
+
+
+def test_signals_on_an_alternate_stack_and_the_programs_own_sigsegv_handler(
+    build, tmp_path: Path, mode: str
+) -> None:
+    """signals.c: a timer's handler on a sigaltstack touches the traced mapping, also while
+    the program's own SIGSEGV handler (guard page) runs with SIGSEGV blocked: every access
+    is traced and every fault of the program's own reaches its handler."""
+    rounds = 5000
+    run = trace([str(build("signals")), str(tmp_path / "sig-regs"), str(rounds)], "sig-regs", tmp_path, mode)
+    assert run.status == 0, run.stderr
+    got = _signals_report(run.stdout)
+    assert got["verdict"] == "ok" and got["altstack"] == "yes"
+    assert int(got["guard"]) == rounds // 100
+    alarms = int(got["alarms"])
+    assert alarms > 50, "the timer hardly fired during the traced accesses"
+    accesses = [r for r in run.records if isinstance(r, Access)]
+    assert len(accesses) == 2 * rounds + 2 * alarms + 1
+    assert " 0 lost" in run.stderr
+
+
+def test_attach_keeps_the_programs_sigsegv_handler(build, tmp_path: Path) -> None:
+    """Attached mid-way, kmmio reads the program's SIGSEGV action and keeps it."""
+    dev = tmp_path / "sig-regs"
+    prog = subprocess.Popen(
+        [str(build("signals")), str(dev), "300000", "slow"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert prog.stdout is not None
+        pid = int(prog.stdout.readline().split()[1])
+        log = tmp_path / "sig.log"
+        tracer = subprocess.Popen(
+            [sys.executable, "-m", "kmmio", "trace", "-o", str(log), "-m", "sig-regs", "-p", str(pid)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_for_lines(log, 3000)
+        tracer.send_signal(signal.SIGINT)
+        _, err = tracer.communicate(timeout=60)
+        assert tracer.returncode == 0 and " 0 lost" in err, err
+        out, _ = prog.communicate(timeout=120)
+    finally:
+        if prog.poll() is None:
+            prog.kill()
+            prog.wait()
+    assert prog.returncode == 0
+    got = _signals_report(out)
+    assert got["verdict"] == "ok" and got["altstack"] == "yes" and int(got["guard"]) == 3000

@@ -61,6 +61,8 @@ SEGV_ACCERR = 2
 SI_KERNEL = 0x80
 
 SYS_MMAP = 9
+SYS_RT_SIGACTION = 13
+SYS_RT_SIGPROCMASK = 14
 SYS_MPROTECT = 10
 SYS_MUNMAP = 11
 SYS_MREMAP = 25
@@ -297,12 +299,13 @@ def unclaimed_status() -> tuple[int, int] | None:
     return pid, ((status & 0xFFFF) << 8) | 0x7F  # stopped or trapped: what waitpid would say
 
 
-def thread_pending(tid: int) -> int:
-    """The mask of signals pending for one thread (``SigPnd`` of ``/proc/TID/status``)."""
+def signal_mask(tid: int, field: str) -> int:
+    """A signal mask of ``/proc/TID/status``: ``SigPnd`` (pending for the thread),
+    ``SigBlk`` (blocked), ``SigIgn`` (ignored) or ``SigCgt`` (caught by a handler)."""
     try:
         with open(f"/proc/{tid}/status") as f:
             for line in f:
-                if line.startswith("SigPnd:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1], 16)
     except (OSError, ValueError):
         pass

@@ -31,6 +31,16 @@ class ProcessMemory:
             raise TraceeError(f"read {size} bytes at {addr:#x}", errno.EFAULT, self.pid)
         return data
 
+    def write(self, addr: int, data: bytes) -> None:
+        try:
+            done = os.pwrite(self.fd, data, addr)
+        except (OSError, OverflowError) as exc:
+            done = -(getattr(exc, "errno", None) or errno.EFAULT)
+        if done != len(data):
+            raise TraceeError(
+                f"write {len(data)} bytes at {addr:#x}", -done if done < 0 else errno.EFAULT, self.pid
+            )
+
     def read_upto(self, addr: int, size: int) -> bytes:
         """As many of ``size`` bytes as can be read (for instruction fetch near a page end)."""
         try:

@@ -8,6 +8,7 @@ their unused fourth argument and are allowed without a stop.
 from __future__ import annotations
 
 import ctypes
+import signal
 import struct
 
 from kmmio.backend import _ptrace as pt
@@ -23,7 +24,8 @@ SECCOMP_MODE_FILTER = 2
 #: Fourth argument of the tracer's own ``mprotect`` calls (unused by the kernel).
 INJECT_MARKER = 0x6B6D6D696F21B0B0
 
-#: Syscalls that create, move, remove or re-protect mappings.
+#: Syscalls that create, move, remove or re-protect mappings (and ``rt_sigaction`` for
+#: SIGSEGV, see :mod:`kmmio.sigsegv`).
 WATCHED = (
     pt.SYS_MMAP,
     pt.SYS_MPROTECT,
@@ -61,12 +63,18 @@ def build_filter() -> bytes:
         _insn(_LD_W_ABS, 0, 0, 0),  # nr again
     ]
     n = len(WATCHED)
+    tail = [
+        # rt_sigaction(SIGSEGV, ...): the tracer keeps a copy of the program's action
+        _insn(_JEQ_K, 0, 2, pt.SYS_RT_SIGACTION),
+        _insn(_LD_W_ABS, 0, 0, 16),  # args[0], low half
+        _insn(_JEQ_K, 1, 0, signal.SIGSEGV),
+        _insn(_RET_K, 0, 0, SECCOMP_RET_ALLOW),
+        _insn(_RET_K, 0, 0, SECCOMP_RET_TRACE),
+    ]
     for i, nr in enumerate(WATCHED):
-        # match: jump to the TRACE return after the chain; else fall to the next test
-        prog.append(_insn(_JEQ_K, n - i, 0, nr))
-    prog.append(_insn(_RET_K, 0, 0, SECCOMP_RET_ALLOW))
-    prog.append(_insn(_RET_K, 0, 0, SECCOMP_RET_TRACE))
-    return b"".join(prog)
+        # match: jump to the TRACE return at the end; else fall to the next test
+        prog.append(_insn(_JEQ_K, n - 1 - i + len(tail) - 1, 0, nr))
+    return b"".join(prog + tail)
 
 
 class _SockFprog(ctypes.Structure):
