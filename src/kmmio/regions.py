@@ -281,12 +281,20 @@ class Regions:
         self.log.end_mapping(mapping, pc, tid)
 
     def inherit(self, parent: Process, child: Process, twins: dict[Probe, Probe], thread: Thread) -> None:
-        """A forked child has the parent's traced mappings, armed: give them their own ids."""
+        """A forked child has the parent's traced mappings, armed: give them their own ids.
+
+        Mappings the child did not get (``MADV_DONTFORK``) are dropped from its engine.
+        """
         try:
             child.attach_image()
-        except TraceeError:
-            pass
+            present = [(e.start, e.end) for e in read_maps(child.pid)]
+        except (TraceeError, OSError):
+            present = [(m.virt, m.end) for m in parent.mappings]
         for mapping in parent.mappings:
+            if not any(lo <= mapping.virt and mapping.end <= hi for lo, hi in present):
+                for probe in mapping.probes:
+                    child.engine.unregister_probe(twins[probe], unmapped=True)
+                continue
             copy = self.log.new_mapping(
                 child,
                 mapping.path,

@@ -17,6 +17,8 @@ PROGRAMS = Path(__file__).parent / "programs"
 FLAGS = {
     "forms": ["-O1", "-mavx2"],
     "threads": ["-O1", "-pthread"],
+    "churn": ["-O1", "-pthread"],
+    "madvise": ["-O1", "-pthread"],
     "alu": ["-O1"],
     "vectors": ["-O1", "-mavx2"],
 }

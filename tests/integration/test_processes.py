@@ -180,3 +180,20 @@ def test_attach_keeps_the_programs_sigsegv_handler(build, tmp_path: Path) -> Non
     assert prog.returncode == 0
     got = _signals_report(out)
     assert got["verdict"] == "ok" and got["altstack"] == "yes" and int(got["guard"]) == 3000
+
+
+def test_madvise_over_traced_pages_while_a_thread_touches_them(build, tmp_path: Path, mode: str) -> None:
+    """madvise.c: DONTNEED, REMOVE, WILLNEED and COLD over traced pages keep them traced and
+    the data right; a DONTFORK mapping is not the child's."""
+    run = trace([str(build("madvise")), str(tmp_path / "madv-regs"), "4000"], "madv-regs", tmp_path, mode)
+    assert run.status == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert "child ok" in lines and lines[-1] == "ok"
+    made = int(next(ln for ln in lines if ln.startswith("accesses")).split()[1])
+    assert sum(isinstance(r, Access) for r in run.records) == made
+    assert " 0 lost" in run.stderr
+    maps = [r for r in run.records if isinstance(r, Map)]
+    parent = maps[0].pid
+    # the parent's two mappings, and in the child only the one without MADV_DONTFORK
+    assert [(m.pid == parent, m.length) for m in maps] == [(True, 4 * 4096), (True, 4096), (False, 4 * 4096)]
+    assert {u.map_id for u in run.records if isinstance(u, Unmap)} == {m.map_id for m in maps}
