@@ -7,7 +7,7 @@ import contextlib
 import sys
 from typing import TextIO
 
-from kmmio.errors import TraceFormatError, UsageError
+from kmmio.errors import LogWriteError, TraceFormatError, UsageError
 from kmmio.trace.reader import read_records
 from kmmio.trace.records import Version
 from kmmio.trace.writer import TraceWriter
@@ -51,9 +51,11 @@ def run_trace(args: argparse.Namespace) -> int:
             tracer.attach(pid)
         status = tracer.run(args.duration)
     finally:
-        writer.flush()
-        if owned:
-            stream.close()
+        # After a failed write the log is as complete as it could be made: say the first error.
+        with contextlib.suppress(LogWriteError, OSError):
+            writer.flush()
+            if owned:
+                stream.close()
     if not args.quiet and stream is not sys.stderr:
         c = tracer.log.counts
         s = tracer.stats

@@ -27,6 +27,10 @@ class EngineInvariantError(KmmioError):
     """The engine found its own state inconsistent (the kernel's ``BUG_ON``)."""
 
 
+class LogWriteError(KmmioError):
+    """The log could not be written (a full disk, a closed pipe's reader gone...)."""
+
+
 class TraceFormatError(KmmioError):
     """A line of an mmiotrace log could not be parsed; ``line_no`` counts from 1."""
 

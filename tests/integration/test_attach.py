@@ -142,3 +142,17 @@ def test_attaching_to_a_stopped_program_leaves_it_stopped(build, tmp_path: Path)
     assert prog.maps() == before
     os.kill(prog.pid, signal.SIGCONT)
     assert prog.finish() == "ok\n"
+
+
+def test_a_failure_inside_restores_and_detaches_before_exit_3(build, tmp_path: Path) -> None:
+    """The log's disk is full (/dev/full): kmmio says so in one line and exits 3, having
+    given every page its protection back and detached; the program finishes fine."""
+    prog = Program(build("attachee"), tmp_path / "full-regs.bin", 2, 200_000)
+    before = prog.maps()
+    run = kmmio(["trace", "-o", "/dev/full", "-m", "full-regs.bin", "-p", str(prog.pid)], tmp_path / "none")
+    assert run.status == 3
+    assert run.stderr.strip().splitlines() == ["kmmio: cannot write the log: No space left on device"]
+    assert prog.maps() == before
+    with open(f"/proc/{prog.pid}/status") as f:
+        assert "TracerPid:\t0\n" in f.read()
+    assert prog.finish() == "ok\n"

@@ -158,3 +158,23 @@ def test_writer_counts_and_flushes() -> None:
     w.write(Mark(1, "hello"))
     assert out.getvalue() == "VERSION 20070824\nMARK 0.000001 hello\n"
     assert w.count == 2
+
+
+class _Failing(io.StringIO):
+    def __init__(self, exc: OSError) -> None:
+        super().__init__()
+        self.exc = exc
+
+    def flush(self) -> None:
+        raise self.exc
+
+
+def test_a_log_that_cannot_be_written_is_one_clear_error() -> None:
+    from kmmio.errors import LogWriteError
+    from kmmio.trace.writer import TraceWriter
+
+    full = TraceWriter(_Failing(OSError(28, "No space left on device")), flush_every=1)
+    with pytest.raises(LogWriteError, match="cannot write the log: No space left on device"):
+        full.write(Version())
+    gone = TraceWriter(_Failing(BrokenPipeError(32, "Broken pipe")), flush_every=1)
+    gone.write(Version())  # the reader went away: not an error of the tracer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
+from kmmio.errors import LogWriteError
 from kmmio.trace.records import Access, Map, Mark, PciDev, Record, Unknown, Unmap, Version
 
 
@@ -55,15 +56,21 @@ class TraceWriter:
         self.count = 0
 
     def write(self, rec: Record) -> None:
-        self.stream.write(format_record(rec) + "\n")
+        try:
+            self.stream.write(format_record(rec) + "\n")
+        except OSError as exc:
+            raise LogWriteError(f"cannot write the log: {exc.strerror or exc}") from None
         self.count += 1
         self._pending += 1
         if self._pending >= self.flush_every:
             self.flush()
 
     def flush(self) -> None:
+        """Push buffered lines out; a reader that went away (closed pipe) is no error."""
         self._pending = 0
         try:
             self.stream.flush()
         except (BrokenPipeError, ValueError):
             pass
+        except OSError as exc:
+            raise LogWriteError(f"cannot write the log: {exc.strerror or exc}") from None
