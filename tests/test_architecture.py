@@ -22,6 +22,9 @@ FORBIDDEN = {
     "kmmio.process",
     "kmmio.tracer",
     "kmmio.regions",
+    "kmmio.faults",
+    "kmmio.launch",
+    "kmmio.sigsegv",
 }
 
 

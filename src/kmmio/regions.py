@@ -283,7 +283,8 @@ class Regions:
     def inherit(self, parent: Process, child: Process, twins: dict[Probe, Probe], thread: Thread) -> None:
         """A forked child has the parent's traced mappings, armed: give them their own ids.
 
-        Mappings the child did not get (``MADV_DONTFORK``) are dropped from its engine.
+        Mappings the child did not get (``MADV_DONTFORK``) are dropped from its engine (one
+        it got in part, after ``MADV_DONTFORK`` over some of its pages, stays whole).
         """
         try:
             child.attach_image()
@@ -291,7 +292,7 @@ class Regions:
         except (TraceeError, OSError):
             present = [(m.virt, m.end) for m in parent.mappings]
         for mapping in parent.mappings:
-            if not any(lo <= mapping.virt and mapping.end <= hi for lo, hi in present):
+            if not any(lo < mapping.end and mapping.virt < hi for lo, hi in present):
                 for probe in mapping.probes:
                     child.engine.unregister_probe(twins[probe], unmapped=True)
                 continue

@@ -5,10 +5,8 @@ Theory of operation
 The program is spawned under ``PTRACE_SEIZE`` with a seccomp filter that stops it only on
 the mmap family.  Every stop lands in :meth:`Tracer._handle`:
 
-* ``SIGSEGV`` → :meth:`_fault`: the engine says whether the fault is a traced access
-  (``kmmio_handler``); if so the other threads of the address space are stopped, the page
-  opened with an injected ``mprotect``, the instruction single-stepped, the engine told
-  (``post_kmmio_handler``) and the page re-armed.  Genuine faults go to the program.
+* ``SIGSEGV`` → :class:`kmmio.faults.FaultPath`: a traced access is performed by the
+  tracer or single-stepped the kmmio way; genuine faults go to the program.
 * seccomp stops → the syscall runs to its exit stop, then :mod:`kmmio.regions` reconciles the
   traced mappings with what ``mmap``/``munmap``/``mremap``/``mprotect`` did.
 * clone/fork/vfork/exec events keep the thread and address-space tables right.
@@ -20,15 +18,12 @@ thread, restores every page's protection, and detaches, so the program runs on u
 
 from __future__ import annotations
 
-import enum
 import errno
 import os
-import shutil
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable, MutableSequence, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 from kmmio import sigsegv
 from kmmio.backend import _ptrace as pt
@@ -42,25 +37,16 @@ from kmmio.backend.waitstatus import (
     decode_status,
     exit_code,
 )
-from kmmio.backend.xstate import ThreadVectors
-from kmmio.engine import (
-    PROT_READ,
-    PROT_WRITE,
-    FaultAction,
-    FaultDecision,
-    Kmmio,
-    Probe,
-    Protect,
-    StepCondition,
-)
+from kmmio.engine import Kmmio, Probe
 from kmmio.errors import KmmioError, TraceeError, TraceeGone, UsageError
-from kmmio.mmiotrace import Mapping, MmioTrace, TracedAccess, now_us
+from kmmio.faults import FaultPath, Mode, TraceStats
+from kmmio.launch import check_attachable, resolve_program, why_not_permitted
+from kmmio.mmiotrace import Mapping, MmioTrace, TracedAccess
 from kmmio.process import EventQueue, Process, Thread, resume
 from kmmio.regions import Regions
-from kmmio.trace.records import Kind, Record
-from kmmio.x86.emulate import emulate
-from kmmio.x86.quick import RIP
-from kmmio.x86.regs import Registers
+from kmmio.trace.records import Record
+
+__all__ = ["Mode", "TraceStats", "Tracer", "check_attachable", "resolve_program", "trace_program"]
 
 OPTIONS = (
     pt.PTRACE_O_TRACESYSGOOD
@@ -83,22 +69,6 @@ CLONE_VM = 0x100
 CLONE_THREAD = 0x10000
 
 
-class Mode(enum.Enum):
-    """How a traced access runs: performed by the tracer where exact, or single-stepped."""
-
-    AUTO = "auto"
-    EMULATE = "emulate"
-    STEP = "step"
-
-
-@dataclass
-class TraceStats:
-    """Traced faults by how they ran."""
-
-    emulated: int = 0
-    stepped: int = 0
-
-
 class _StopTracing(Exception):
     pass
 
@@ -112,55 +82,6 @@ def _signal_to_keep(ev: Stopped) -> int:
     if ev.event == PtraceEvent.NONE and not ev.syscall and ev.signal != signal.SIGSEGV:
         return ev.signal
     return 0
-
-
-def _status_fields(pid: int) -> dict[str, str]:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
-    except (FileNotFoundError, ProcessLookupError):
-        return {}
-
-
-def check_attachable(pid: int) -> int:
-    """The thread group of ``pid``, or a :class:`UsageError` saying why it cannot be joined."""
-    status = _status_fields(pid)
-    if not status:
-        raise UsageError(f"no process {pid}")
-    if status.get("State", "").startswith(("Z", "X")):
-        raise UsageError(f"process {pid} has exited")
-    tracer = int(status.get("TracerPid", "0") or 0)
-    if tracer:
-        raise UsageError(f"process {pid} is already traced by process {tracer}")
-    if int(status["Tgid"]) == os.getpid():
-        raise UsageError("kmmio cannot trace itself")
-    pt.check_ptrace_permitted()
-    return int(status["Tgid"])
-
-
-def _why_not_permitted(pid: int, exc: TraceeError) -> str:
-    if exc.errno != errno.EPERM:
-        return f"cannot attach to process {pid}: {exc}"
-    scope = pt.yama_scope()
-    if os.geteuid() != 0 and scope >= 1:
-        return f"cannot attach to process {pid}: Yama ptrace_scope is {scope} (try as root)"
-    if os.geteuid() != 0:
-        return f"cannot attach to process {pid}: not privileged (it is not yours, or it gained privileges)"
-    return f"cannot attach to process {pid}: the kernel refused (EPERM)"
-
-
-def resolve_program(program: str) -> str:
-    """The executable ``execvp`` would run, or a :class:`UsageError` that says why not."""
-    if "/" in program:
-        if not os.path.exists(program):
-            raise UsageError(f"{program}: no such file")
-        if os.path.isdir(program) or not os.access(program, os.X_OK):
-            raise UsageError(f"{program}: not an executable file")
-        return program
-    found = shutil.which(program)
-    if found is None:
-        raise UsageError(f"{program}: command not found")
-    return found
 
 
 class Tracer:
@@ -185,9 +106,16 @@ class Tracer:
         self.root_status: int | None = None
         self._stop_requested = False
         self._in_wait = False
-        self.mode = mode
+        self.faults = FaultPath(self.log, mode, self.queue.append)
         self.attached = False
-        self.stats = TraceStats()
+
+    @property
+    def stats(self) -> TraceStats:
+        return self.faults.stats
+
+    @property
+    def mode(self) -> Mode:
+        return self.faults.mode
 
     # -- start ----------------------------------------------------------------------------
 
@@ -264,7 +192,7 @@ class Tracer:
                 except TraceeGone:
                     continue
                 except TraceeError as exc:
-                    raise UsageError(_why_not_permitted(pid, exc)) from None
+                    raise UsageError(why_not_permitted(pid, exc)) from None
                 thread = proc.add_thread(tid, tgid)
                 thread.running = True
                 self.threads[tid] = thread
@@ -397,7 +325,7 @@ class Tracer:
 
     def _dispatch(self, thread: Thread, ev: Stopped) -> None:
         if ev.signal == signal.SIGSEGV and ev.event is PtraceEvent.NONE:
-            self._fault(thread)  # the hot path: a traced access
+            self.faults.handle(thread)  # the hot path: a traced access
         elif ev.syscall:
             if thread.proc.trace_syscalls:
                 self.regions.syscall_stop(thread)
@@ -422,159 +350,11 @@ class Tracer:
         elif ev.event != PtraceEvent.NONE:
             resume(thread, 0)
         elif ev.signal == signal.SIGSEGV:
-            self._fault(thread)
+            self.faults.handle(thread)
         else:
             resume(thread, ev.signal)
 
     # -- faults ---------------------------------------------------------------------------
-
-    def _fault(self, thread: Thread) -> None:
-        """A SIGSEGV: ``kmmio_handler``, the single step, ``post_kmmio_handler``."""
-        proc = thread.proc
-        engine = proc.engine
-        info = pt.get_siginfo_raw(thread.tid)
-        code, addr = pt.siginfo_code_addr(info)
-        if code <= 0 or code == pt.SI_KERNEL:  # sent by kill(), not by a fault
-            sigsegv.delivered(proc)
-            resume(thread, signal.SIGSEGV)
-            return
-        words = pt.get_regs_words(thread.tid)
-        emulating = self.mode is not Mode.STEP
-        if emulating and self._quick(thread, words):
-            return
-        regs = Registers.from_words(words, thread.tid)
-        decision = engine.fault(thread.tid, addr, regs, open_pages=not emulating)
-        if decision.action is FaultAction.NOT_MINE:
-            sigsegv.delivered(proc)
-            resume(thread, signal.SIGSEGV)
-            return
-        if decision.action is FaultAction.RESTART:
-            resume(thread, 0)
-            return
-        if decision.action is FaultAction.GENUINE:
-            self._deliver(thread, decision.effects, signal.SIGSEGV, info)
-            return
-        if emulating:
-            if self._emulate(thread, regs):
-                return
-            decision = FaultDecision(FaultAction.TRACE, engine.open_context(thread.tid))
-        self.stats.stepped += 1
-        self.log.capture_reads(thread.tid)
-        if len(proc.threads) > 1:
-            proc.stop_others(thread.tid, self.queue.append)
-        try:
-            self._step_traced(thread, decision, regs)
-        except TraceeGone:
-            # Killed in the middle: the access is lost; the pages close again at once.
-            self.log.drop(thread.tid)
-            if not engine.has_context(thread.tid):
-                raise
-            effects = engine.step_done(thread.tid, StepCondition.LOST, None)
-            helper = next((t for t in proc.threads.values() if t.held), None)
-            if effects and helper is not None:
-                proc.apply(helper, effects)
-            raise
-        finally:
-            proc.resume_others()
-
-    def _step_traced(self, thread: Thread, decision: FaultDecision, regs: Registers) -> None:
-        """Open the pages, single-step, re-arm; deliver the fault if it turns out genuine."""
-        proc, engine = thread.proc, thread.proc.engine
-        current = regs
-        while True:
-            proc.apply(thread, decision.effects, current)
-            ev = proc.step(thread)
-            if ev.signal == signal.SIGTRAP:
-                after = pt.get_regs(thread.tid)
-                proc.apply(thread, engine.step_done(thread.tid, StepCondition.STEPPED, after), after)
-                sigsegv.repair(thread)
-                resume(thread, 0)
-                return
-            current = pt.get_regs(thread.tid)  # the instruction faulted again, did not complete
-            info = pt.get_siginfo_raw(thread.tid)
-            code, addr = pt.siginfo_code_addr(info)
-            if ev.signal != signal.SIGSEGV or code <= 0:
-                effects = engine.step_done(thread.tid, StepCondition.ABORTED, regs)
-                self._deliver(thread, effects, ev.signal, info)
-                return
-            decision = engine.fault(thread.tid, addr, regs)
-            if decision.action is not FaultAction.RECURSIVE:
-                self._deliver(thread, decision.effects, signal.SIGSEGV, info)
-                return
-
-    def _quick(self, thread: Thread, words: MutableSequence[int]) -> bool:
-        """The hot path: a plain load or store to a page the logger traces, done in place.
-
-        No register snapshot, no fault context: the engine confirms the page stays armed
-        through it (:meth:`Kmmio.armed_probe`), the access goes through the mapping's view,
-        and the thread's registers are patched.  False, having changed nothing, if the
-        instruction or the page needs the general path.
-        """
-        proc, tid = thread.proc, thread.tid
-        rip = words[RIP]
-        entry = proc.bus.code_cache.get(rip)
-        if entry is None:
-            entry = self.log.decoded_at(proc, rip)
-            if proc.bus.stable_code(rip):
-                proc.bus.code_cache[rip] = entry
-        form, op = entry
-        if op is None:
-            return False
-        addr = op.address(words)
-        probe = proc.engine.armed_probe(tid, addr, op.width, PROT_WRITE if op.write else PROT_READ)
-        if probe is None or probe.pre_handler != self.log.pre_handler:
-            return False
-        mapping: Mapping = probe.data
-        view = proc.bus.view(mapping)
-        if view is None or (op.write and not view.writable):
-            return False
-        if op.write:
-            value = op.value(words)
-            view.write(addr, op.width, value)
-            op.complete(words)
-        else:
-            value = view.read(addr, op.width)
-            op.complete(words, value)
-        pt.set_regs_words(tid)
-        ts = now_us()
-        if proc.segv_action is not None:
-            sigsegv.repair(thread)
-        resume(thread, 0)
-        # Logged while the thread runs on: the record costs the program no time.
-        self.stats.emulated += 1
-        kind = Kind.WRITE if op.write else Kind.READ
-        self.log.record(kind, op.width, addr, value, rip, tid, mapping, form, ts)
-        return True
-
-    def _emulate(self, thread: Thread, regs: Registers) -> bool:
-        """Perform the instruction in the tracer, the page staying armed; False if it cannot."""
-        proc = thread.proc
-        form = self.log.pending_form(thread.tid) or self.log.form_at(proc, regs.rip)
-        if form.plan is None or not form.operands:
-            return False
-        vectors = ThreadVectors(thread.tid) if form.plan.vreg >= 0 else None
-        done = emulate(form.plan, form.operands[0].address(regs), regs, proc.bus, vectors)
-        if done is None:
-            return False
-        if vectors is not None:
-            vectors.flush()
-        self.stats.emulated += 1
-        self.log.emulated(thread.tid, done.accesses)
-        proc.engine.step_done(thread.tid, StepCondition.EMULATED, done.regs)
-        pt.set_regs(thread.tid, done.regs)
-        sigsegv.repair(thread)
-        resume(thread, 0)
-        return True
-
-    @staticmethod
-    def _deliver(thread: Thread, effects: tuple[Protect, ...], sig: int, info: bytes) -> None:
-        """Re-arm, then give the program its own fault with its own ``siginfo``."""
-        if sig == signal.SIGSEGV:
-            sigsegv.delivered(thread.proc)
-        if effects:
-            thread.proc.apply(thread, effects)
-            pt.set_siginfo_raw(thread.tid, info)
-        resume(thread, sig)
 
     # -- tasks ------------------------------------------------------------------------------
 

@@ -1,0 +1,210 @@
+"""The fault path: a SIGSEGV of a traced thread, from ``kmmio_handler`` to ``post_kmmio_handler``.
+
+:meth:`FaultPath.handle` gets every SIGSEGV stop.  The engine says whether the fault is a
+traced access.  If so, by the :class:`Mode`:
+
+* a plain load or store takes the quick path (:meth:`FaultPath._quick`): the access is
+  done through the mapping's view, the thread's registers patched, the page never opened;
+* another instruction that can be done exactly is emulated (:mod:`kmmio.x86.emulate`);
+* anything else, and everything in ``step`` mode, goes the kmmio way: the other threads
+  of the address space are stopped, the page opened with an injected ``mprotect``, the
+  instruction single-stepped, the engine told, the page re-armed.
+
+Genuine faults (the program's own protection refused the access, a page that is not
+traced, a SIGSEGV sent with ``kill``) go to the program with their own ``siginfo``.
+"""
+
+from __future__ import annotations
+
+import enum
+import signal
+from collections.abc import Callable, MutableSequence
+from dataclasses import dataclass
+
+from kmmio import sigsegv
+from kmmio.backend import _ptrace as pt
+from kmmio.backend.waitstatus import WaitEvent
+from kmmio.backend.xstate import ThreadVectors
+from kmmio.engine import PROT_READ, PROT_WRITE, FaultAction, FaultDecision, Protect, StepCondition
+from kmmio.errors import TraceeGone
+from kmmio.mmiotrace import Mapping, MmioTrace, now_us
+from kmmio.process import Thread, resume
+from kmmio.trace.records import Kind
+from kmmio.x86.emulate import emulate
+from kmmio.x86.quick import RIP
+from kmmio.x86.regs import Registers
+
+
+class Mode(enum.Enum):
+    """How a traced access runs: performed by the tracer where exact, or single-stepped."""
+
+    AUTO = "auto"
+    EMULATE = "emulate"
+    STEP = "step"
+
+
+@dataclass
+class TraceStats:
+    """Traced faults by how they ran."""
+
+    emulated: int = 0
+    stepped: int = 0
+
+
+class FaultPath:
+    """Handles traced threads' SIGSEGV stops; ``on_other_stop`` gets the stops of other
+    threads met while stopping them for a single step."""
+
+    def __init__(self, log: MmioTrace, mode: Mode, on_other_stop: Callable[[WaitEvent], None]) -> None:
+        self.log = log
+        self.mode = mode
+        self.on_other_stop = on_other_stop
+        self.stats = TraceStats()
+
+    def handle(self, thread: Thread) -> None:
+        """A SIGSEGV: ``kmmio_handler``, the single step, ``post_kmmio_handler``."""
+        proc = thread.proc
+        engine = proc.engine
+        info = pt.get_siginfo_raw(thread.tid)
+        code, addr = pt.siginfo_code_addr(info)
+        if code <= 0 or code == pt.SI_KERNEL:  # sent by kill(), not by a fault
+            sigsegv.delivered(proc)
+            resume(thread, signal.SIGSEGV)
+            return
+        words = pt.get_regs_words(thread.tid)
+        emulating = self.mode is not Mode.STEP
+        if emulating and self._quick(thread, words):
+            return
+        regs = Registers.from_words(words, thread.tid)
+        decision = engine.fault(thread.tid, addr, regs, open_pages=not emulating)
+        if decision.action is FaultAction.NOT_MINE:
+            sigsegv.delivered(proc)
+            resume(thread, signal.SIGSEGV)
+            return
+        if decision.action is FaultAction.RESTART:
+            resume(thread, 0)
+            return
+        if decision.action is FaultAction.GENUINE:
+            self._deliver(thread, decision.effects, signal.SIGSEGV, info)
+            return
+        if emulating:
+            if self._emulate(thread, regs):
+                return
+            decision = FaultDecision(FaultAction.TRACE, engine.open_context(thread.tid))
+        self.stats.stepped += 1
+        self.log.capture_reads(thread.tid)
+        if len(proc.threads) > 1:
+            proc.stop_others(thread.tid, self.on_other_stop)
+        try:
+            self._step_traced(thread, decision, regs)
+        except TraceeGone:
+            # Killed in the middle: the access is lost; the pages close again at once.
+            self.log.drop(thread.tid)
+            if not engine.has_context(thread.tid):
+                raise
+            effects = engine.step_done(thread.tid, StepCondition.LOST, None)
+            helper = next((t for t in proc.threads.values() if t.held), None)
+            if effects and helper is not None:
+                proc.apply(helper, effects)
+            raise
+        finally:
+            proc.resume_others()
+
+    def _step_traced(self, thread: Thread, decision: FaultDecision, regs: Registers) -> None:
+        """Open the pages, single-step, re-arm; deliver the fault if it turns out genuine."""
+        proc, engine = thread.proc, thread.proc.engine
+        current = regs
+        while True:
+            proc.apply(thread, decision.effects, current)
+            ev = proc.step(thread)
+            if ev.signal == signal.SIGTRAP:
+                after = pt.get_regs(thread.tid)
+                proc.apply(thread, engine.step_done(thread.tid, StepCondition.STEPPED, after), after)
+                sigsegv.repair(thread)
+                resume(thread, 0)
+                return
+            current = pt.get_regs(thread.tid)  # the instruction faulted again, did not complete
+            info = pt.get_siginfo_raw(thread.tid)
+            code, addr = pt.siginfo_code_addr(info)
+            if ev.signal != signal.SIGSEGV or code <= 0:
+                effects = engine.step_done(thread.tid, StepCondition.ABORTED, regs)
+                self._deliver(thread, effects, ev.signal, info)
+                return
+            decision = engine.fault(thread.tid, addr, regs)
+            if decision.action is not FaultAction.RECURSIVE:
+                self._deliver(thread, decision.effects, signal.SIGSEGV, info)
+                return
+
+    def _quick(self, thread: Thread, words: MutableSequence[int]) -> bool:
+        """The hot path: a plain load or store to a page the logger traces, done in place.
+
+        No register snapshot, no fault context: the engine confirms the page stays armed
+        through it (:meth:`Kmmio.armed_probe`), the access goes through the mapping's view,
+        and the thread's registers are patched.  False, having changed nothing, if the
+        instruction or the page needs the general path.
+        """
+        proc, tid = thread.proc, thread.tid
+        rip = words[RIP]
+        entry = proc.bus.code_cache.get(rip)
+        if entry is None:
+            entry = self.log.decoded_at(proc, rip)
+            if proc.bus.stable_code(rip):
+                proc.bus.code_cache[rip] = entry
+        form, op = entry
+        if op is None:
+            return False
+        addr = op.address(words)
+        probe = proc.engine.armed_probe(tid, addr, op.width, PROT_WRITE if op.write else PROT_READ)
+        if probe is None or probe.pre_handler != self.log.pre_handler:
+            return False
+        mapping: Mapping = probe.data
+        view = proc.bus.view(mapping)
+        if view is None or (op.write and not view.writable):
+            return False
+        if op.write:
+            value = op.value(words)
+            view.write(addr, op.width, value)
+            op.complete(words)
+        else:
+            value = view.read(addr, op.width)
+            op.complete(words, value)
+        pt.set_regs_words(tid)
+        ts = now_us()
+        if proc.segv_action is not None:
+            sigsegv.repair(thread)
+        resume(thread, 0)
+        # Logged while the thread runs on: the record costs the program no time.
+        self.stats.emulated += 1
+        kind = Kind.WRITE if op.write else Kind.READ
+        self.log.record(kind, op.width, addr, value, rip, tid, mapping, form, ts)
+        return True
+
+    def _emulate(self, thread: Thread, regs: Registers) -> bool:
+        """Perform the instruction in the tracer, the page staying armed; False if it cannot."""
+        proc = thread.proc
+        form = self.log.pending_form(thread.tid) or self.log.form_at(proc, regs.rip)
+        if form.plan is None or not form.operands:
+            return False
+        vectors = ThreadVectors(thread.tid) if form.plan.vreg >= 0 else None
+        done = emulate(form.plan, form.operands[0].address(regs), regs, proc.bus, vectors)
+        if done is None:
+            return False
+        if vectors is not None:
+            vectors.flush()
+        self.stats.emulated += 1
+        self.log.emulated(thread.tid, done.accesses)
+        proc.engine.step_done(thread.tid, StepCondition.EMULATED, done.regs)
+        pt.set_regs(thread.tid, done.regs)
+        sigsegv.repair(thread)
+        resume(thread, 0)
+        return True
+
+    @staticmethod
+    def _deliver(thread: Thread, effects: tuple[Protect, ...], sig: int, info: bytes) -> None:
+        """Re-arm, then give the program its own fault with its own ``siginfo``."""
+        if sig == signal.SIGSEGV:
+            sigsegv.delivered(thread.proc)
+        if effects:
+            thread.proc.apply(thread, effects)
+            pt.set_siginfo_raw(thread.tid, info)
+        resume(thread, sig)
