@@ -1,6 +1,6 @@
 """Benchmark: traced accesses in emulate and step mode, against a C yardstick, in one run.
 
-Usage: python bench/run.py [N] [--memory M] [--rounds R]   (defaults: 20000, 1000000, 3)
+Usage: python bench/run.py [N] [--memory M] [--rounds R]   (defaults: 20000, 1000000, 5)
 
 Builds bench/workload.c and bench/ctracer.c with cc, then on the same machine, in R
 interleaved rounds (medians shown, so that the machine's noise hits each alike):
@@ -47,7 +47,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("n", nargs="?", type=int, default=20000)
     ap.add_argument("--memory", type=int, default=1_000_000, help="traced accesses for the memory figure")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are shown")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians are shown")
     args = ap.parse_args()
     n = args.n
     kmmio = [sys.executable, "-m", "kmmio", "trace", "-q"]

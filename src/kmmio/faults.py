@@ -60,13 +60,13 @@ class FaultPath:
         self.mode = mode
         self.on_other_stop = on_other_stop
         self.stats = TraceStats()
+        self._logger = log.pre_handler  # the handler of the probes the logger makes
 
     def handle(self, thread: Thread) -> None:
         """A SIGSEGV: ``kmmio_handler``, the single step, ``post_kmmio_handler``."""
         proc = thread.proc
         engine = proc.engine
-        info = pt.get_siginfo_raw(thread.tid)
-        code, addr = pt.siginfo_code_addr(info)
+        code, addr = pt.get_fault(thread.tid)
         if code <= 0 or code == pt.SI_KERNEL:  # sent by kill(), not by a fault
             sigsegv.delivered(proc)
             resume(thread, signal.SIGSEGV)
@@ -75,6 +75,7 @@ class FaultPath:
         emulating = self.mode is not Mode.STEP
         if emulating and self._quick(thread, words):
             return
+        info = pt.last_siginfo()
         regs = Registers.from_words(words, thread.tid)
         decision = engine.fault(thread.tid, addr, regs, open_pages=not emulating)
         if decision.action is FaultAction.NOT_MINE:
@@ -155,10 +156,10 @@ class FaultPath:
             return False
         addr = op.address(words)
         probe = proc.engine.armed_probe(tid, addr, op.width, PROT_WRITE if op.write else PROT_READ)
-        if probe is None or probe.pre_handler != self.log.pre_handler:
+        if probe is None or probe.pre_handler != self._logger:
             return False
         mapping: Mapping = probe.data
-        view = proc.bus.view(mapping)
+        view = mapping.view or proc.bus.view(mapping)
         if view is None or (op.write and not view.writable):
             return False
         if op.write:

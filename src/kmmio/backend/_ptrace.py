@@ -108,6 +108,13 @@ _REGS = ctypes.addressof(_regs_buf)
 _SIGINFO = ctypes.addressof(_siginfo_buf)
 _MSG = ctypes.addressof(_msg_buf)
 _call = _libc.ptrace
+# The per-access requests skip argtypes conversion (a third of a call's cost): the
+# addresses are ready-made pointers, request and pid plain C ints.
+_hot = ctypes.CDLL(None, use_errno=True).ptrace
+_hot.restype = ctypes.c_long
+_NULL = ctypes.c_void_p(0)
+_REGS_P = ctypes.c_void_p(_REGS)
+_SIGINFO_P = ctypes.c_void_p(_SIGINFO)
 _SI_CODE_ADDR = struct.Struct("<i4xQ")
 
 
@@ -129,6 +136,14 @@ def ptrace(request: int, pid: int, addr: int = 0, data: int = 0, peek: bool = Fa
     return ret
 
 
+def _failed(request: int, pid: int) -> None:
+    """Raise for a request that returned -1 (the hot paths call ``_call`` directly)."""
+    err = ctypes.get_errno()
+    if err == errno.ESRCH:
+        raise TraceeGone(f"ptrace({request:#x})", err, pid)
+    raise TraceeError(f"ptrace({request:#x})", err or errno.EIO, pid)
+
+
 def seize(pid: int, options: int) -> None:
     ptrace(PTRACE_SEIZE, pid, 0, options)
 
@@ -138,7 +153,8 @@ def interrupt(tid: int) -> None:
 
 
 def cont(tid: int, sig: int = 0) -> None:
-    ptrace(PTRACE_CONT, tid, 0, sig)
+    if _hot(PTRACE_CONT, tid, _NULL, ctypes.c_void_p(sig) if sig else _NULL) == -1:
+        _failed(PTRACE_CONT, tid)
 
 
 def singlestep(tid: int, sig: int = 0) -> None:
@@ -168,13 +184,15 @@ def get_regs_words(tid: int) -> MutableSequence[int]:
     For the hot path: no snapshot is built.  The buffer is valid until the next
     ``get_regs``/``get_regs_words``; :func:`set_regs_words` gives it back to the thread.
     """
-    ptrace(PTRACE_GETREGS, tid, 0, _REGS)
+    if _hot(PTRACE_GETREGS, tid, _NULL, _REGS_P) == -1:
+        _failed(PTRACE_GETREGS, tid)
     return cast(MutableSequence[int], _regs_buf)
 
 
 def set_regs_words(tid: int) -> None:
     """``PTRACE_SETREGS`` from the buffer :func:`get_regs_words` returned, as changed."""
-    ptrace(PTRACE_SETREGS, tid, 0, _REGS)
+    if _hot(PTRACE_SETREGS, tid, _NULL, _REGS_P) == -1:
+        _failed(PTRACE_SETREGS, tid)
 
 
 def get_rax(tid: int) -> int:
@@ -236,6 +254,19 @@ def get_siginfo_raw(tid: int) -> bytes:
     return bytes(_siginfo_buf)
 
 
+def get_fault(tid: int) -> tuple[int, int]:
+    """``(si_code, si_addr)`` of the SIGSEGV/SIGBUS a thread is stopped with; the whole
+    ``siginfo_t`` stays readable with :func:`last_siginfo` until the next GETSIGINFO."""
+    if _hot(PTRACE_GETSIGINFO, tid, _NULL, _SIGINFO_P) == -1:
+        _failed(PTRACE_GETSIGINFO, tid)
+    code, addr = _SI_CODE_ADDR.unpack_from(_siginfo_buf, 8)
+    return code, addr
+
+
+def last_siginfo() -> bytes:
+    return bytes(_siginfo_buf)
+
+
 def set_siginfo_raw(tid: int, raw: bytes) -> None:
     """Put back a ``siginfo_t`` (after injected steps replaced it with their trap's)."""
     buf = (ctypes.c_ubyte * 128).from_buffer_copy(raw)
@@ -262,8 +293,9 @@ _P_ALL = 0
 _CLD_EXITED, _CLD_KILLED, _CLD_DUMPED = 1, 2, 3
 _wait_buf = (ctypes.c_int * 32)()  # a siginfo_t: si_code at [2], si_pid at [4], si_status at [6]
 _WAIT_INFO = ctypes.addressof(_wait_buf)
+_WAIT_INFO_P = ctypes.c_void_p(_WAIT_INFO)
+_WAIT_FLAGS = os.WEXITED | os.WSTOPPED | __WALL
 _libc.waitid.restype = ctypes.c_int
-_libc.waitid.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
 
 
 def wait_next() -> tuple[int, int] | None:
@@ -274,7 +306,7 @@ def wait_next() -> tuple[int, int] | None:
     arrived, :func:`unclaimed_status` still has it.  ``None``: no traced task is left.
     """
     _wait_buf[4] = 0
-    while _libc.waitid(_P_ALL, 0, _WAIT_INFO, os.WEXITED | os.WSTOPPED | __WALL) == -1:
+    while _libc.waitid(_P_ALL, 0, _WAIT_INFO_P, _WAIT_FLAGS) == -1:
         err = ctypes.get_errno()
         if err == errno.ECHILD:
             return None

@@ -126,11 +126,17 @@ class ShadowView:
         finally:
             os.close(fd)
         self._stubs = stubs()
+        self._load, self._store = self._stubs.load, self._stubs.store
 
     def read(self, addr: int, width: int) -> int:
+        if width <= 8:
+            return int(self._load[width](self.base + (addr - self.start)))
         return self._stubs.read(self.base + (addr - self.start), width)
 
     def write(self, addr: int, width: int, value: int) -> None:
+        if width <= 8:
+            self._store[width](self.base + (addr - self.start), value)
+            return
         self._stubs.write(self.base + (addr - self.start), width, value)
 
     def close(self) -> None:
