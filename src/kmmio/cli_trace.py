@@ -26,6 +26,21 @@ def open_output(path: str | None) -> tuple[TextIO, bool]:
         raise UsageError(f"cannot write the log to {path}: {exc.strerror}") from None
 
 
+def _finish_log(writer: TraceWriter, owned: TextIO | None, report: bool) -> None:
+    """Flush (and close) the log.  A failure is reported unless an error already is: the
+    first error is the one to say."""
+    try:
+        writer.flush()
+        if owned is not None:
+            owned.close()
+    except LogWriteError:
+        if report:
+            raise
+    except OSError as exc:
+        if report:
+            raise LogWriteError(f"cannot write the log: {exc.strerror or exc}") from None
+
+
 def run_trace(args: argparse.Namespace) -> int:
     program = list(args.program)
     if program and program[0] == "--":
@@ -44,18 +59,16 @@ def run_trace(args: argparse.Namespace) -> int:
     writer = TraceWriter(stream, flush_every=1 if stream is sys.stderr else 256)
     writer.write(Version())
     tracer = Tracer(args.patterns, writer.write, mode=Mode(args.mode))
+    traced = False
     try:
         if program:
             tracer.spawn(program)
         for pid in args.pids:
             tracer.attach(pid)
         status = tracer.run(args.duration)
+        traced = True
     finally:
-        # After a failed write the log is as complete as it could be made: say the first error.
-        with contextlib.suppress(LogWriteError, OSError):
-            writer.flush()
-            if owned:
-                stream.close()
+        _finish_log(writer, stream if owned else None, report=traced)
     if not args.quiet and stream is not sys.stderr:
         c = tracer.log.counts
         s = tracer.stats

@@ -188,6 +188,9 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
         lines = run.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("kmmio: "), (args, run.stderr)
         assert "Traceback" not in run.stderr
+    for where, why in (("/dev/full", "No space left on device"), ("/proc/version", "Input/output error")):
+        run = kmmio(["trace", "-q", "-o", where, "-m", "x", "--", "true"], log)
+        assert (run.status, run.stderr) == (3, f"kmmio: cannot write the log: {why}\n"), where
 
 
 def test_exit_status_and_unmatched_pattern(tmp_path: Path) -> None:
