@@ -56,8 +56,7 @@ def run_trace(args: argparse.Namespace) -> int:
     for pid in args.pids:
         check_attachable(pid)
     stream, owned = open_output(args.output)
-    writer = TraceWriter(stream, flush_every=1 if stream is sys.stderr else 256)
-    writer.write(Version())
+    writer = TraceWriter(stream, flush_every=1 if stream is sys.stderr else 256, header=Version())
     tracer = Tracer(args.patterns, writer.write, mode=Mode(args.mode))
     traced = False
     try:
@@ -65,6 +64,7 @@ def run_trace(args: argparse.Namespace) -> int:
             tracer.spawn(program)
         for pid in args.pids:
             tracer.attach(pid)
+        writer.write_header()
         status = tracer.run(args.duration)
         traced = True
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -123,6 +124,18 @@ def test_attach_refusals_are_one_line_and_exit_2(build, tmp_path: Path) -> None:
     assert second.status == 2 and "already traced by process" in second.stderr
     first.send_signal(signal.SIGINT)
     first.communicate(timeout=60)
+    if os.geteuid() == 0 and shutil.which("setpriv"):  # as nobody: not privileged
+        nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+        third = subprocess.run(
+            [*nobody, sys.executable, "-m", "kmmio", "trace", "-m", "busy-regs.bin", "-p", str(prog.pid)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert third.returncode == 2, third.stderr
+        assert third.stderr == f"kmmio: cannot attach to process {prog.pid}: not privileged " + (
+            "(it is not yours, or it gained privileges)\n"
+        )
     assert prog.finish() == "ok\n"
 
 

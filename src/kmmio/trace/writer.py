@@ -49,13 +49,23 @@ class TraceWriter:
     if the tracer is stopped, and memory stays flat however long the trace.
     """
 
-    def __init__(self, stream: TextIO, flush_every: int = 256) -> None:
+    def __init__(self, stream: TextIO, flush_every: int = 256, header: Record | None = None) -> None:
         self.stream = stream
         self.flush_every = flush_every
         self._pending = 0
         self.count = 0
+        #: Written before the first record (or by :meth:`write_header`): a trace that never
+        #: starts (a refused attach) leaves no log behind.
+        self._header = header
+
+    def write_header(self) -> None:
+        if self._header is not None:
+            header, self._header = self._header, None
+            self.write(header)
 
     def write(self, rec: Record) -> None:
+        if self._header is not None:
+            self.write_header()
         try:
             self.stream.write(format_record(rec) + "\n")
         except OSError as exc:
