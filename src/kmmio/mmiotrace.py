@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from kmmio.engine import Probe, StepCondition
 from kmmio.errors import TraceeError
 from kmmio.trace.records import Access, Kind, Map, Mark, Record, Unknown, Unmap
+from kmmio.trace.writer import TraceWriter
 from kmmio.x86.decode import MAX_INSN_LEN, InstructionForm, decode
 from kmmio.x86.operands import AccessKind, MemAccess
 from kmmio.x86.quick import QuickOp, compile_quick
@@ -99,6 +100,9 @@ class MmioTrace:
     ) -> None:
         self.emit = emit
         self.on_access = on_access
+        #: When ``emit`` is a log writer's ``write``: that writer, for the per-access lines.
+        owner = getattr(emit, "__self__", None)
+        self._lines = owner if isinstance(owner, TraceWriter) and emit == owner.write else None
         self.next_id = 1
         self._pending: dict[int, _Pending] = {}
         self._forms: dict[tuple[int, bytes], tuple[InstructionForm, QuickOp | None]] = {}
@@ -241,9 +245,15 @@ class MmioTrace:
         The tracer's quick path calls this directly for a load or store it performed
         (no pre- and post-handler round: the page never left its armed state).
         """
-        self.counts[kind.value] += 1
-        phys = owner.phys_of(addr)
-        self.emit(Access(kind, width, now_us() if ts is None else ts, owner.map_id, phys, value, pc, tid))
+        char = "R" if kind is Kind.READ else "W"
+        self.counts[char] += 1
+        phys = owner.phys + (addr - owner.virt)
+        if ts is None:
+            ts = now_us()
+        if self._lines is not None:
+            self._lines.write_access(char, width, ts, owner.map_id, phys, value, pc, tid)
+        else:
+            self.emit(Access(kind, width, ts, owner.map_id, phys, value, pc, tid))
         if self.on_access is not None:
             self.on_access(
                 TracedAccess(kind, width, addr, phys, value, pc, tid, owner.map_id, owner.path, form.text)

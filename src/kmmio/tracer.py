@@ -312,16 +312,15 @@ class Tracer:
                 self.orphans[ev.tid] = ev
             return
         thread.running = False
-        proc = thread.proc
-        if isinstance(ev, Exited | Killed):
+        if not isinstance(ev, Stopped):
             self._thread_gone(thread, ev)
             return
         try:
             self._dispatch(thread, ev)
         except TraceeGone:
             return  # it died meanwhile; its exit will be reported
-        if ev.event != PtraceEvent.STOP:
-            proc.engine.quiescent(thread.tid)
+        if ev.event is not PtraceEvent.STOP:
+            thread.proc.engine.quiescent(thread.tid)
 
     def _dispatch(self, thread: Thread, ev: Stopped) -> None:
         if ev.signal == signal.SIGSEGV and ev.event is PtraceEvent.NONE:

@@ -178,3 +178,13 @@ def test_a_log_that_cannot_be_written_is_one_clear_error() -> None:
         full.write(Version())
     gone = TraceWriter(_Failing(BrokenPipeError(32, "Broken pipe")), flush_every=1)
     gone.write(Version())  # the reader went away: not an error of the tracer
+
+
+def test_the_per_access_line_is_the_records_line() -> None:
+    from kmmio.trace.writer import TraceWriter
+
+    rec = Access(Kind.READ, 2, 1037681661, 3, 0x40, 0xBEEF, 0x401000, 77)
+    a, b = io.StringIO(), io.StringIO()
+    TraceWriter(a).write(rec)
+    TraceWriter(b).write_access("R", 2, 1037681661, 3, 0x40, 0xBEEF, 0x401000, 77)
+    assert a.getvalue() == b.getvalue() == "R 2 1037.681661 3 0x40 0xbeef 0x401000 77\n"

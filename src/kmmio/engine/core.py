@@ -130,7 +130,7 @@ class Kmmio:
         Release batches no longer waiting for any thread drop their page records
         (``remove_kmmio_fault_pages``), except pages registered again meanwhile.
         """
-        if tid in self.contexts:
+        if not self._releases or tid in self.contexts:
             return
         keep = []
         for batch in self._releases:

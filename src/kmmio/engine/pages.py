@@ -78,6 +78,8 @@ class PageTable:
 
     def get(self, addr: int) -> FaultPage | None:
         """``get_kmmio_fault_page``: the record of the page holding ``addr``, of any size."""
+        if len(self._sizes) == 1:
+            return self._pages.get(addr & -self.page_size)
         for size in self._sizes:
             page = self._pages.get(addr & ~(size - 1))
             if page is not None and page.size == size:
