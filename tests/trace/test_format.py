@@ -188,3 +188,6 @@ def test_the_per_access_line_is_the_records_line() -> None:
     TraceWriter(a).write(rec)
     TraceWriter(b).write_access("R", 2, 1037681661, 3, 0x40, 0xBEEF, 0x401000, 77)
     assert a.getvalue() == b.getvalue() == "R 2 1037.681661 3 0x40 0xbeef 0x401000 77\n"
+    c = io.StringIO()
+    TraceWriter(c, header=Version()).write_access("W", 1, 0, 1, 0, 0, 0, 1)
+    assert c.getvalue().splitlines()[0] == "VERSION 20070824"

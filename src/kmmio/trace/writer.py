@@ -71,24 +71,20 @@ class TraceWriter:
             self.write(header)
 
     def write(self, rec: Record) -> None:
-        if self._header is not None:
-            self.write_header()
-        try:
-            self.stream.write(format_record(rec) + "\n")
-        except OSError as exc:
-            raise LogWriteError(f"cannot write the log: {exc.strerror or exc}") from None
-        self.count += 1
-        self._pending += 1
-        if self._pending >= self.flush_every:
-            self.flush()
+        self._put(format_record(rec))
 
     def write_access(
         self, kind: str, width: int, ts: int, map_id: int, phys: int, value: int, pc: int, pid: int
     ) -> None:
         """The line :meth:`write` gives ``Access(...)``, without building the record: the
         tracer's per-access path, where every microsecond is the program's."""
+        self._put(format_access(kind, width, ts, map_id, phys, value, pc, pid))
+
+    def _put(self, line: str) -> None:
+        if self._header is not None:
+            self.write_header()
         try:
-            self.stream.write(format_access(kind, width, ts, map_id, phys, value, pc, pid) + "\n")
+            self.stream.write(line + "\n")
         except OSError as exc:
             raise LogWriteError(f"cannot write the log: {exc.strerror or exc}") from None
         self.count += 1
