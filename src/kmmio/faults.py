@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from kmmio import sigsegv
 from kmmio.backend import _ptrace as pt
+from kmmio.backend.shadow import ViewFault
 from kmmio.backend.waitstatus import WaitEvent
 from kmmio.backend.xstate import ThreadVectors
 from kmmio.engine import PROT_READ, PROT_WRITE, FaultAction, FaultDecision, Protect, StepCondition
@@ -162,13 +163,15 @@ class FaultPath:
         view = mapping.view or proc.bus.view(mapping)
         if view is None or (op.write and not view.writable):
             return False
-        if op.write:
-            value = op.value(words)
-            view.write(addr, op.width, value)
-            op.complete(words)
-        else:
-            value = view.read(addr, op.width)
-            op.complete(words, value)
+        try:
+            if op.write:
+                value = op.value(words)
+                view.write(addr, op.width, value)
+            else:
+                value = view.read(addr, op.width)
+        except ViewFault:
+            return False  # nothing behind the page: the CPU will say SIGBUS to the program
+        op.complete(words, value)
         pt.set_regs_words(tid)
         ts = now_us()
         if proc.segv_action is not None:
@@ -187,7 +190,10 @@ class FaultPath:
         if form.plan is None or not form.operands:
             return False
         vectors = ThreadVectors(thread.tid) if form.plan.vreg >= 0 else None
-        done = emulate(form.plan, form.operands[0].address(regs), regs, proc.bus, vectors)
+        try:
+            done = emulate(form.plan, form.operands[0].address(regs), regs, proc.bus, vectors)
+        except ViewFault:
+            return False  # the single step will give the program its SIGBUS
         if done is None:
             return False
         if vectors is not None:

@@ -119,6 +119,18 @@ def test_genuine_segfault_kills_the_program(build, tmp_path: Path, mode: str) ->
     assert run.stdout == plain.stdout
 
 
+def test_a_file_shrinking_under_its_mapping_gives_the_program_its_sigbus(
+    build, tmp_path: Path, mode: str
+) -> None:
+    plain, run = _plain_and_traced([str(build("shrink"))], "shrink-regs", tmp_path, mode)
+    assert plain.returncode == -signal.SIGBUS
+    assert run.status == 128 + signal.SIGBUS, run.stderr  # the program's SIGBUS, kmmio alive
+    assert run.stdout == plain.stdout == "before 1 2\n"
+    logged = [(r.kind.value, r.phys, r.value) for r in run.records if isinstance(r, Access)]
+    assert logged == [("W", 0, 1), ("W", 0x1000, 2), ("R", 0x1000, 2), ("R", 0, 1)]
+    assert isinstance(run.records[-1], Unmap)
+
+
 def test_python_program_with_mmap_and_ctypes(tmp_path: Path, mode: str) -> None:
     script = PROGRAMS / "mmio_driver.py"
     dev = tmp_path / "py-regs.bin"

@@ -97,6 +97,8 @@ _libc.mmap.argtypes = [
 ]
 _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.sigaction.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+_libc.sigaction.restype = ctypes.c_int
 #: The C library, its prototypes declared here once, for the other backend modules.
 libc = _libc
 
