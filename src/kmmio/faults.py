@@ -171,8 +171,11 @@ class FaultPath:
                 value = view.read(addr, op.width)
         except ViewFault:
             return False  # nothing behind the page: the CPU will say SIGBUS to the program
-        op.complete(words, value)
-        pt.set_regs_words(tid)
+        if op.write:  # only rip moves
+            pt.set_word(tid, RIP, op.next_ip)
+        else:
+            op.complete(words, value)
+            pt.set_regs_words(tid)
         ts = now_us()
         if proc.segv_action is not None:
             sigsegv.repair(thread)

@@ -22,6 +22,7 @@ assert sys.platform == "linux"
 
 PTRACE_PEEKDATA = 2
 PTRACE_PEEKUSER = 3
+PTRACE_POKEUSER = 6
 PTRACE_CONT = 7
 PTRACE_KILL = 8
 PTRACE_SINGLESTEP = 9
@@ -189,6 +190,12 @@ def get_regs_words(tid: int) -> MutableSequence[int]:
     if _hot(PTRACE_GETREGS, tid, _NULL, _REGS_P) == -1:
         _failed(PTRACE_GETREGS, tid)
     return cast(MutableSequence[int], _regs_buf)
+
+
+def set_word(tid: int, index: int, value: int) -> None:
+    """``PTRACE_POKEUSER`` of one ``user_regs_struct`` word (a store only moves rip)."""
+    if _hot(PTRACE_POKEUSER, tid, ctypes.c_void_p(index * 8), ctypes.c_void_p(value)) == -1:
+        _failed(PTRACE_POKEUSER, tid)
 
 
 def set_regs_words(tid: int) -> None:
