@@ -12,6 +12,7 @@ whenever the program maps, unmaps or re-protects anything.
 from __future__ import annotations
 
 import bisect
+import errno
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -78,12 +79,12 @@ class ProcessBus:
     def _make_view(self, mapping: Mapping) -> View:
         entry = self._entry(mapping.virt, fresh=True)
         if entry is None:
-            raise TraceeError("no mapping to view", 14, self.proc.pid)
+            raise TraceeError("no mapping to view", errno.EFAULT, self.proc.pid)
         if not entry.shared:
             assert self.proc.mem is not None
             return ProcMemView(self.proc.mem.fd, mapping.virt, mapping.end)
         if entry.anonymous:
-            raise TraceeError("no file behind the mapping", 19, self.proc.pid)
+            raise TraceeError("no file behind the mapping", errno.ENODEV, self.proc.pid)
         offset = entry.offset + (mapping.virt - entry.start)
         return ShadowView(self.proc.pid, (entry.start, entry.end), mapping.virt, mapping.end, offset)
 

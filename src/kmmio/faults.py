@@ -69,8 +69,7 @@ class FaultPath:
         engine = proc.engine
         code, addr = pt.get_fault(thread.tid)
         if code <= 0 or code == pt.SI_KERNEL:  # sent by kill(), not by a fault
-            sigsegv.delivered(proc)
-            resume(thread, signal.SIGSEGV)
+            self._deliver(thread, (), signal.SIGSEGV)
             return
         words = pt.get_regs_words(thread.tid)
         emulating = self.mode is not Mode.STEP
@@ -80,8 +79,7 @@ class FaultPath:
         regs = Registers.from_words(words, thread.tid)
         decision = engine.fault(thread.tid, addr, regs, open_pages=not emulating)
         if decision.action is FaultAction.NOT_MINE:
-            sigsegv.delivered(proc)
-            resume(thread, signal.SIGSEGV)
+            self._deliver(thread, (), signal.SIGSEGV)
             return
         if decision.action is FaultAction.RESTART:
             resume(thread, 0)
@@ -210,8 +208,9 @@ class FaultPath:
         return True
 
     @staticmethod
-    def _deliver(thread: Thread, effects: tuple[Protect, ...], sig: int, info: bytes) -> None:
-        """Re-arm, then give the program its own fault with its own ``siginfo``."""
+    def _deliver(thread: Thread, effects: tuple[Protect, ...], sig: int, info: bytes = b"") -> None:
+        """Re-arm, then give the program its own fault with its own ``siginfo`` (which the
+        injected steps of re-arming replaced; with nothing to re-arm it is intact)."""
         if sig == signal.SIGSEGV:
             sigsegv.delivered(thread.proc)
         if effects:

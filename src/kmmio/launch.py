@@ -10,17 +10,9 @@ from kmmio.backend import _ptrace as pt
 from kmmio.errors import TraceeError, UsageError
 
 
-def _status_fields(pid: int) -> dict[str, str]:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
-    except (FileNotFoundError, ProcessLookupError):
-        return {}
-
-
 def check_attachable(pid: int) -> int:
     """The thread group of ``pid``, or a :class:`UsageError` saying why it cannot be joined."""
-    status = _status_fields(pid)
+    status = pt.proc_status(pid)
     if not status:
         raise UsageError(f"no process {pid}")
     if status.get("State", "").startswith(("Z", "X")):

@@ -180,7 +180,7 @@ class Tracer:
         seized: set[int] = set()
         while True:  # threads may be born while we seize the others
             try:
-                tids = {int(t) for t in os.listdir(f"/proc/{tgid}/task")} - seized
+                tids = pt.thread_ids(tgid) - seized
             except FileNotFoundError:
                 raise UsageError(f"process {pid} has exited") from None
             if not tids:

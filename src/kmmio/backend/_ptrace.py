@@ -130,17 +130,14 @@ def ptrace(request: int, pid: int, addr: int = 0, data: int = 0, peek: bool = Fa
     if peek:
         ctypes.set_errno(0)
     ret: int = _call(request, pid, addr, data)
-    if ret == -1:
-        err = ctypes.get_errno()
-        if err or not peek:
-            if err == errno.ESRCH:
-                raise TraceeGone(f"ptrace({request:#x})", err, pid)
-            raise TraceeError(f"ptrace({request:#x})", err or errno.EIO, pid)
+    if ret == -1 and (not peek or ctypes.get_errno()):
+        _failed(request, pid)
     return ret
 
 
 def _failed(request: int, pid: int) -> None:
-    """Raise for a request that returned -1 (the hot paths call ``_call`` directly)."""
+    """Raise for a request that returned -1: errno and pid in the error, ``ESRCH`` as
+    :class:`TraceeGone`.  (The per-access requests call ``_hot`` and come here.)"""
     err = ctypes.get_errno()
     if err == errno.ESRCH:
         raise TraceeGone(f"ptrace({request:#x})", err, pid)
@@ -340,17 +337,27 @@ def unclaimed_status() -> tuple[int, int] | None:
     return pid, ((status & 0xFFFF) << 8) | 0x7F  # stopped or trapped: what waitpid would say
 
 
+def proc_status(pid: int) -> dict[str, str]:
+    """The fields of ``/proc/PID/status`` (empty when there is no such task)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+    except (FileNotFoundError, ProcessLookupError):
+        return {}
+
+
+def thread_ids(pid: int) -> set[int]:
+    """The threads of process ``pid`` now (``/proc/PID/task``); FileNotFoundError if gone."""
+    return {int(t) for t in os.listdir(f"/proc/{pid}/task")}
+
+
 def signal_mask(tid: int, field: str) -> int:
     """A signal mask of ``/proc/TID/status``: ``SigPnd`` (pending for the thread),
     ``SigBlk`` (blocked), ``SigIgn`` (ignored) or ``SigCgt`` (caught by a handler)."""
     try:
-        with open(f"/proc/{tid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1], 16)
-    except (OSError, ValueError):
-        pass
-    return 0
+        return int(proc_status(tid).get(field, "0"), 16)
+    except ValueError:
+        return 0
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:

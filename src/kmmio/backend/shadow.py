@@ -83,7 +83,7 @@ class ViewFault(TraceeError):
 def _mmap(length: int, prot: int, flags: int, fd: int, offset: int) -> int:
     addr = _libc.mmap(None, length, prot, flags, fd, offset)
     if addr is None or addr == _MAP_FAILED:
-        raise TraceeError("mmap", ctypes.get_errno() or 12, os.getpid())
+        raise TraceeError("mmap", ctypes.get_errno() or errno.ENOMEM, os.getpid())
     return int(addr)
 
 
@@ -91,7 +91,7 @@ def _open(path: str, flags: int, pid: int) -> int:
     try:
         return os.open(path, flags)
     except OSError as exc:
-        raise TraceeError(f"open {path}", exc.errno or 13, pid) from None
+        raise TraceeError(f"open {path}", exc.errno or errno.EACCES, pid) from None
 
 
 class _Stubs:
@@ -189,7 +189,7 @@ class ShadowView:
             self.writable = False
             fd = _open(path, os.O_RDONLY | os.O_CLOEXEC, pid)
         except OSError as exc:
-            raise TraceeError(f"open {path}", exc.errno or 13, pid) from None
+            raise TraceeError(f"open {path}", exc.errno or errno.EACCES, pid) from None
         try:
             prot = mmap.PROT_READ | (mmap.PROT_WRITE if self.writable else 0)
             self.base = _mmap(end - start, prot, mmap.MAP_SHARED, fd, offset)
