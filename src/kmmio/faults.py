@@ -67,11 +67,10 @@ class FaultPath:
         """A SIGSEGV: ``kmmio_handler``, the single step, ``post_kmmio_handler``."""
         proc = thread.proc
         engine = proc.engine
-        code, addr = pt.get_fault(thread.tid)
+        code, addr, words = pt.get_fault(thread.tid)
         if code <= 0 or code == pt.SI_KERNEL:  # sent by kill(), not by a fault
             self._deliver(thread, (), signal.SIGSEGV)
             return
-        words = pt.get_regs_words(thread.tid)
         emulating = self.mode is not Mode.STEP
         if emulating and self._quick(thread, words):
             return
@@ -169,20 +168,40 @@ class FaultPath:
                 value = view.read(addr, op.width)
         except ViewFault:
             return False  # nothing behind the page: the CPU will say SIGBUS to the program
-        if op.write:  # only rip moves
-            pt.set_word(tid, RIP, op.next_ip)
+        if op.write:
+            moved = op.next_ip  # only rip moves
         else:
             op.complete(words, value)
-            pt.set_regs_words(tid)
+            moved = 0
         ts = now_us()
-        if proc.segv_action is not None:
-            sigsegv.repair(thread)
-        resume(thread, 0)
+        self._finish(thread, moved)
         # Logged while the thread runs on: the record costs the program no time.
         self.stats.emulated += 1
         kind = Kind.WRITE if op.write else Kind.READ
         self.log.record(kind, op.width, addr, value, rip, tid, mapping, form, ts)
         return True
+
+    @staticmethod
+    def _finish(thread: Thread, rip: int) -> None:
+        """Give a thread the registers of an access done for it and let it go on: ``rip``
+        alone if not 0, else the words :func:`pt.get_fault` gave, as changed.
+
+        One compiled call when nothing stands between (:func:`pt.finish`); else the
+        registers, the program's SIGSEGV action mended, and :func:`resume`.  A thread that
+        died meanwhile is no error: the access happened, its exit will be reported.
+        """
+        proc = thread.proc
+        try:
+            if proc.segv_action is None and not proc.world_stopped and not thread.pending_signals:
+                pt.finish(thread.tid, rip, thread.syscall is not None or proc.trace_syscalls)
+                thread.running = True
+                return
+            pt.set_rip_or_regs(thread.tid, rip)
+            sigsegv.repair(thread)
+        except TraceeGone:
+            thread.running = True
+            return
+        resume(thread, 0)
 
     def _emulate(self, thread: Thread, regs: Registers) -> bool:
         """Perform the instruction in the tracer, the page staying armed; False if it cannot."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from kmmio.engine import Probe, StepCondition
 from kmmio.errors import TraceeError
 from kmmio.trace.records import Access, Kind, Map, Mark, Record, Unknown, Unmap
-from kmmio.trace.writer import TraceWriter
+from kmmio.trace.writer import AccessRow, TraceWriter
 from kmmio.x86.decode import MAX_INSN_LEN, InstructionForm, decode
 from kmmio.x86.operands import AccessKind, MemAccess
 from kmmio.x86.quick import QuickOp, compile_quick
@@ -100,9 +100,12 @@ class MmioTrace:
     ) -> None:
         self.emit = emit
         self.on_access = on_access
-        #: When ``emit`` is a log writer's ``write``: that writer, for the per-access lines.
+        #: When ``emit`` is a log writer's ``write``: that writer, which gets the access
+        #: lines in batches of its ``flush_every`` (see :meth:`flush`), no record built.
         owner = getattr(emit, "__self__", None)
         self._lines = owner if isinstance(owner, TraceWriter) and emit == owner.write else None
+        self._batch: list[AccessRow] = []
+        self._batch_size = self._lines.flush_every if self._lines is not None else 0
         self.next_id = 1
         self._pending: dict[int, _Pending] = {}
         self._forms: dict[tuple[int, bytes], tuple[InstructionForm, QuickOp | None]] = {}
@@ -125,12 +128,12 @@ class MmioTrace:
         mapping = Mapping(self.next_id, path, virt, phys, length, prot, proc, page_size=page_size)
         self.next_id += 1
         self.counts["MAP"] += 1
-        self.emit(Map(now_us(), mapping.map_id, phys, virt, length, pc, tid))
+        self._emit(Map(now_us(), mapping.map_id, phys, virt, length, pc, tid))
         return mapping
 
     def end_mapping(self, mapping: Mapping, pc: int, tid: int) -> None:
         self.counts["UNMAP"] += 1
-        self.emit(Unmap(now_us(), mapping.map_id, pc, tid))
+        self._emit(Unmap(now_us(), mapping.map_id, pc, tid))
 
     def make_probe(self, mapping: Mapping, start: int, end: int) -> Probe:
         return Probe(start, end - start, self.pre_handler, self.post_handler, mapping, mapping.page_size)
@@ -209,7 +212,7 @@ class MmioTrace:
         if not accesses:
             m = pending.mapping
             self.counts["UNKNOWN"] += 1
-            self.emit(
+            self._emit(
                 Unknown(
                     ts,
                     m.map_id,
@@ -251,7 +254,10 @@ class MmioTrace:
         if ts is None:
             ts = now_us()
         if self._lines is not None:
-            self._lines.write_access(char, width, ts, owner.map_id, phys, value, pc, tid)
+            batch = self._batch
+            batch.append((char, width, ts, owner.map_id, phys, value, pc, tid))
+            if len(batch) >= self._batch_size:
+                self.flush()
         else:
             self.emit(Access(kind, width, ts, owner.map_id, phys, value, pc, tid))
         if self.on_access is not None:
@@ -259,15 +265,28 @@ class MmioTrace:
                 TracedAccess(kind, width, addr, phys, value, pc, tid, owner.map_id, owner.path, form.text)
             )
 
+    def flush(self) -> None:
+        """Hand the access lines held back to the log writer (the tracer does at its end)."""
+        if self._batch and self._lines is not None:
+            batch, self._batch = self._batch, []
+            self._lines.write_accesses(batch)
+
+    def _emit(self, rec: Record) -> None:
+        """Emit a record other than an access, after the accesses before it."""
+        self.flush()
+        self.emit(rec)
+
     def drop(self, tid: int) -> None:
         """The thread is gone with an instruction in flight: its accesses are lost."""
         if self._pending.pop(tid, None) is not None:
             self.counts["LOST"] += 1
 
-    def report_losses(self) -> None:
-        """``MARK ... Lost N events.``, as the kernel says it, when anything was lost."""
+    def finish(self) -> None:
+        """The end of the trace: every line held back goes to the log, then
+        ``MARK ... Lost N events.``, as the kernel says it, when anything was lost."""
         if self.counts["LOST"]:
-            self.emit(Mark(now_us(), f"Lost {self.counts['LOST']} events."))
+            self._emit(Mark(now_us(), f"Lost {self.counts['LOST']} events."))
+        self.flush()
 
     # -- helpers --------------------------------------------------------------------------
 

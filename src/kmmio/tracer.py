@@ -18,6 +18,7 @@ thread, restores every page's protection, and detaches, so the program runs on u
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -29,6 +30,7 @@ from kmmio import sigsegv
 from kmmio.backend import _ptrace as pt
 from kmmio.backend.seccomp import install_filter
 from kmmio.backend.waitstatus import (
+    SEGV_STOP,
     Exited,
     Killed,
     PtraceEvent,
@@ -38,7 +40,7 @@ from kmmio.backend.waitstatus import (
     exit_code,
 )
 from kmmio.engine import Kmmio, Probe
-from kmmio.errors import KmmioError, TraceeError, TraceeGone, UsageError
+from kmmio.errors import KmmioError, LogWriteError, TraceeError, TraceeGone, UsageError
 from kmmio.faults import FaultPath, Mode, TraceStats
 from kmmio.launch import check_attachable, resolve_program, why_not_permitted
 from kmmio.mmiotrace import Mapping, MmioTrace, TracedAccess
@@ -246,25 +248,42 @@ class Tracer:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         if duration is not None:
             signal.setitimer(signal.ITIMER_REAL, max(duration, 0.001))
+        threads, fault = self.threads, self.faults.handle
         try:
-            while self.threads:
-                ev = self._next_event()
+            while threads:
+                ev = self._queued_event() if self.queue or self._stop_requested else None
                 if ev is None:
-                    break
+                    got = self._wait()
+                    if got is None:
+                        break
+                    tid, status = got
+                    thread = threads.get(tid)
+                    if status == SEGV_STOP and thread is not None:
+                        # The hot path, _handle and _dispatch in short: a traced access.
+                        thread.running = False
+                        try:
+                            fault(thread)
+                        except TraceeGone:
+                            continue  # it died meanwhile; its exit will be reported
+                        thread.proc.engine.quiescent(tid)
+                        continue
+                    ev = decode_status(tid, status)
                 self._handle(ev)
         except _StopTracing:
             self.shutdown()
-            self.log.report_losses()
+            self.log.finish()
             return 0 if self.attached else 128 + signal.SIGTERM
         except BaseException:
             self.shutdown()
+            with contextlib.suppress(LogWriteError):
+                self.log.flush()  # what was traced before the error stays in the log
             raise
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             for s, h in old.items():
                 signal.signal(s, h)
             signal.signal(signal.SIGINT, old_int)
-        self.log.report_losses()
+        self.log.finish()
         return self.root_status if self.root_status is not None else 0
 
     def read_memory(self, tid: int, addr: int, size: int) -> bytes:
@@ -283,7 +302,8 @@ class Tracer:
             self._in_wait = False  # raised once, however many signals come
             raise _StopTracing()
 
-    def _next_event(self) -> WaitEvent | None:
+    def _queued_event(self) -> WaitEvent | None:
+        """An event met earlier (while stopping threads), unless held; a stop request."""
         for i, ev in enumerate(self.queue):
             thread = self.threads.get(ev.tid)
             holder = thread.proc.syscall_holder if thread is not None else None
@@ -292,10 +312,16 @@ class Tracer:
                 return ev
         if self._stop_requested:
             raise _StopTracing()
-        # A stop request may interrupt the blocking part only; a status it read is kept.
+        return None
+
+    def _wait(self) -> tuple[int, int] | None:
+        """The next ``(tid, status)`` from the kernel; ``None`` when no traced task is left.
+
+        A stop request may interrupt the blocking part only; a status it read is kept.
+        """
         self._in_wait = True
         try:
-            got = pt.wait_next()
+            return pt.wait_next()
         except _StopTracing:
             left = pt.unclaimed_status()
             if left is not None:
@@ -303,7 +329,6 @@ class Tracer:
             raise
         finally:
             self._in_wait = False
-        return None if got is None else decode_status(*got)
 
     def _handle(self, ev: WaitEvent) -> None:
         thread = self.threads.get(ev.tid)

@@ -1,4 +1,4 @@
-"""The tracer's exact-width stubs survive a view whose file shrank (SIGBUS), and only that."""
+"""The tracer's exact-width accesses survive a view whose file shrank (SIGBUS), and only that."""
 
 from __future__ import annotations
 
@@ -11,36 +11,52 @@ from pathlib import Path
 
 import pytest
 
-from kmmio.backend.shadow import ViewFault, stubs
+from kmmio.backend.shadow import ViewFault, load, store
 
 
-def test_a_stub_hitting_a_truncated_page_raises_view_fault(tmp_path: Path) -> None:
+def test_accesses_have_the_exact_width(tmp_path: Path) -> None:
+    buf = (ctypes.c_ubyte * 64)(*range(64))
+    addr = ctypes.addressof(buf)
+    assert [load(addr + 1, w) for w in (1, 2, 4, 8)] == [
+        int.from_bytes(bytes(range(1, 1 + w)), "little") for w in (1, 2, 4, 8)
+    ]
+    assert load(addr + 3, 16) == int.from_bytes(bytes(range(3, 19)), "little")
+    assert load(addr + 5, 32) == int.from_bytes(bytes(range(5, 37)), "little")
+    for width in (1, 2, 4, 8, 16, 32):
+        before = bytes(buf)
+        store(addr + 7, width, (1 << (8 * width)) - 2)  # all 0xff but the lowest byte
+        after = bytes(buf)
+        assert after[7 : 7 + width] == b"\xfe" + b"\xff" * (width - 1)
+        assert after[:7] == before[:7] and after[7 + width :] == before[7 + width :]
+        buf[:] = (ctypes.c_ubyte * 64)(*range(64))
+
+
+def test_an_access_hitting_a_truncated_page_raises_view_fault(tmp_path: Path) -> None:
     path = tmp_path / "shrinking"
     path.write_bytes(b"\x11" * 8192)
     with open(path, "r+b") as f:
         view = mmap.mmap(f.fileno(), 8192)
         addr = ctypes.addressof(ctypes.c_char.from_buffer(view))
-        s = stubs()
-        assert s.read(addr + 4096, 4) == 0x11111111
+        assert load(addr + 4096, 4) == 0x11111111
         os.truncate(path, 4096)
-        with pytest.raises(ViewFault):
-            s.read(addr + 4096, 4)
-        with pytest.raises(ViewFault):
-            s.write(addr + 4096, 8, 1)
-        with pytest.raises(ViewFault):
-            s.read(addr + 4096, 32)
-        assert s.read(addr, 4) == 0x11111111  # and the stubs go on working
-        del s
+        for width in (1, 2, 4, 8, 16, 32):
+            with pytest.raises(ViewFault):
+                load(addr + 4096, width)
+            with pytest.raises(ViewFault):
+                store(addr + 4096, width, 1)
+        assert load(addr, 4) == 0x11111111  # and accesses go on working
+        store(addr, 2, 0x2222)
+        assert load(addr, 4) == 0x11112222
         view.close()
 
 
 def test_a_sigbus_elsewhere_still_kills(tmp_path: Path) -> None:
-    """Outside the stubs the handler steps aside: the process dies of SIGBUS as before."""
+    """Outside an access the handler steps aside: the process dies of SIGBUS as before."""
     path = tmp_path / "elsewhere"
     code = f"""
 import ctypes, mmap, os
-from kmmio.backend.shadow import stubs
-stubs()
+from kmmio.backend.shadow import load
+load(id(0), 1)  # installs the handler
 path = {str(path)!r}
 open(path, "wb").write(bytes(8192))
 f = open(path, "r+b")

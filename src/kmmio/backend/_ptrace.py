@@ -1,8 +1,9 @@
-"""The one door to the kernel: ptrace, waitpid, prctl, through ctypes.
+"""The one door to the kernel: ptrace, waitid, prctl, mmap, and ``/proc`` status.
 
-Every call goes through :func:`ptrace`, which turns ``-1``/errno into
+Every ptrace request goes through :func:`ptrace` (or, on the per-access path, the same
+compiled call and :func:`_failed`), which turns ``-1``/errno into
 :class:`~kmmio.errors.TraceeError` carrying errno and pid (``ESRCH`` becomes
-:class:`~kmmio.errors.TraceeGone`).  Prototypes are declared once, here.
+:class:`~kmmio.errors.TraceeGone`).  The C side is ``_sys_impl.c``, built by cffi.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import os
 import struct
 import sys
 from collections.abc import MutableSequence
-from typing import cast
 
+from kmmio.backend._sys import ffi as _ffi
+from kmmio.backend._sys import lib as _lib
 from kmmio.errors import TraceeError, TraceeGone, UsageError
 from kmmio.x86.regs import Registers
 
@@ -75,50 +77,21 @@ SYS_REMAP_FILE_PAGES = 216
 SYS_PKEY_MPROTECT = 329
 SYS_CLONE3 = 435
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.ptrace.restype = ctypes.c_long
-_libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
-_libc.prctl.restype = ctypes.c_int
-_libc.prctl.argtypes = [
-    ctypes.c_int,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-]
-_libc.syscall.restype = ctypes.c_long
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [
-    ctypes.c_void_p,
-    ctypes.c_size_t,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_long,
-]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-_libc.sigaction.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
-_libc.sigaction.restype = ctypes.c_int
-#: The C library, its prototypes declared here once, for the other backend modules.
-libc = _libc
+# The calls themselves are compiled (``_sys_impl.c``, through cffi): they take and return
+# plain integers, addresses of the ctypes buffers below included, so that the per-access
+# requests cost no argument conversion.
+_call = _lib.kmmio_ptrace
 
 _UserRegs = ctypes.c_ulonglong * 27
 _regs_buf = _UserRegs()
 _siginfo_buf = (ctypes.c_ubyte * 128)()
 _msg_buf = ctypes.c_ulong()
 _REGS = ctypes.addressof(_regs_buf)
+_regs_words: MutableSequence[int] = _regs_buf  # type: ignore[assignment]
 _SIGINFO = ctypes.addressof(_siginfo_buf)
 _MSG = ctypes.addressof(_msg_buf)
-_call = _libc.ptrace
-# The per-access requests skip argtypes conversion (a third of a call's cost): the
-# addresses are ready-made pointers, request and pid plain C ints.
-_hot = ctypes.CDLL(None, use_errno=True).ptrace
-_hot.restype = ctypes.c_long
-_NULL = ctypes.c_void_p(0)
-_REGS_P = ctypes.c_void_p(_REGS)
-_SIGINFO_P = ctypes.c_void_p(_SIGINFO)
 _SI_CODE_ADDR = struct.Struct("<i4xQ")
+_RIP_OFFSET = 16 * 8  # user_regs_struct.rip
 
 
 def ptrace(request: int, pid: int, addr: int = 0, data: int = 0, peek: bool = False) -> int:
@@ -128,17 +101,17 @@ def ptrace(request: int, pid: int, addr: int = 0, data: int = 0, peek: bool = Fa
     may be -1, ``peek`` makes errno the judge.
     """
     if peek:
-        ctypes.set_errno(0)
+        _ffi.errno = 0
     ret: int = _call(request, pid, addr, data)
-    if ret == -1 and (not peek or ctypes.get_errno()):
+    if ret == -1 and (not peek or _ffi.errno):
         _failed(request, pid)
     return ret
 
 
 def _failed(request: int, pid: int) -> None:
     """Raise for a request that returned -1: errno and pid in the error, ``ESRCH`` as
-    :class:`TraceeGone`.  (The per-access requests call ``_hot`` and come here.)"""
-    err = ctypes.get_errno()
+    :class:`TraceeGone`.  (The per-access requests call ``_call`` directly and come here.)"""
+    err = _ffi.errno
     if err == errno.ESRCH:
         raise TraceeGone(f"ptrace({request:#x})", err, pid)
     raise TraceeError(f"ptrace({request:#x})", err or errno.EIO, pid)
@@ -153,7 +126,7 @@ def interrupt(tid: int) -> None:
 
 
 def cont(tid: int, sig: int = 0) -> None:
-    if _hot(PTRACE_CONT, tid, _NULL, ctypes.c_void_p(sig) if sig else _NULL) == -1:
+    if _call(PTRACE_CONT, tid, 0, sig) == -1:
         _failed(PTRACE_CONT, tid)
 
 
@@ -178,27 +151,21 @@ def get_regs(tid: int) -> Registers:
     return Registers.from_words(_regs_buf[:], tid)
 
 
-def get_regs_words(tid: int) -> MutableSequence[int]:
-    """The 27 raw words of ``user_regs_struct``, in a buffer shared by every call.
-
-    For the hot path: no snapshot is built.  The buffer is valid until the next
-    ``get_regs``/``get_regs_words``; :func:`set_regs_words` gives it back to the thread.
-    """
-    if _hot(PTRACE_GETREGS, tid, _NULL, _REGS_P) == -1:
-        _failed(PTRACE_GETREGS, tid)
-    return cast(MutableSequence[int], _regs_buf)
+def finish(tid: int, rip: int = 0, syscall: bool = False) -> None:
+    """A thread goes on after an access done for it: its ``rip`` alone if not 0 (a store
+    moves nothing else), else the registers :func:`get_fault` gave as changed since; then
+    ``PTRACE_CONT`` (``PTRACE_SYSCALL`` with ``syscall``).  One compiled call."""
+    failed = _lib.kmmio_finish(tid, _REGS, rip, _RIP_OFFSET, PTRACE_SYSCALL if syscall else PTRACE_CONT)
+    if failed:
+        _failed(failed, tid)
 
 
-def set_word(tid: int, index: int, value: int) -> None:
-    """``PTRACE_POKEUSER`` of one ``user_regs_struct`` word (a store only moves rip)."""
-    if _hot(PTRACE_POKEUSER, tid, ctypes.c_void_p(index * 8), ctypes.c_void_p(value)) == -1:
-        _failed(PTRACE_POKEUSER, tid)
-
-
-def set_regs_words(tid: int) -> None:
-    """``PTRACE_SETREGS`` from the buffer :func:`get_regs_words` returned, as changed."""
-    if _hot(PTRACE_SETREGS, tid, _NULL, _REGS_P) == -1:
-        _failed(PTRACE_SETREGS, tid)
+def set_rip_or_regs(tid: int, rip: int = 0) -> None:
+    """:func:`finish` without letting the thread go: ``POKEUSER`` of ``rip``, or ``SETREGS``."""
+    if rip:
+        ptrace(PTRACE_POKEUSER, tid, _RIP_OFFSET, rip)
+    else:
+        ptrace(PTRACE_SETREGS, tid, 0, _REGS)
 
 
 def get_rax(tid: int) -> int:
@@ -260,13 +227,19 @@ def get_siginfo_raw(tid: int) -> bytes:
     return bytes(_siginfo_buf)
 
 
-def get_fault(tid: int) -> tuple[int, int]:
-    """``(si_code, si_addr)`` of the SIGSEGV/SIGBUS a thread is stopped with; the whole
-    ``siginfo_t`` stays readable with :func:`last_siginfo` until the next GETSIGINFO."""
-    if _hot(PTRACE_GETSIGINFO, tid, _NULL, _SIGINFO_P) == -1:
-        _failed(PTRACE_GETSIGINFO, tid)
+def get_fault(tid: int) -> tuple[int, int, MutableSequence[int]]:
+    """``(si_code, si_addr, words)`` of the SIGSEGV/SIGBUS a thread is stopped with.
+
+    ``words`` are the 27 raw words of its ``user_regs_struct``, in a buffer shared by every
+    call: no snapshot is built (the per-access path), and :func:`finish` gives them back to
+    the thread as changed.  The whole ``siginfo_t`` stays readable with
+    :func:`last_siginfo`.  Both are valid until the next ``get_fault`` or ``get_regs``.
+    """
+    failed = _lib.kmmio_get_fault(tid, _SIGINFO, _REGS)
+    if failed:
+        _failed(failed, tid)
     code, addr = _SI_CODE_ADDR.unpack_from(_siginfo_buf, 8)
-    return code, addr
+    return code, addr, _regs_words
 
 
 def last_siginfo() -> bytes:
@@ -295,13 +268,10 @@ def wait(pid: int = -1, nohang: bool = False) -> tuple[int, int] | None:
     return got, status
 
 
-_P_ALL = 0
-_CLD_EXITED, _CLD_KILLED, _CLD_DUMPED = 1, 2, 3
+_CLD_EXITED, _CLD_KILLED, _CLD_DUMPED, _CLD_TRAPPED = 1, 2, 3, 4
 _wait_buf = (ctypes.c_int * 32)()  # a siginfo_t: si_code at [2], si_pid at [4], si_status at [6]
 _WAIT_INFO = ctypes.addressof(_wait_buf)
-_WAIT_INFO_P = ctypes.c_void_p(_WAIT_INFO)
 _WAIT_FLAGS = os.WEXITED | os.WSTOPPED | __WALL
-_libc.waitid.restype = ctypes.c_int
 
 
 def wait_next() -> tuple[int, int] | None:
@@ -311,13 +281,17 @@ def wait_next() -> tuple[int, int] | None:
     first, so when a signal handler's exception cuts this call short after the status
     arrived, :func:`unclaimed_status` still has it.  ``None``: no traced task is left.
     """
-    _wait_buf[4] = 0
-    while _libc.waitid(_P_ALL, 0, _WAIT_INFO_P, _WAIT_FLAGS) == -1:
-        err = ctypes.get_errno()
+    buf = _wait_buf
+    buf[4] = 0
+    while _lib.kmmio_waitid(_WAIT_INFO, _WAIT_FLAGS) == -1:
+        err = _ffi.errno
         if err == errno.ECHILD:
             return None
         if err != errno.EINTR:
             raise TraceeError("waitid", err, os.getpid())
+    if buf[2] == _CLD_TRAPPED:  # a ptrace stop, nearly every time: as unclaimed_status() says it
+        pid, buf[4] = buf[4], 0
+        return pid, ((buf[6] & 0xFFFF) << 8) | 0x7F
     return unclaimed_status()
 
 
@@ -360,10 +334,25 @@ def signal_mask(tid: int, field: str) -> int:
         return 0
 
 
+def mmap(length: int, prot: int, flags: int, fd: int, offset: int) -> int:
+    """``mmap`` in the tracer, at an address of the kernel's choosing."""
+    addr: int = _lib.kmmio_mmap(length, prot, flags, fd, offset)
+    if addr == _MAP_FAILED:
+        raise TraceeError("mmap", _ffi.errno or errno.ENOMEM, os.getpid())
+    return addr
+
+
+def munmap(addr: int, length: int) -> None:
+    _lib.kmmio_munmap(addr, length)
+
+
+_MAP_FAILED = (1 << 64) - 1
+
+
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    ret = int(_libc.prctl(option, arg2, arg3, arg4, arg5))
+    ret: int = _lib.kmmio_prctl(option, arg2, arg3, arg4, arg5)
     if ret == -1:
-        err = ctypes.get_errno()
+        err = _ffi.errno
         raise TraceeError(f"prctl({option})", err, os.getpid())
     return ret
 

@@ -47,20 +47,13 @@ class Stopped:
 WaitEvent = Exited | Killed | Stopped
 
 
-_SEGV_STOP = (signal.SIGSEGV << 8) | 0x7F
-#: The SIGSEGV stop of each thread, made once: it is every traced access's event.
-_segv_stops: dict[int, Stopped] = {}
+#: The status of a SIGSEGV signal stop: every traced access's, which the tracer's loop
+#: knows without decoding.
+SEGV_STOP = (signal.SIGSEGV << 8) | 0x7F
 
 
 def decode_status(tid: int, status: int) -> WaitEvent:
     """Decode a wait status the way ``WIFEXITED``/``WIFSIGNALED``/``WIFSTOPPED`` do."""
-    if status == _SEGV_STOP:
-        stop = _segv_stops.get(tid)
-        if stop is None:
-            if len(_segv_stops) > 4096:
-                _segv_stops.clear()
-            stop = _segv_stops[tid] = Stopped(tid, signal.SIGSEGV)
-        return stop
     low = status & 0x7F
     if low == 0:
         return Exited(tid, (status >> 8) & 0xFF)

@@ -297,7 +297,7 @@ class Kmmio:
         ):
             return None
         probe = self.probes.get_probe(addr)
-        if probe is None or addr + width > probe.end:
+        if probe is None or addr + width > probe.addr + probe.length:
             return None
         return probe
 

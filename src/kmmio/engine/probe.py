@@ -64,7 +64,7 @@ class ProbeRegistry:
         i = bisect.bisect_right(self._starts, addr) - 1
         if i >= 0:
             probe = self._probes[i]
-            if addr < probe.end:
+            if addr < probe.addr + probe.length:  # probe.end, without a property call
                 return probe
         return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TextIO
 
 from kmmio.errors import LogWriteError
@@ -13,13 +14,20 @@ def format_ts(ts_us: int) -> str:
     return f"{ts_us // 1_000_000}.{ts_us % 1_000_000:06d}"
 
 
+#: An access line's fields: ``"R"`` or ``"W"``, width, timestamp (µs), map id, phys,
+#: value, pc, pid.
+AccessRow = tuple[str, int, int, int, int, int, int, int]
+
+#: An ``R``/``W`` line: kind, width, seconds, microseconds, map id, phys, value, pc, pid.
+_ACCESS = "%s %d %d.%06d %d %#x %#x %#x %d"
+_ACCESS_LINE = _ACCESS + "\n"
+
+
 def format_access(
     kind: str, width: int, ts: int, map_id: int, phys: int, value: int, pc: int, pid: int
 ) -> str:
     """An ``R``/``W`` line from its fields (``kind`` is ``"R"`` or ``"W"``)."""
-    return (
-        f"{kind} {width} {ts // 1_000_000}.{ts % 1_000_000:06d} {map_id} {phys:#x} {value:#x} {pc:#x} {pid}"
-    )
+    return _ACCESS % (kind, width, ts // 1_000_000, ts % 1_000_000, map_id, phys, value, pc, pid)
 
 
 def format_record(rec: Record) -> str:
@@ -71,24 +79,27 @@ class TraceWriter:
             self.write(header)
 
     def write(self, rec: Record) -> None:
-        self._put(format_record(rec))
+        self._put(format_record(rec) + "\n")
 
-    def write_access(
-        self, kind: str, width: int, ts: int, map_id: int, phys: int, value: int, pc: int, pid: int
-    ) -> None:
-        """The line :meth:`write` gives ``Access(...)``, without building the record: the
-        tracer's per-access path, where every microsecond is the program's."""
-        self._put(format_access(kind, width, ts, map_id, phys, value, pc, pid))
+    def write_accesses(self, rows: Iterable[AccessRow]) -> None:
+        """The lines :meth:`write` gives ``Access(...)`` records, without building them:
+        the tracer's per-access path, where every microsecond is the program's."""
+        text = [
+            _ACCESS_LINE % (kind, width, ts // 1_000_000, ts % 1_000_000, map_id, phys, value, pc, pid)
+            for kind, width, ts, map_id, phys, value, pc, pid in rows
+        ]
+        self._put("".join(text), len(text))
 
-    def _put(self, line: str) -> None:
+    def _put(self, text: str, lines: int = 1) -> None:
+        """Write whole lines, newlines included."""
         if self._header is not None:
             self.write_header()
         try:
-            self.stream.write(line + "\n")
+            self.stream.write(text)
         except OSError as exc:
             raise LogWriteError(f"cannot write the log: {exc.strerror or exc}") from None
-        self.count += 1
-        self._pending += 1
+        self.count += lines
+        self._pending += lines
         if self._pending >= self.flush_every:
             self.flush()
 

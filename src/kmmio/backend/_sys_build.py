@@ -1,0 +1,36 @@
+"""Builds ``kmmio.backend._sys`` from ``_sys_impl.c`` with cffi (API mode, compiled at install).
+
+``setup.py`` names this file in ``cffi_modules``, so ``pip install`` compiles it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cffi import FFI
+
+ffi = FFI()
+ffi.cdef(
+    """
+    long kmmio_ptrace(long request, long pid, uintptr_t addr, uintptr_t data);
+    long kmmio_get_fault(long pid, uintptr_t siginfo, uintptr_t regs);
+    long kmmio_finish(long pid, uintptr_t regs, uint64_t rip, long rip_offset, long resume);
+    int kmmio_waitid(uintptr_t info, int options);
+    int kmmio_prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
+                    unsigned long arg5);
+    uintptr_t kmmio_mmap(size_t length, int prot, int flags, int fd, long offset);
+    int kmmio_munmap(uintptr_t addr, size_t length);
+    int kmmio_view_init(void);
+    uint64_t kmmio_load(uintptr_t addr, int width);
+    int kmmio_store(uintptr_t addr, int width, uint64_t value);
+    int kmmio_load_wide(uintptr_t addr, int width, uintptr_t buf);
+    int kmmio_store_wide(uintptr_t addr, int width, uintptr_t buf);
+    extern int kmmio_view_fault;
+    """
+)
+ffi.set_source(
+    "kmmio.backend._sys",
+    (Path(__file__).parent / "_sys_impl.c").read_text(),
+    extra_compile_args=["-O2", "-Wall", "-Wextra"],
+    py_limited_api=False,
+)
