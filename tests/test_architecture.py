@@ -11,6 +11,7 @@ SRC = Path(__file__).parents[1] / "src" / "kmmio"
 PURE = ["engine", "x86", "trace"]
 FORBIDDEN = {
     "ctypes",
+    "cffi",
     "os",
     "signal",
     "subprocess",
@@ -50,8 +51,10 @@ def test_pure_packages_import_no_os_code(package: str) -> None:
             ), f"{path.name} imports {name}"
 
 
-def test_only_the_backend_uses_ctypes() -> None:
+def test_only_the_backend_uses_ctypes_or_cffi() -> None:
     for path in SRC.rglob("*.py"):
         if "backend" in path.parts:
             continue
-        assert "ctypes" not in {n.split(".")[0] for n in _imports(path)} or path.parent.name == "demo", path
+        roots = {n.split(".")[0] for n in _imports(path)}
+        assert "cffi" not in roots, path
+        assert "ctypes" not in roots or path.parent.name == "demo", path

@@ -174,7 +174,14 @@ class FaultPath:
             op.complete(words, value)
             moved = 0
         ts = now_us()
-        self._finish(thread, moved)
+        if proc.segv_action is None and not proc.world_stopped and not thread.pending_signals:
+            try:  # nothing stands between: registers and PTRACE_CONT in one call
+                pt.finish(tid, moved, thread.syscall is not None or proc.trace_syscalls)
+            except TraceeGone:
+                pass  # the access happened; the thread's exit will be reported
+            thread.running = True
+        else:
+            self._finish(thread, moved)
         # Logged while the thread runs on: the record costs the program no time.
         self.stats.emulated += 1
         kind = Kind.WRITE if op.write else Kind.READ
@@ -183,19 +190,13 @@ class FaultPath:
 
     @staticmethod
     def _finish(thread: Thread, rip: int) -> None:
-        """Give a thread the registers of an access done for it and let it go on: ``rip``
-        alone if not 0, else the words :func:`pt.get_fault` gave, as changed.
-
-        One compiled call when nothing stands between (:func:`pt.finish`); else the
-        registers, the program's SIGSEGV action mended, and :func:`resume`.  A thread that
+        """Give a thread the registers of an access done for it (``rip`` alone if not 0,
+        else the words :func:`pt.get_fault` gave, as changed), mend the program's SIGSEGV
+        action, and :func:`resume` it: :meth:`_quick`'s way on when something stands
+        between (a SIGSEGV action to keep, threads held, signals held back).  A thread that
         died meanwhile is no error: the access happened, its exit will be reported.
         """
-        proc = thread.proc
         try:
-            if proc.segv_action is None and not proc.world_stopped and not thread.pending_signals:
-                pt.finish(thread.tid, rip, thread.syscall is not None or proc.trace_syscalls)
-                thread.running = True
-                return
             pt.set_rip_or_regs(thread.tid, rip)
             sigsegv.repair(thread)
         except TraceeGone:

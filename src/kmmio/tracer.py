@@ -248,12 +248,21 @@ class Tracer:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         if duration is not None:
             signal.setitimer(signal.ITIMER_REAL, max(duration, 0.001))
-        threads, fault = self.threads, self.faults.handle
+        threads, fault, wait_next = self.threads, self.faults.handle, pt.wait_next
         try:
             while threads:
                 ev = self._queued_event() if self.queue or self._stop_requested else None
                 if ev is None:
-                    got = self._wait()
+                    # A stop request may interrupt the blocking part only; a status it
+                    # read is kept.
+                    self._in_wait = True
+                    try:
+                        got = wait_next()
+                    except _StopTracing:
+                        self._keep_unclaimed()
+                        raise
+                    finally:
+                        self._in_wait = False
                     if got is None:
                         break
                     tid, status = got
@@ -314,21 +323,11 @@ class Tracer:
             raise _StopTracing()
         return None
 
-    def _wait(self) -> tuple[int, int] | None:
-        """The next ``(tid, status)`` from the kernel; ``None`` when no traced task is left.
-
-        A stop request may interrupt the blocking part only; a status it read is kept.
-        """
-        self._in_wait = True
-        try:
-            return pt.wait_next()
-        except _StopTracing:
-            left = pt.unclaimed_status()
-            if left is not None:
-                self.queue.append(decode_status(*left))
-            raise
-        finally:
-            self._in_wait = False
+    def _keep_unclaimed(self) -> None:
+        """A stop request cut the wait short: keep the status it may have read already."""
+        left = pt.unclaimed_status()
+        if left is not None:
+            self.queue.append(decode_status(*left))
 
     def _handle(self, ev: WaitEvent) -> None:
         thread = self.threads.get(ev.tid)
