@@ -266,8 +266,8 @@ class Tracer:
                     if got is None:
                         break
                     tid, status = got
-                    thread = threads.get(tid)
-                    if status == SEGV_STOP and thread is not None:
+                    thread = threads.get(tid) if status == SEGV_STOP else None
+                    if thread is not None:
                         # The hot path, _handle and _dispatch in short: a traced access.
                         thread.running = False
                         try:

@@ -161,11 +161,10 @@ def finish(tid: int, rip: int = 0, syscall: bool = False) -> None:
 
 
 def set_rip_or_regs(tid: int, rip: int = 0) -> None:
-    """:func:`finish` without letting the thread go: ``POKEUSER`` of ``rip``, or ``SETREGS``."""
-    if rip:
-        ptrace(PTRACE_POKEUSER, tid, _RIP_OFFSET, rip)
-    else:
-        ptrace(PTRACE_SETREGS, tid, 0, _REGS)
+    """:func:`finish` without letting the thread go."""
+    failed = _lib.kmmio_finish(tid, _REGS, rip, _RIP_OFFSET, 0)
+    if failed:
+        _failed(failed, tid)
 
 
 def get_rax(tid: int) -> int:

@@ -23,8 +23,7 @@ ffi.cdef(
     int kmmio_view_init(void);
     uint64_t kmmio_load(uintptr_t addr, int width);
     int kmmio_store(uintptr_t addr, int width, uint64_t value);
-    int kmmio_load_wide(uintptr_t addr, int width, uintptr_t buf);
-    int kmmio_store_wide(uintptr_t addr, int width, uintptr_t buf);
+    int kmmio_copy_wide(uintptr_t dst, uintptr_t src, int width);
     extern int kmmio_view_fault;
     """
 )

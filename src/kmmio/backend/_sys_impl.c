@@ -38,8 +38,8 @@ static long kmmio_get_fault(long pid, uintptr_t siginfo, uintptr_t regs)
 
 /* A thread goes on after an access the tracer did for it: its rip alone (PTRACE_POKEUSER
  * at rip_offset, when rip is not 0: a store moves nothing else) or all its registers
- * (PTRACE_SETREGS from regs), then `resume` (PTRACE_CONT or PTRACE_SYSCALL).  0, or the
- * request that failed (errno says why). */
+ * (PTRACE_SETREGS from regs), then `resume` (PTRACE_CONT or PTRACE_SYSCALL; 0: stay
+ * stopped).  0, or the request that failed (errno says why). */
 static long kmmio_finish(long pid, uintptr_t regs, uint64_t rip, long rip_offset, long resume)
 {
     if (rip) {
@@ -48,7 +48,7 @@ static long kmmio_finish(long pid, uintptr_t regs, uint64_t rip, long rip_offset
     } else if (ptrace(PTRACE_SETREGS, (pid_t)pid, NULL, (void *)regs) == -1) {
         return PTRACE_SETREGS;
     }
-    if (ptrace((enum __ptrace_request)resume, (pid_t)pid, NULL, NULL) == -1)
+    if (resume && ptrace((enum __ptrace_request)resume, (pid_t)pid, NULL, NULL) == -1)
         return resume;
     return 0;
 }
@@ -167,26 +167,15 @@ static int kmmio_store(uintptr_t addr, int width, uint64_t value)
     return 0;
 }
 
-/* One 16-byte (movdqu) or 32-byte (vmovdqu) load at addr, into buf. */
-static int kmmio_load_wide(uintptr_t addr, int width, uintptr_t buf)
+/* One 16-byte (movdqu) or 32-byte (vmovdqu) copy from src to dst: a load from the view
+ * into a buffer, or a store from a buffer into the view, each side one access. */
+static int kmmio_copy_wide(uintptr_t dst, uintptr_t src, int width)
 {
     if (width == 16)
         GUARDED(__asm__ volatile("movdqu (%0), %%xmm0\n\tmovdqu %%xmm0, (%1)"
-                                 : : "r"(addr), "r"(buf) : "xmm0", "memory"));
+                                 : : "r"(src), "r"(dst) : "xmm0", "memory"));
     else if (width == 32)
         GUARDED(__asm__ volatile("vmovdqu (%0), %%ymm0\n\tvmovdqu %%ymm0, (%1)\n\tvzeroupper"
-                                 : : "r"(addr), "r"(buf) : "xmm0", "memory"));
-    return 0;
-}
-
-/* One 16-byte or 32-byte store at addr, from buf. */
-static int kmmio_store_wide(uintptr_t addr, int width, uintptr_t buf)
-{
-    if (width == 16)
-        GUARDED(__asm__ volatile("movdqu (%1), %%xmm0\n\tmovdqu %%xmm0, (%0)"
-                                 : : "r"(addr), "r"(buf) : "xmm0", "memory"));
-    else if (width == 32)
-        GUARDED(__asm__ volatile("vmovdqu (%1), %%ymm0\n\tvmovdqu %%ymm0, (%0)\n\tvzeroupper"
-                                 : : "r"(addr), "r"(buf) : "xmm0", "memory"));
+                                 : : "r"(src), "r"(dst) : "xmm0", "memory"));
     return 0;
 }

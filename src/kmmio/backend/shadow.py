@@ -53,7 +53,7 @@ def load(addr: int, width: int) -> int:
     if width <= 8:
         value: int = lib.kmmio_load(addr, width)
     else:
-        lib.kmmio_load_wide(addr, width, _WIDE)
+        lib.kmmio_copy_wide(_WIDE, addr, width)
         value = int.from_bytes(_wide.raw[:width], "little")
     if lib.kmmio_view_fault:
         raise _fault()
@@ -67,7 +67,7 @@ def store(addr: int, width: int, value: int) -> None:
         lib.kmmio_store(addr, width, value)
     else:
         ctypes.memmove(_WIDE, value.to_bytes(width, "little"), width)
-        lib.kmmio_store_wide(addr, width, _WIDE)
+        lib.kmmio_copy_wide(addr, _WIDE, width)
     if lib.kmmio_view_fault:
         raise _fault()
 
