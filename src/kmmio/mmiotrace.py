@@ -192,10 +192,17 @@ class MmioTrace:
                 pending.accesses.append((acc, owner))
 
     def _decoded(self, pending: _Pending) -> list[tuple[MemAccess, Mapping]]:
-        """The accesses the decoder sees in the instruction that touch traced mappings."""
+        """The accesses the decoder sees in the instruction that touch traced mappings
+        (first asked before a single step: a masked access's mask is taken from the
+        thread's registers as the instruction will see them)."""
         if pending.accesses is None:
             proc, form = pending.mapping.proc, pending.form
-            found = form.accesses(pending.regs) if form.known else []
+            vectors = None
+            if form.masked:  # which bytes it touches depends on k or vector registers
+                from kmmio.backend.xstate import ThreadVectors
+
+                vectors = ThreadVectors(pending.regs.tid)
+            found = form.accesses(pending.regs, vectors) if form.known else []
             pairs = ((acc, self._mapping_at(proc, acc.addr, acc.width)) for acc in found)
             pending.accesses = [(acc, owner) for acc, owner in pairs if owner is not None]
         return pending.accesses

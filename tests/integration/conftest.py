@@ -21,6 +21,7 @@ FLAGS = {
     "madvise": ["-O1", "-pthread"],
     "alu": ["-O1"],
     "vectors": ["-O1", "-mavx2"],
+    "avx512": ["-O1", "-mavx512f", "-mavx512bw", "-mavx512vl"],
 }
 
 

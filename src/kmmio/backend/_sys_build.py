@@ -25,6 +25,9 @@ ffi.cdef(
     int kmmio_store(uintptr_t addr, int width, uint64_t value);
     int kmmio_copy_wide(uintptr_t dst, uintptr_t src, int width);
     extern int kmmio_view_fault;
+    void kmmio_cpuid(uint32_t leaf, uint32_t subleaf, uintptr_t out);
+    uint64_t kmmio_xcr0(void);
+    int kmmio_copy_zmm(uintptr_t dst, uintptr_t src);
     """
 )
 ffi.set_source(

@@ -179,3 +179,60 @@ static int kmmio_copy_wide(uintptr_t dst, uintptr_t src, int width)
                                  : : "r"(src), "r"(dst) : "xmm0", "memory"));
     return 0;
 }
+
+/* -- the CPU's registers as XSAVE lays them out, and 64-byte accesses (AVX-512) ----------
+ *
+ * CPUID tells where each XSAVE component lives in the standard layout the kernel's
+ * NT_X86_XSTATE regset uses (leaf 0xD, sub-leaf = component: EBX its offset, EAX its
+ * size), and whether the CPU has AVX-512; XCR0 whether the kernel enabled its state.  A
+ * 64-byte access through a view is one vmovdqu64 of zmm0, made only when both say yes.
+ */
+
+/* CPUID leaf, sub-leaf: EAX, EBX, ECX, EDX into the four uint32_t at out. */
+static void kmmio_cpuid(uint32_t leaf, uint32_t subleaf, uintptr_t out)
+{
+    uint32_t *r = (uint32_t *)out;
+
+    __asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(subleaf));
+}
+
+/* XCR0, the state components the kernel enabled; 0 without OSXSAVE (XGETBV would #UD). */
+static uint64_t kmmio_xcr0(void)
+{
+    uint32_t r[4], lo, hi;
+
+    kmmio_cpuid(1, 0, (uintptr_t)r);
+    if (!(r[2] & (1u << 27)))
+        return 0;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (uint64_t)hi << 32 | lo;
+}
+
+/* Whether zmm registers may be used here: CPUID.7.0:EBX.AVX512F, and XCR0 enabling the
+ * SSE, AVX, opmask, ZMM_Hi256 and Hi16_ZMM state. */
+static int zmm_usable(void)
+{
+    static int usable = -1;
+    uint32_t r[4];
+
+    if (usable < 0) {
+        kmmio_cpuid(0, 0, (uintptr_t)r);
+        usable = 0;
+        if (r[0] >= 7) {
+            kmmio_cpuid(7, 0, (uintptr_t)r);
+            usable = (r[1] & (1u << 16)) && (kmmio_xcr0() & 0xe6) == 0xe6;
+        }
+    }
+    return usable;
+}
+
+/* One 64-byte copy (vmovdqu64 zmm0) from src to dst, as kmmio_copy_wide: each side one
+ * access.  -1, having touched nothing, if the CPU or the kernel does not offer AVX-512. */
+static int kmmio_copy_zmm(uintptr_t dst, uintptr_t src)
+{
+    if (!zmm_usable())
+        return -1;
+    GUARDED(__asm__ volatile("vmovdqu64 (%0), %%zmm0\n\tvmovdqu64 %%zmm0, (%1)\n\tvzeroupper"
+                             : : "r"(src), "r"(dst) : "xmm0", "memory"));
+    return 0;
+}

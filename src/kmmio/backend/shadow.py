@@ -3,8 +3,9 @@
 A shadow view maps ``/proc/PID/map_files/START-END`` ``MAP_SHARED`` into the tracer: the
 very pages the tracee has armed, readable and writable here while they stay ``PROT_NONE``
 there.  Loads and stores are compiled (``_sys_impl.c``), each a single ``mov`` (or one
-16/32-byte ``movdqu``/``vmovdqu``), so a device register sees exactly one access of the
-program's width: no split, no read before a write, no wider copy.
+16/32-byte ``movdqu``/``vmovdqu``, or one 64-byte ``vmovdqu64`` where the CPU has
+AVX-512), so a device register sees exactly one access of the program's width: no split,
+no read before a write, no wider copy.
 
 Private mappings have no shared pages to view; :class:`ProcMemView` reaches them through
 ``/proc/PID/mem``, which may write to ``PROT_NONE`` private pages.
@@ -32,7 +33,7 @@ def _fault() -> ViewFault:
     return ViewFault("access through the view", errno.EFAULT, os.getpid())
 
 
-_wide = ctypes.create_string_buffer(32)
+_wide = ctypes.create_string_buffer(64)
 _WIDE = ctypes.addressof(_wide)
 _armed = False
 
@@ -47,13 +48,23 @@ def _arm() -> None:
         _armed = True
 
 
+def _copy_wide(dst: int, src: int, width: int) -> None:
+    """One 16-, 32- or 64-byte copy; a 64-byte one without AVX-512 (no ``vmovdqu64``
+    here) is a :class:`ViewFault`, and the instruction goes the kmmio way."""
+    if width == 64:
+        if lib.kmmio_copy_zmm(dst, src) < 0:
+            raise ViewFault("64-byte access without AVX-512", errno.EOPNOTSUPP, os.getpid())
+    else:
+        lib.kmmio_copy_wide(dst, src, width)
+
+
 def load(addr: int, width: int) -> int:
-    """One load of ``width`` (1, 2, 4, 8, 16 or 32) bytes at ``addr`` in the tracer."""
+    """One load of ``width`` (1, 2, 4, 8, 16, 32 or 64) bytes at ``addr`` in the tracer."""
     _arm()
     if width <= 8:
         value: int = lib.kmmio_load(addr, width)
     else:
-        lib.kmmio_copy_wide(_WIDE, addr, width)
+        _copy_wide(_WIDE, addr, width)
         value = int.from_bytes(_wide.raw[:width], "little")
     if lib.kmmio_view_fault:
         raise _fault()
@@ -67,7 +78,7 @@ def store(addr: int, width: int, value: int) -> None:
         lib.kmmio_store(addr, width, value)
     else:
         ctypes.memmove(_WIDE, value.to_bytes(width, "little"), width)
-        lib.kmmio_copy_wide(addr, _WIDE, width)
+        _copy_wide(addr, _WIDE, width)
     if lib.kmmio_view_fault:
         raise _fault()
 

@@ -6,6 +6,11 @@ conditional), and :meth:`InstructionForm.accesses` turns them into concrete acce
 register snapshot, in the order the program means them: every read before every write,
 so a read-modify-write gives the old value, then the new one.
 
+A masked vector access (AVX-512 ``{k}`` moves, ``vmaskmov``/``vpmaskmov``/``maskmovdqu``)
+touches only the bytes its mask enables: its operand carries a :class:`Mask`, and given the
+thread's mask and vector registers :meth:`InstructionForm.accesses` yields one access per
+contiguous run of enabled bytes, of the run's length (1 to 64 bytes).
+
 Decoding depends only on the bytes and the address, so a form can be cached per PC.
 """
 
@@ -16,7 +21,16 @@ from dataclasses import dataclass
 import iced_x86 as iced
 
 from kmmio.x86.emulate import EmuPlan, plan
-from kmmio.x86.operands import AccessKind, MemAccess, RegSlice, reg_slice
+from kmmio.x86.operands import (
+    AccessKind,
+    Mask,
+    MaskState,
+    MemAccess,
+    RegSlice,
+    reg_slice,
+    runs,
+    vector_number,
+)
 from kmmio.x86.regs import Registers
 
 _MASK64 = (1 << 64) - 1
@@ -59,6 +73,8 @@ class MemOperand:
     writes: bool
     #: For ``bt``/``bts``/``btr``/``btc`` with a register bit offset: that register.
     bit_offset: RegSlice | None = None
+    #: For a masked vector access: which of its bytes the instruction touches.
+    mask: Mask | None = None
 
     def address(self, regs: Registers) -> int:
         ea = self.displacement
@@ -94,20 +110,82 @@ class InstructionForm:
     #: How to perform it in the tracer, when that can be done exactly.
     plan: EmuPlan | None = None
 
-    def accesses(self, regs: Registers) -> list[MemAccess]:
-        """Concrete accesses for a register snapshot: every read, then every write."""
+    @property
+    def masked(self) -> bool:
+        """Whether which bytes it touches depends on mask or vector registers."""
+        return any(op.mask is not None for op in self.operands)
+
+    def accesses(self, regs: Registers, vectors: MaskState | None = None) -> list[MemAccess]:
+        """Concrete accesses for a register snapshot: every read, then every write.
+
+        A masked operand gives one access per run of the bytes its mask enables (none if
+        it enables none) when ``vectors`` holds the thread's mask and vector registers;
+        without them, one access of its full width.
+        """
         reads = []
         writes = []
         for op in self.operands:
             addr = op.address(regs)
-            if op.reads:
-                reads.append(MemAccess(AccessKind.READ, addr, op.width))
-            if op.writes:
-                writes.append(MemAccess(AccessKind.WRITE, addr, op.width))
+            if op.mask is None or vectors is None:
+                spans = [(addr, op.width)]
+            else:
+                spans = [((addr + at) & _MASK64, n) for at, n in runs(op.mask.enabled(vectors))]
+            for at, width in spans:
+                if op.reads:
+                    reads.append(MemAccess(AccessKind.READ, at, width))
+                if op.writes:
+                    writes.append(MemAccess(AccessKind.WRITE, at, width))
         return reads + writes
 
 
 _factory = iced.InstructionInfoFactory()
+
+_M = iced.Mnemonic
+#: AVX-512 instructions whose element ``i`` of memory is touched only if bit ``i`` of the
+#: opmask is set: the masked loads and stores (moves, up- and down-converting moves,
+#: extracts).  Other instructions with a ``{k}`` (arithmetic, shuffles, broadcasts...)
+#: keep the full width of their memory operand.
+_OPMASK_MOVES = {
+    _M.VMOVDQU8, _M.VMOVDQU16, _M.VMOVDQU32, _M.VMOVDQU64, _M.VMOVDQA32, _M.VMOVDQA64,
+    _M.VMOVUPS, _M.VMOVUPD, _M.VMOVAPS, _M.VMOVAPD, _M.VMOVSS, _M.VMOVSD, _M.VMOVSH,
+    _M.VPMOVQB, _M.VPMOVSQB, _M.VPMOVUSQB, _M.VPMOVQW, _M.VPMOVSQW, _M.VPMOVUSQW,
+    _M.VPMOVQD, _M.VPMOVSQD, _M.VPMOVUSQD, _M.VPMOVDB, _M.VPMOVSDB, _M.VPMOVUSDB,
+    _M.VPMOVDW, _M.VPMOVSDW, _M.VPMOVUSDW, _M.VPMOVWB, _M.VPMOVSWB, _M.VPMOVUSWB,
+    _M.VPMOVZXBW, _M.VPMOVZXBD, _M.VPMOVZXBQ, _M.VPMOVZXWD, _M.VPMOVZXWQ, _M.VPMOVZXDQ,
+    _M.VPMOVSXBW, _M.VPMOVSXBD, _M.VPMOVSXBQ, _M.VPMOVSXWD, _M.VPMOVSXWQ, _M.VPMOVSXDQ,
+    _M.VEXTRACTF32X4, _M.VEXTRACTF64X2, _M.VEXTRACTF32X8, _M.VEXTRACTF64X4,
+    _M.VEXTRACTI32X4, _M.VEXTRACTI64X2, _M.VEXTRACTI32X8, _M.VEXTRACTI64X4, _M.VCVTPS2PH,
+}  # fmt: skip
+#: The first popcount(k) elements of memory, contiguous.
+_COMPRESS = {
+    _M.VPCOMPRESSB, _M.VPCOMPRESSW, _M.VPCOMPRESSD, _M.VPCOMPRESSQ, _M.VCOMPRESSPS,
+    _M.VCOMPRESSPD, _M.VPEXPANDB, _M.VPEXPANDW, _M.VPEXPANDD, _M.VPEXPANDQ, _M.VEXPANDPS,
+    _M.VEXPANDPD,
+}  # fmt: skip
+#: Masked by the sign bits of the elements of a vector register: the second operand
+#: (``vpmaskmovd ymm0, ymm1, [m]``, ``vpmaskmovd [m], ymm1, ymm0``), or for ``maskmovdqu``
+#: (implicit ``[rdi]``) the last, byte by byte.
+_SIGN_MASKED = {_M.VMASKMOVPS, _M.VMASKMOVPD, _M.VPMASKMOVD, _M.VPMASKMOVQ}
+_BYTE_MASKED = {_M.MASKMOVDQU, _M.VMASKMOVDQU}
+
+
+def _mask(insn: iced.Instruction, memory_size: int, width: int) -> Mask | None:
+    """The mask of the memory operand of a masked load or store, if it is one."""
+    e = iced.MemorySizeExt.element_size(memory_size)  # type: ignore[arg-type]
+    n = iced.MemorySizeExt.element_count(memory_size)  # type: ignore[arg-type]
+    if e * n != width or insn.is_broadcast:
+        return None
+    m = insn.mnemonic
+    if insn.op_mask != iced.Register.NONE and (m in _OPMASK_MOVES or m in _COMPRESS):
+        return Mask(insn.op_mask - iced.Register.K0, -1, e, n, compress=m in _COMPRESS)
+    if m in _BYTE_MASKED:
+        e, n, source = 1, width, insn.op_count - 1
+    elif m in _SIGN_MASKED:
+        source = 1
+    else:
+        return None
+    vector = vector_number(insn.op_register(source)) if insn.op_kind(source) == iced.OpKind.REGISTER else -1
+    return Mask(-1, vector, e, n) if vector >= 0 else None
 
 
 def decode(code: bytes, ip: int) -> InstructionForm:
@@ -156,6 +234,7 @@ def decode(code: bytes, ip: int) -> InstructionForm:
                 reads=access in _READ_KINDS or access in _RMW_KINDS,
                 writes=access in _WRITE_KINDS or access in _RMW_KINDS,
                 bit_offset=bit_reg,
+                mask=_mask(insn, used.memory_size, width),
             )
         )
     code_bytes = bytes(code[: insn.len])

@@ -8,8 +8,10 @@ Only what can be reproduced exactly is emulated: the ``mov`` family (loads, stor
 immediates, ``movzx``/``movsx``/``movsxd``, ``movnti``), ``push``/``pop`` with a memory
 operand, ``stos``/``lods``/``movs`` (with ``rep``, either direction, and partial progress),
 and, without ``lock``, ``add``/``sub``/``and``/``or``/``xor``/``cmp``/``test``/``inc``/``dec``/
-``neg``/``not`` with their flags bit for bit.  Anything else (atomics, SSE/AVX, bit tests...)
-returns ``None`` and goes the kmmio way.
+``neg``/``not`` with their flags bit for bit; and vector moves between a register and
+memory: SSE, AVX and unmasked AVX-512 (``movdqu``... ``vmovdqu8/16/32/64``,
+``vmovdqa32/64``, ``vmovups``... of xmm/ymm/zmm 0-31, 4 to 64 bytes).  Anything else
+(atomics, bit tests, masked moves...) returns ``None`` and goes the kmmio way.
 
 The caller supplies a :class:`Bus`: ``can`` says whether an access may be performed (every
 access of an element is checked before any is made, so a refused element leaves no side
@@ -24,7 +26,7 @@ from typing import Protocol
 
 import iced_x86 as iced
 
-from kmmio.x86.operands import AccessKind, MemAccess, RegSlice, reg_slice
+from kmmio.x86.operands import AccessKind, MemAccess, RegSlice, reg_slice, vector_number
 from kmmio.x86.regs import EFLAGS_DF, Registers
 
 CF, PF, AF, ZF, SF, OF = 1 << 0, 1 << 2, 1 << 4, 1 << 6, 1 << 7, 1 << 11
@@ -61,8 +63,9 @@ class EmuPlan:
     alu: str = ""
     mem_is_dest: bool = True
     rep: bool = False
-    #: Vector moves: the xmm/ymm register number, whether the rest of the register is
-    #: zeroed (VEX loads) rather than kept, and the alignment the instruction demands.
+    #: Vector moves: the xmm/ymm/zmm register number, whether the rest of the register is
+    #: zeroed up to bit 511 (VEX and EVEX loads) rather than kept (legacy SSE loads keep
+    #: bits 128-511), and the alignment the instruction demands.
     vreg: int = -1
     zero_upper: bool = False
     align: int = 0
@@ -77,12 +80,13 @@ class Emulated:
 
 
 class Vectors(Protocol):
-    """The thread's xmm/ymm registers, as 256-bit unsigned numbers."""
+    """The thread's vector registers zmm0-31 (xmm/ymm are their low bits), as 512-bit
+    unsigned numbers."""
 
     def read(self, index: int) -> int: ...
 
     def write(self, index: int, value: int, keep_upper: bool) -> None:
-        """Set bits 0-127 (all 256 when ``keep_upper`` is false: the rest is zeroed)."""
+        """Set bits 0-127 (all 512 when ``keep_upper`` is false: ``value`` zero-extended)."""
 
 
 class Bus(Protocol):
@@ -169,36 +173,37 @@ def plan(insn: iced.Instruction, width: int, address_bits: int) -> EmuPlan | Non
 _ALIGNED = {
     iced.Mnemonic.MOVDQA, iced.Mnemonic.MOVAPS, iced.Mnemonic.MOVAPD,
     iced.Mnemonic.VMOVDQA, iced.Mnemonic.VMOVAPS, iced.Mnemonic.VMOVAPD,
+    iced.Mnemonic.VMOVDQA32, iced.Mnemonic.VMOVDQA64,
 }  # fmt: skip
 _VECTOR_MOVES = _ALIGNED | {
     iced.Mnemonic.MOVDQU, iced.Mnemonic.MOVUPS, iced.Mnemonic.MOVUPD, iced.Mnemonic.MOVQ,
     iced.Mnemonic.MOVD, iced.Mnemonic.MOVSS, iced.Mnemonic.MOVSD, iced.Mnemonic.VMOVDQU,
     iced.Mnemonic.VMOVUPS, iced.Mnemonic.VMOVUPD, iced.Mnemonic.VMOVQ, iced.Mnemonic.VMOVD,
-    iced.Mnemonic.VMOVSS, iced.Mnemonic.VMOVSD,
+    iced.Mnemonic.VMOVSS, iced.Mnemonic.VMOVSD, iced.Mnemonic.VMOVDQU8, iced.Mnemonic.VMOVDQU16,
+    iced.Mnemonic.VMOVDQU32, iced.Mnemonic.VMOVDQU64,
 }  # fmt: skip
+_ENCODINGS = {iced.EncodingKind.LEGACY, iced.EncodingKind.VEX, iced.EncodingKind.EVEX}
 
 
 def _vector_plan(insn: iced.Instruction, width: int) -> EmuPlan | None:
-    """``movdqu``/``vmovdqa``/``movq``/``movss``... between an xmm/ymm register and memory."""
-    if insn.encoding not in (iced.EncodingKind.LEGACY, iced.EncodingKind.VEX):
+    """``movdqu``/``vmovdqa``/``movq``/``movss``/``vmovdqu64``... between an xmm/ymm/zmm
+    register and memory, without a mask (a masked move touches only some of its bytes and
+    merges or zeroes the others: it is single-stepped)."""
+    if insn.encoding not in _ENCODINGS or insn.op_mask != iced.Register.NONE:
         return None
-    if insn.op_count != 2 or width not in (4, 8, 16, 32):
+    if insn.op_count != 2 or width not in (4, 8, 16, 32, 64):
         return None
     kinds = (insn.op_kind(0), insn.op_kind(1))
     mem = iced.OpKind.MEMORY
-    reg = insn.op_register(1 if kinds[0] == mem else 0)
-    if iced.Register.XMM0 <= reg <= iced.Register.XMM15:
-        vreg = reg - iced.Register.XMM0
-    elif iced.Register.YMM0 <= reg <= iced.Register.YMM15:
-        vreg = reg - iced.Register.YMM0
-    else:
+    vreg = vector_number(insn.op_register(1 if kinds[0] == mem else 0))  # 16-31: EVEX only
+    if vreg < 0:
         return None  # mmx, or a general register (movq rax, xmm0 has no memory)
     align = width if insn.mnemonic in _ALIGNED else 0
-    vex = insn.encoding == iced.EncodingKind.VEX
+    legacy = insn.encoding == iced.EncodingKind.LEGACY
     if kinds == (mem, iced.OpKind.REGISTER):
         return EmuPlan(Op.VSTORE, width, insn.next_ip, vreg=vreg, align=align)
     if kinds == (iced.OpKind.REGISTER, mem):
-        return EmuPlan(Op.VLOAD, width, insn.next_ip, vreg=vreg, zero_upper=vex, align=align)
+        return EmuPlan(Op.VLOAD, width, insn.next_ip, vreg=vreg, zero_upper=not legacy, align=align)
     return None
 
 
@@ -332,7 +337,7 @@ def _vector(p: EmuPlan, addr: int, regs: Registers, bus: Bus, vectors: Vectors |
         return None
     if p.op is Op.VLOAD:
         value = bus.load(addr, p.width)
-        vectors.write(p.vreg, value, keep_upper=not p.zero_upper and p.width <= 16)
+        vectors.write(p.vreg, value, keep_upper=not p.zero_upper)
     else:
         value = vectors.read(p.vreg) & _mask(p.width)
         bus.store(addr, p.width, value)
