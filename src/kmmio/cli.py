@@ -1,7 +1,8 @@
 """``kmmio``: the command line.  ``main`` returns the exit status and never exits itself.
 
-Exit statuses: the traced program's own (128 + N when signal N killed it); 2 for bad
-usage or a program that cannot be run; 3 when the tracer itself failed.
+Exit statuses: the traced program's own (128 + N when signal N killed it); 0 for ``-h``
+and ``--version``; 2 for bad usage (no arguments at all: the help, on standard error), a
+program that cannot be run or a log ``check`` refuses; 3 when the tracer itself failed.
 """
 
 from __future__ import annotations
@@ -12,19 +13,40 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from kmmio import __version__
 from kmmio.errors import KmmioError, UsageError
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
 
 
+class _ParserExit(Exception):
+    """``-h`` or ``--version`` was answered: ``main`` returns ``status``."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            sys.stderr.write(message)
+        raise _ParserExit(status)
+
+
+def _pattern(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("PATTERN must not be empty (it would match every mapping)")
+    return text
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="kmmio", description="Trace what a program does to memory-mapped regions.")
+    parser.add_argument("--version", action="version", version=f"kmmio {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     tr = sub.add_parser("trace", help="run a program and log its accesses to matching mappings")
     tr.add_argument(
@@ -41,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         required=True,
         dest="patterns",
+        type=_pattern,
         help="trace every mapping whose /proc/PID/maps path contains PATTERN (repeatable)",
     )
     tr.add_argument(
@@ -80,7 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(args_list)
+        parser = build_parser()
+        if not args_list:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        args = parser.parse_args(args_list)
         if args.command == "trace":
             from kmmio.cli_trace import run_trace
 
@@ -93,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from kmmio.cli_trace import run_check
 
             return run_check(args.file)
+    except _ParserExit as done:
+        return done.status
     except UsageError as exc:
         print(f"kmmio: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import sys
 from typing import TextIO
 
 from kmmio.errors import LogWriteError, TraceFormatError, UsageError
 from kmmio.trace.reader import read_records
-from kmmio.trace.records import Version
+from kmmio.trace.records import Access, Kind, Mark
 from kmmio.trace.writer import TraceWriter
 from kmmio.tracer import Mode, Tracer, check_attachable, resolve_program
 
@@ -56,7 +57,9 @@ def run_trace(args: argparse.Namespace) -> int:
     for pid in args.pids:
         check_attachable(pid)
     stream, owned = open_output(args.output)
-    writer = TraceWriter(stream, flush_every=1 if stream is sys.stderr else 256, header=Version())
+    # The writer's VERSION header waits for the first record or write_header(), called once
+    # tracing starts: a refused spawn or attach leaves no log behind.
+    writer = TraceWriter(stream, flush_every=1 if stream is sys.stderr else 256)
     tracer = Tracer(args.patterns, writer.write, mode=Mode(args.mode))
     traced = False
     try:
@@ -85,8 +88,17 @@ def run_trace(args: argparse.Namespace) -> int:
     return status
 
 
+#: A ``MARK`` the kernel (and kmmio) writes when records were lost.
+_LOST = re.compile(r"Lost (\d+) events\.")
+
+
 def run_check(path: str) -> int:
+    """Count a log's records by type, and its reads, writes, threads (distinct PIDs of
+    ``R``/``W`` records) and lost events; a log without records is refused."""
+    name = "standard input" if path == "-" else path
     counts: dict[str, int] = {}
+    reads = writes = lost = 0
+    threads: set[int] = set()
     with contextlib.ExitStack() as stack:
         if path == "-":
             stream: TextIO = sys.stdin
@@ -97,9 +109,20 @@ def run_check(path: str) -> int:
                 raise UsageError(f"cannot read {path}: {exc.strerror}") from None
         try:
             for rec in read_records(stream):
-                name = type(rec).__name__
-                counts[name] = counts.get(name, 0) + 1
+                kind = type(rec).__name__
+                counts[kind] = counts.get(kind, 0) + 1
+                if isinstance(rec, Access):
+                    threads.add(rec.pid)
+                    if rec.kind is Kind.READ:
+                        reads += 1
+                    else:
+                        writes += 1
+                elif isinstance(rec, Mark) and (m := _LOST.fullmatch(rec.text.strip())):
+                    lost += int(m.group(1))
         except TraceFormatError as exc:
-            raise UsageError(f"{path}: {exc}") from None
-    print(" ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+            raise UsageError(f"{name}: {exc}") from None
+    if not counts:
+        raise UsageError(f"{name}: no records")
+    by_type = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    print(f"{by_type} reads={reads} writes={writes} threads={len(threads)} lost={lost}")
     return 0

@@ -192,7 +192,7 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
         ["trace", "--bogus", "-m", "x", "--", "true"],
         ["trace", "-o", "/nonexistent/dir/log", "-m", "x", "--", "true"],
         ["trace", "--", "true"],
-        [],
+        ["trace", "-m", "", "--", "true"],
     ]
     for args in cases:
         run = kmmio(args, log)
@@ -200,6 +200,8 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
         lines = run.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("kmmio: "), (args, run.stderr)
         assert "Traceback" not in run.stderr
+    bare = kmmio([], log)  # no arguments at all: the usage
+    assert bare.status == 2 and bare.stderr.startswith("usage: kmmio ") and "Traceback" not in bare.stderr
     for where, why in (("/dev/full", "No space left on device"), ("/proc/version", "Input/output error")):
         run = kmmio(["trace", "-q", "-o", where, "-m", "x", "--", "true"], log)
         assert (run.status, run.stderr) == (3, f"kmmio: cannot write the log: {why}\n"), where
@@ -216,7 +218,8 @@ def test_exit_status_and_unmatched_pattern(tmp_path: Path) -> None:
 def test_check_reads_our_logs_and_the_kernel_sample(tmp_path: Path) -> None:
     sample = Path(__file__).parents[1] / "trace" / "data" / "kernel-trace-pipe.txt"
     run = kmmio(["check", str(sample)], tmp_path / "none")
-    assert run.status == 0 and "Access=30 Map=1 PciDev=12 Version=1" in run.stdout
+    assert run.status == 0
+    assert run.stdout == "Access=30 Map=1 PciDev=12 Version=1 reads=11 writes=19 threads=1 lost=0\n"
     bad = tmp_path / "bad.log"
     bad.write_text("VERSION 20070824\nR 4 x\n")
     run = kmmio(["check", str(bad)], tmp_path / "none")

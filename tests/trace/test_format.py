@@ -185,8 +185,8 @@ def test_the_per_access_line_is_the_records_line() -> None:
 
     rec = Access(Kind.READ, 2, 1037681661, 3, 0x40, 0xBEEF, 0x401000, 77)
     a, b = io.StringIO(), io.StringIO()
-    TraceWriter(a).write(rec)
-    TraceWriter(b).write_accesses([("R", 2, 1037681661, 3, 0x40, 0xBEEF, 0x401000, 77)])
+    TraceWriter(a, header=None).write(rec)
+    TraceWriter(b, header=None).write_accesses([("R", 2, 1037681661, 3, 0x40, 0xBEEF, 0x401000, 77)])
     assert a.getvalue() == b.getvalue() == "R 2 1037.681661 3 0x40 0xbeef 0x401000 77\n"
     c = io.StringIO()
     TraceWriter(c, header=Version()).write_accesses([("W", 1, 0, 1, 0, 0, 0, 1), ("R", 8, 1, 1, 8, 1, 2, 1)])

@@ -57,28 +57,40 @@ def format_record(rec: Record) -> str:
     raise TypeError(f"not an mmiotrace record: {rec!r}")
 
 
+#: What a log starts with unless a writer is told otherwise.
+VERSION_HEADER: Record = Version()
+
+
 class TraceWriter:
     """Writes records to a text stream, one line each, flushing as asked.
+
+    ``header`` (by default ``VERSION 20070824``, which an mmiotrace log starts with) is
+    written just before the first record, or by :meth:`write_header`: a writer that is
+    given nothing (a trace refused before it started) writes nothing.  A ``Version``
+    written first takes the place of a ``Version`` header; ``header=None`` writes none.
 
     ``flush_every`` lines are buffered at most, so a log stays whole up to a few records
     if the tracer is stopped, and memory stays flat however long the trace.
     """
 
-    def __init__(self, stream: TextIO, flush_every: int = 256, header: Record | None = None) -> None:
+    def __init__(
+        self, stream: TextIO, flush_every: int = 256, header: Record | None = VERSION_HEADER
+    ) -> None:
         self.stream = stream
         self.flush_every = flush_every
         self._pending = 0
         self.count = 0
-        #: Written before the first record (or by :meth:`write_header`): a trace that never
-        #: starts (a refused attach) leaves no log behind.
         self._header = header
 
     def write_header(self) -> None:
+        """Write the header now, if it is not written yet (the log of an empty trace)."""
         if self._header is not None:
             header, self._header = self._header, None
             self.write(header)
 
     def write(self, rec: Record) -> None:
+        if isinstance(rec, Version) and isinstance(self._header, Version):
+            self._header = None  # the caller writes its own: one VERSION line, not two
         self._put(format_record(rec) + "\n")
 
     def write_accesses(self, rows: Iterable[AccessRow]) -> None:

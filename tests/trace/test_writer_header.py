@@ -1,0 +1,89 @@
+"""A TraceWriter starts its log with ``VERSION 20070824``, and only once it logs something."""
+
+from __future__ import annotations
+
+import io
+import re
+import types
+from pathlib import Path
+
+import kmmio
+from kmmio.trace import Access, Kind, Map, Mark, TraceWriter, Unmap, Version, read_records
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+def _records_a_tracer_writes(writer: TraceWriter) -> None:
+    """What the tracer hands a writer: ``MAP`` records, access lines in batches, ``UNMAP``."""
+    writer.write(Map(1_000_000, 1, 0x0, 0x7F0000000000, 0x1000, 0x401000, 42))
+    writer.write_accesses([("W", 4, 1_000_001, 1, 0x4, 0xDEADBEEF, 0x401010, 42)])
+    writer.write(Access(Kind.READ, 8, 1_000_002, 1, 0x8, 0x1, 0x401020, 43))
+    writer.write(Unmap(1_000_003, 1, 0x401030, 42))
+    writer.flush()
+
+
+def _readme_api_writer(stream: io.StringIO) -> TraceWriter:
+    """The writer of the README's first Python API example, writing to ``stream``."""
+    example = re.search(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert example is not None, "README.md has no python example"
+    line = next((x for x in example.group(1).splitlines() if x.startswith("writer = ")), None)
+    assert line is not None, "the README's first python example makes no `writer = ...`"
+    scope: dict[str, object] = {"kmmio": kmmio, "sys": types.SimpleNamespace(stdout=stream)}
+    exec(line, scope)
+    writer = scope["writer"]
+    assert isinstance(writer, TraceWriter)
+    return writer
+
+
+def test_the_readme_api_writer_makes_a_log_that_starts_with_version() -> None:
+    out = io.StringIO()
+    _records_a_tracer_writes(_readme_api_writer(out))
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "VERSION 20070824"
+    assert lines.count("VERSION 20070824") == 1
+    records = list(read_records(lines))
+    assert [type(r) for r in records] == [Version, Map, Access, Access, Unmap]
+
+
+def test_the_header_comes_before_the_first_batch_of_access_lines() -> None:
+    out = io.StringIO()
+    TraceWriter(out).write_accesses([("R", 1, 0, 1, 0x0, 0x7, 0x0, 1)])
+    assert out.getvalue() == "VERSION 20070824\nR 1 0.000000 1 0x0 0x7 0x0 1\n"
+
+
+def test_a_writer_given_nothing_writes_nothing() -> None:
+    """A trace refused before it starts (the CLI's refused attach) leaves no header behind."""
+    out = io.StringIO()
+    writer = TraceWriter(out, flush_every=1)
+    writer.flush()
+    assert out.getvalue() == ""
+
+
+def test_write_header_writes_it_once() -> None:
+    out = io.StringIO()
+    writer = TraceWriter(out)
+    writer.write_header()
+    writer.write_header()
+    writer.write(Mark(1, "hello"))
+    assert out.getvalue() == "VERSION 20070824\nMARK 0.000001 hello\n"
+    assert writer.count == 2
+
+
+def test_a_version_written_first_is_the_header() -> None:
+    """Code that writes its own ``Version`` first (the demo does) gets one line, not two."""
+    out = io.StringIO()
+    writer = TraceWriter(out)
+    writer.write(Version("20070824"))
+    writer.write(Mark(1, "x"))
+    writer.write(Version())  # later, a record like any other
+    assert out.getvalue().splitlines() == ["VERSION 20070824", "MARK 0.000001 x", "VERSION 20070824"]
+
+
+def test_another_header_or_none() -> None:
+    out = io.StringIO()
+    writer = TraceWriter(out, header=Mark(0, "start"))
+    writer.write(Version())
+    assert out.getvalue().splitlines() == ["MARK 0.000000 start", "VERSION 20070824"]
+    bare = io.StringIO()
+    TraceWriter(bare, header=None).write(Mark(2, "x"))
+    assert bare.getvalue() == "MARK 0.000002 x\n"
