@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).parents[1] / "src" / "kmmio"
-PURE = ["engine", "x86", "trace"]
+PURE = ["engine", "x86", "trace", "syscalls"]
 FORBIDDEN = {
     "ctypes",
     "cffi",
@@ -26,6 +26,7 @@ FORBIDDEN = {
     "kmmio.faults",
     "kmmio.launch",
     "kmmio.sigsegv",
+    "kmmio.syscall_path",
 }
 
 

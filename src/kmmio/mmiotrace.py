@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from kmmio.engine import Probe, StepCondition
 from kmmio.errors import TraceeError
-from kmmio.trace.records import Access, Kind, Map, Mark, Record, Unknown, Unmap
+from kmmio.trace.records import Access, KernelAccess, Kind, Map, Mark, Record, Unknown, Unmap
 from kmmio.trace.writer import AccessRow, TraceWriter
 from kmmio.x86.decode import MAX_INSN_LEN, InstructionForm, decode
 from kmmio.x86.operands import AccessKind, MemAccess
@@ -129,11 +129,13 @@ class MmioTrace:
         self.next_id += 1
         self.counts["MAP"] += 1
         self._emit(Map(now_us(), mapping.map_id, phys, virt, length, pc, tid))
+        self._push()
         return mapping
 
     def end_mapping(self, mapping: Mapping, pc: int, tid: int) -> None:
         self.counts["UNMAP"] += 1
         self._emit(Unmap(now_us(), mapping.map_id, pc, tid))
+        self._push()
 
     def make_probe(self, mapping: Mapping, start: int, end: int) -> Probe:
         return Probe(start, end - start, self.pre_handler, self.post_handler, mapping, mapping.page_size)
@@ -283,6 +285,12 @@ class MmioTrace:
         self.flush()
         self.emit(rec)
 
+    def _push(self) -> None:
+        """Lines that say which mappings are traced reach the log at once (a reader
+        following it sees them while the program waits); access lines go in batches."""
+        if self._lines is not None:
+            self._lines.flush()
+
     def drop(self, tid: int) -> None:
         """The thread is gone with an instruction in flight: its accesses are lost."""
         if self._pending.pop(tid, None) is not None:
@@ -294,6 +302,19 @@ class MmioTrace:
         if self.counts["LOST"]:
             self._emit(Mark(now_us(), f"Lost {self.counts['LOST']} events."))
         self.flush()
+
+    def note(self, text: str) -> None:
+        """A ``MARK`` line of kmmio's own (why the trace ended, what was done to the program)."""
+        self._emit(Mark(now_us(), text))
+
+    def kernel_access(
+        self, syscall: str, direction: str, map_id: int, phys: int, length: int | None, tid: int
+    ) -> None:
+        """The kernel reached traced memory for a syscall: a ``MARK`` line saying so
+        (``syscall NAME DIR map ID PHYS+LEN tid TID``; readers that skip MARK lines still
+        read the log)."""
+        self.counts["SYSCALL"] = self.counts.get("SYSCALL", 0) + 1
+        self._emit(KernelAccess(now_us(), syscall, direction, map_id, phys, length, tid))
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import signal
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kmmio.backend import _ptrace as pt
 from kmmio.backend.memory import ProcessMemory
@@ -57,6 +57,13 @@ class Thread:
     syscall_args: tuple[int, ...] = ()
     #: Signals that arrived while we were stepping it, to deliver when it runs again.
     pending_signals: list[int] = field(default_factory=list)
+    #: A syscall reaching traced memory, redirected or with pages lent, until its exit
+    #: (a :class:`kmmio.syscall_path.InFlight`).
+    kernel: Any = None
+    #: Its redirected run failed with EFAULT: the next entry runs it with pages lent.
+    retry_lend: bool = False
+    #: Its robust futex list was seen to at its exit syscall.
+    robust_handled: bool = False
 
 
 class Process:
@@ -81,6 +88,17 @@ class Process:
         #: The program's own SIGSEGV action (``struct kernel_sigaction`` bytes) when it is
         #: not the default, see :mod:`kmmio.sigsegv`.
         self.segv_action: bytes | None = None
+        #: Aliases of traced mappings (map id -> address in the program), the ranges they
+        #: take (start -> end), and the mappings that cannot have one (private): see
+        #: :mod:`kmmio.syscall_path`.
+        self.aliases: dict[int, int] = {}
+        self.alias_ranges: dict[int, int] = {}
+        self.no_alias: set[int] = set()
+        #: The ranges the program's seccomp range filters watch, how many it has, and
+        #: whether the last stops every pointer-taking syscall.
+        self.covered: list[tuple[int, int]] = []
+        self.range_filters = 0
+        self.covers_all = False
 
     # -- image ----------------------------------------------------------------------------
 
@@ -271,7 +289,7 @@ def resume(thread: Thread, sig: int) -> None:
     if sig == 0 and thread.pending_signals:
         sig = thread.pending_signals.pop(0)
     try:
-        if thread.syscall is not None or thread.proc.trace_syscalls:
+        if thread.syscall is not None or thread.kernel is not None or thread.proc.trace_syscalls:
             pt.syscall(thread.tid, sig)
         else:
             pt.cont(thread.tid, sig)

@@ -20,12 +20,16 @@ from kmmio.engine import Probe
 from kmmio.errors import TraceeError
 from kmmio.mmiotrace import Mapping, MmioTrace
 from kmmio.process import Process, Thread
+from kmmio.syscall_path import SyscallPath
+from kmmio.syscalls.i386 import RESCAN
 
 _WATCHED_EXIT = {
     pt.SYS_MMAP, pt.SYS_MUNMAP, pt.SYS_MREMAP, pt.SYS_MPROTECT, pt.SYS_PKEY_MPROTECT,
-    pt.SYS_SHMAT, pt.SYS_SHMDT,
+    pt.SYS_SHMAT, pt.SYS_SHMDT, pt.SYS_REMAP_FILE_PAGES,
 }  # fmt: skip
 
+
+_RESCAN = RESCAN
 
 _MAP_FIXED = 0x10
 _MAP_FIXED_NOREPLACE = 0x100000
@@ -48,8 +52,10 @@ class Regions:
         log: MmioTrace,
         on_map: Callable[[Mapping], None] | None = None,
         probes_for: Callable[[Mapping], list[Probe]] | None = None,
+        syscalls: SyscallPath | None = None,
     ) -> None:
         self.patterns = patterns
+        self.syscalls = syscalls if syscalls is not None else SyscallPath(log)
         self.log = log
         self.on_map = on_map
         self.probes_for = probes_for
@@ -67,22 +73,17 @@ class Regions:
 
     # -- syscalls -------------------------------------------------------------------------
 
-    def syscall_entry(self, thread: Thread) -> None:
-        regs = pt.get_regs(thread.tid)
-        thread.syscall = regs.orig_rax
-        thread.syscall_args = (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9)
-        self._hold_if_needed(thread)
-
-    def syscall_stop(self, thread: Thread) -> None:
-        """A syscall stop of an attached program (every syscall stops, twice)."""
-        op, nr, args = pt.get_syscall_info(thread.tid)
-        if op == pt.SYSCALL_INFO_ENTRY:
-            wanted = nr in _WATCHED_EXIT or (nr == pt.SYS_RT_SIGACTION and args[0] == signal.SIGSEGV)
-            thread.syscall = nr if wanted else None
-            thread.syscall_args = args
+    def entry(self, thread: Thread, nr: int, args: tuple[int, ...]) -> None:
+        """A syscall about to run: note it if it changes mappings (its exit reconciles them)
+        or the SIGSEGV action.  ``nr`` and ``args`` are the x86-64 ones (see
+        :func:`kmmio.syscalls.i386.as_x86_64` for a 32-bit call)."""
+        wanted = (
+            nr in _WATCHED_EXIT or nr == _RESCAN or (nr == pt.SYS_RT_SIGACTION and args[0] == signal.SIGSEGV)
+        )
+        thread.syscall = nr if wanted else None
+        thread.syscall_args = args
+        if wanted:
             self._hold_if_needed(thread)
-        elif op == pt.SYSCALL_INFO_EXIT and thread.syscall is not None:
-            self.syscall_exit(thread)
 
     def _hold_if_needed(self, thread: Thread) -> None:
         """Stop the other threads while this syscall changes traced pages.
@@ -124,6 +125,10 @@ class Regions:
         if nr == pt.SYS_RT_SIGACTION:
             sigsegv.sigaction_done(thread, args, _signed(pt.get_rax(thread.tid)))
             return
+        if nr == _RESCAN:
+            thread.proc.bus.invalidate()
+            self.map_range(thread.proc, 0, 1 << 64, thread, 0)
+            return
         if nr not in _WATCHED_EXIT:
             return
         thread.proc.bus.invalidate()
@@ -137,20 +142,30 @@ class Regions:
         def span(n: int) -> int:
             return (n + page - 1) & ~(page - 1)
 
+        forget = self.syscalls.forget_aliases_in
         if nr == pt.SYS_MMAP:
+            forget(proc, ret, ret + span(args[1]))
             self.unmap_range(proc, ret, ret + span(args[1]), thread, regs.rip)
             self.map_range(proc, ret, ret + span(args[1]), thread, regs.rip)
         elif nr == pt.SYS_MUNMAP:
+            forget(proc, args[0], args[0] + span(args[1]))
             self.unmap_range(proc, args[0], args[0] + span(args[1]), thread, regs.rip)
         elif nr == pt.SYS_MREMAP:
             old, old_len, new_len = args[0], span(args[1]), span(args[2])
+            forget(proc, ret, ret + new_len)
             saved = self.unmap_range(proc, old, old + old_len, thread, regs.rip)
             moved = {ret + (p - old): prot for p, prot in saved.items()}
             self.map_range(proc, ret, ret + new_len, thread, regs.rip, moved)
+        elif nr == pt.SYS_REMAP_FILE_PAGES:
+            # Emulated by the kernel with new mappings of the same file: traced anew.
+            start, end = args[0], args[0] + span(args[1])
+            saved = self.unmap_range(proc, start, end, thread, regs.rip)
+            self.map_range(proc, start, end, thread, regs.rip, saved)
         elif nr in (pt.SYS_MPROTECT, pt.SYS_PKEY_MPROTECT):
             start, end = args[0], args[0] + span(args[1])
             effects = proc.engine.set_saved_prot(start, end, args[2] & 7)
             proc.apply(thread, effects)
+            self.syscalls.protect_aliases(thread, start, end, args[2] & 7)
         elif nr == pt.SYS_SHMAT:
             end = next((e.end for e in read_maps(proc.pid) if e.start == ret), ret)
             self.map_range(proc, ret, end, thread, regs.rip)
@@ -179,9 +194,10 @@ class Regions:
             entries = read_maps(proc.pid)
         except OSError:
             return
+        added = False
         for e in entries:
             lo, hi = max(e.start, start), min(e.end, end)
-            if lo >= hi or not self.matches(e):
+            if lo >= hi or e.start in proc.alias_ranges or not self.matches(e):
                 continue
             if any(p for m in proc.mappings for p in m.probes if p.addr < hi and p.end > lo):
                 continue
@@ -197,6 +213,9 @@ class Regions:
                     self._add_probe(proc, mapping, probe, thread, prot_of)
             if self.on_map is not None:
                 self.on_map(mapping)
+            added = True
+        if added:
+            self.syscalls.cover(thread)
 
     @staticmethod
     def _page_size(proc: Process, entry: MapEntry) -> int:
@@ -251,6 +270,7 @@ class Regions:
                         )
             if not mapping.probes:
                 proc.mappings.remove(mapping)
+                self.syscalls.drop_alias(thread, mapping)
                 self._end(mapping, pc, thread.tid)
         return removed
 
@@ -269,10 +289,13 @@ class Regions:
         proc.apply(thread, effects)
 
     def drop_all(self, proc: Process, tid: int) -> None:
-        """The address space is gone (exec, exit): every mapping ends."""
+        """The address space is gone (exec, exit): every mapping ends, aliases with them."""
         for mapping in proc.mappings:
             self._end(mapping, 0, tid)
         proc.mappings = []
+        proc.aliases.clear()
+        proc.alias_ranges.clear()
+        proc.no_alias.clear()
 
     def _end(self, mapping: Mapping, pc: int, tid: int) -> None:
         if mapping.view is not None:
@@ -291,6 +314,12 @@ class Regions:
             present = [(e.start, e.end) for e in read_maps(child.pid)]
         except (TraceeError, OSError):
             present = [(m.virt, m.end) for m in parent.mappings]
+        # The filters are inherited, and the aliases (shared mappings) too.
+        child.covered = list(parent.covered)
+        child.range_filters, child.covers_all = parent.range_filters, parent.covers_all
+        child.alias_ranges = {
+            a: e for a, e in parent.alias_ranges.items() if any(lo <= a < hi for lo, hi in present)
+        }
         for mapping in parent.mappings:
             if not any(lo < mapping.end and mapping.virt < hi for lo, hi in present):
                 for probe in mapping.probes:
@@ -312,3 +341,8 @@ class Regions:
                 twin.data = copy
                 copy.probes.append(twin)
             child.mappings.append(copy)
+            alias = parent.aliases.get(mapping.map_id)
+            if alias is not None and alias in child.alias_ranges:
+                child.aliases[copy.map_id] = alias
+            if mapping.map_id in parent.no_alias:
+                child.no_alias.add(copy.map_id)

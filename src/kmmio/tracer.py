@@ -46,6 +46,9 @@ from kmmio.launch import check_attachable, resolve_program, why_not_permitted
 from kmmio.mmiotrace import Mapping, MmioTrace, TracedAccess
 from kmmio.process import EventQueue, Process, Thread, resume
 from kmmio.regions import Regions
+from kmmio.syscall_path import Outcome, SyscallPath
+from kmmio.syscalls.filters import base_filter
+from kmmio.syscalls.i386 import AUDIT_ARCH_I386, as_x86_64
 from kmmio.trace.records import Record
 
 __all__ = ["Mode", "TraceStats", "Tracer", "check_attachable", "resolve_program", "trace_program"]
@@ -57,6 +60,7 @@ OPTIONS = (
     | pt.PTRACE_O_TRACECLONE
     | pt.PTRACE_O_TRACEEXEC
     | pt.PTRACE_O_TRACESECCOMP
+    | pt.PTRACE_O_TRACEEXIT
     | pt.PTRACE_O_EXITKILL
 )
 ATTACH_OPTIONS = (
@@ -65,6 +69,7 @@ ATTACH_OPTIONS = (
     | pt.PTRACE_O_TRACEVFORK
     | pt.PTRACE_O_TRACECLONE
     | pt.PTRACE_O_TRACEEXEC
+    | pt.PTRACE_O_TRACEEXIT
 )
 STOP_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 CLONE_VM = 0x100
@@ -103,11 +108,16 @@ class Tracer:
         self.threads: dict[int, Thread] = {}
         self.orphans: dict[int, WaitEvent] = {}
         self.log = MmioTrace(emit, on_access)
-        self.regions = Regions(list(patterns), self.log, on_map, probes_for)
+        self.syscalls = SyscallPath(self.log)
+        self.regions = Regions(list(patterns), self.log, on_map, probes_for, self.syscalls)
         self.root_pid = 0
         self.root_status: int | None = None
         self._stop_requested = False
+        self._stop_reason = ""
         self._in_wait = False
+        self._ending = False
+        #: Log notes made in a signal handler, written by the loop.
+        self._notes: list[str] = []
         self.faults = FaultPath(self.log, mode, self.queue.append)
         self.attached = False
 
@@ -127,21 +137,26 @@ class Tracer:
             raise UsageError("no program to run")
         path = resolve_program(argv[0])
         pt.check_ptrace_permitted()
+        code = base_filter()
         go_r, go_w = os.pipe()
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child, until execve
             try:
                 os.close(go_w)
+                os.close(err_r)
                 os.read(go_r, 1)
                 os.close(go_r)
-                install_filter()
+                install_filter(code)
                 if env is None:
                     os.execv(path, list(argv))
                 os.execve(path, list(argv), env)
             except BaseException as exc:
-                os.write(2, f"kmmio: cannot run {argv[0]}: {exc}\n".encode())
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                os.write(err_w, why.encode())
             os._exit(127)
         os.close(go_r)
+        os.close(err_w)
         try:
             pt.seize(pid, OPTIONS)
         except TraceeError as exc:
@@ -153,6 +168,12 @@ class Tracer:
         finally:
             os.write(go_w, b"g")
             os.close(go_w)
+        # The write end closes at a successful execve (close-on-exec); a failure writes why.
+        with os.fdopen(err_r, "rb") as err:
+            failed = err.read()
+        if failed:
+            self._reap(pid)
+            raise UsageError(f"cannot run {argv[0]}: {failed.decode(errors='replace')}")
         proc = Process(pid, self.queue)
         self.procs[pid] = proc
         thread = proc.add_thread(pid, pid)
@@ -160,6 +181,18 @@ class Tracer:
         self.threads[pid] = thread
         self.root_pid = pid
         return pid
+
+    @staticmethod
+    def _reap(pid: int) -> None:
+        """A child that never ran the program: let it finish, and collect it."""
+        while True:
+            got = pt.wait(pid)
+            if got is None or not isinstance(decode_status(*got), Stopped):
+                return
+            try:
+                pt.cont(pid, 0)
+            except TraceeError:
+                return
 
     def attach(self, pid: int) -> None:
         """Join the running program ``pid`` and all its threads, and arm its matching mappings.
@@ -236,8 +269,14 @@ class Tracer:
     def run(self, duration: float | None = None) -> int:
         """Trace until every traced process is gone, or kmmio is told to stop.
 
-        Returns the root program's exit status; after a stop, 0 when attached (the
-        programs run on) and 128 + SIGTERM when spawned.
+        Returns the root program's exit status.  How kmmio is told to stop depends on how
+        the program came: an attached program is let go (SIGTERM, SIGHUP, Ctrl-C or the end
+        of ``duration``: pages restored, detached, it runs on; returns 0).  A spawned
+        program cannot be let go (its seccomp filter stays in it, and would fail its
+        ``mmap`` calls without a tracer), so it is ended the way ``timeout`` and a service
+        manager end a program: SIGTERM and SIGHUP are passed on to it, the end of
+        ``duration`` sends it SIGTERM, and it is traced until it exits (a second signal
+        kills it); its own status is returned.
         """
         stops = [signal.SIGTERM, signal.SIGHUP, signal.SIGALRM]
         if self.attached:
@@ -251,7 +290,7 @@ class Tracer:
         threads, fault, wait_next = self.threads, self.faults.handle, pt.wait_next
         try:
             while threads:
-                ev = self._queued_event() if self.queue or self._stop_requested else None
+                ev = self._queued_event() if self.queue or self._stop_requested or self._notes else None
                 if ev is None:
                     # A stop request may interrupt the blocking part only; a status it
                     # read is kept.
@@ -280,10 +319,17 @@ class Tracer:
                 self._handle(ev)
         except _StopTracing:
             self.shutdown()
+            self.log.note(f"detached ({self._stop_reason}): the program runs on untraced")
             self.log.finish()
-            return 0 if self.attached else 128 + signal.SIGTERM
+            return 0
         except BaseException:
+            spawned = [] if self.attached else list(self.procs)
             self.shutdown()
+            # A spawned program keeps the seccomp filter, whose stops fail without a tracer
+            # (ENOSYS): it could not run on as it would untraced.
+            for pid in spawned:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(LogWriteError):
                 self.log.flush()  # what was traced before the error stays in the log
             raise
@@ -302,17 +348,32 @@ class Tracer:
             raise UsageError(f"thread {tid} is not traced")
         return thread.proc.read(addr, size)
 
-    def request_stop(self) -> None:
-        self._stop_requested = True
-
     def _on_signal(self, signum: int, frame: object) -> None:
+        what = "--duration elapsed" if signum == signal.SIGALRM else signal.Signals(signum).name
+        if not self.attached:
+            self._end_program(signum, what)
+            return
+        self._stop_reason = what
         self._stop_requested = True
         if self._in_wait:
             self._in_wait = False  # raised once, however many signals come
             raise _StopTracing()
 
+    def _end_program(self, signum: int, what: str) -> None:
+        """Pass a stop request on to the spawned program (see :meth:`run`)."""
+        sig = signal.SIGTERM if signum == signal.SIGALRM else signum
+        if self._ending:
+            sig = signal.SIGKILL
+        self._ending = True
+        if self.root_status is None and self.root_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.root_pid, sig)
+            self._notes.append(f"{what}: {signal.Signals(sig).name} sent to the program")
+
     def _queued_event(self) -> WaitEvent | None:
         """An event met earlier (while stopping threads), unless held; a stop request."""
+        while self._notes:
+            self.log.note(self._notes.pop(0))
         for i, ev in enumerate(self.queue):
             thread = self.threads.get(ev.tid)
             holder = thread.proc.syscall_holder if thread is not None else None
@@ -349,14 +410,11 @@ class Tracer:
     def _dispatch(self, thread: Thread, ev: Stopped) -> None:
         if ev.signal == signal.SIGSEGV and ev.event is PtraceEvent.NONE:
             self.faults.handle(thread)  # the hot path: a traced access
-        elif ev.syscall:
-            if thread.proc.trace_syscalls:
-                self.regions.syscall_stop(thread)
-            else:
-                self.regions.syscall_exit(thread)
+        elif ev.syscall or ev.event == PtraceEvent.SECCOMP:
+            self._syscall_stop(thread)
             resume(thread, 0)
-        elif ev.event == PtraceEvent.SECCOMP:
-            self.regions.syscall_entry(thread)
+        elif ev.event == PtraceEvent.EXIT:
+            self.syscalls.thread_exiting(thread)
             resume(thread, 0)
         elif ev.event in (PtraceEvent.FORK, PtraceEvent.VFORK, PtraceEvent.CLONE):
             self._new_task(thread, ev.event)
@@ -377,7 +435,26 @@ class Tracer:
         else:
             resume(thread, ev.signal)
 
-    # -- faults ---------------------------------------------------------------------------
+    def _syscall_stop(self, thread: Thread) -> None:
+        """A syscall's entry (a seccomp stop, or any syscall of an attached program) or exit."""
+        op, arch, first, args = pt.get_syscall_stop(thread.tid)
+        if op == pt.SYSCALL_INFO_EXIT:
+            if thread.kernel is not None:
+                self.syscalls.exit(thread)
+            if thread.syscall is not None:
+                self.regions.syscall_exit(thread)
+            return
+        if op not in (pt.SYSCALL_INFO_ENTRY, pt.SYSCALL_INFO_SECCOMP):
+            return
+        if self.syscalls.entry(thread, first, args, arch) is Outcome.REWOUND:
+            return  # the syscall is made again from the start: its next stop decides
+        if arch == AUDIT_ARCH_I386:
+            known = as_x86_64(first, args, thread.proc.read)
+            if known is None:
+                thread.syscall = None
+                return
+            first, args = known
+        self.regions.entry(thread, first, args)
 
     # -- tasks ------------------------------------------------------------------------------
 
@@ -457,7 +534,10 @@ class Tracer:
     def _thread_gone(self, thread: Thread, ev: Exited | Killed) -> None:
         proc = thread.proc
         self.regions.release_hold(thread)
-        self._forget(thread)
+        self.log.drop(thread.tid)
+        proc.threads.pop(thread.tid, None)
+        self.threads.pop(thread.tid, None)
+        self.syscalls.thread_gone(proc, thread.tid)
         if thread.tid == self.root_pid:
             self.root_status = exit_code(ev)
         if not proc.threads:

@@ -1,18 +1,10 @@
-"""The pure parts of the backend: wait statuses, /proc/PID/maps lines, the seccomp program."""
+"""The pure parts of the backend: wait statuses, /proc/PID/maps lines."""
 
 from __future__ import annotations
 
 import signal
-import struct
 
 from kmmio.backend.procmaps import parse_maps
-from kmmio.backend.seccomp import (
-    INJECT_MARKER,
-    SECCOMP_RET_ALLOW,
-    SECCOMP_RET_TRACE,
-    WATCHED,
-    build_filter,
-)
 from kmmio.backend.waitstatus import Exited, Killed, PtraceEvent, Stopped, decode_status, exit_code
 from kmmio.engine import PROT_READ, PROT_WRITE
 
@@ -44,33 +36,3 @@ def test_maps_lines() -> None:
     assert shm.prot == PROT_READ | PROT_WRITE and shm.shared and not shm.anonymous
     assert anon.anonymous and anon.path == ""
     assert vdso.path == "[vdso]" and vdso.perms == "r-xp"
-
-
-def _run_bpf(prog: bytes, nr: int, arch: int = 0xC000003E, args: tuple[int, ...] = (0,) * 6) -> int:
-    """A tiny interpreter for the few BPF instructions the filter uses."""
-    data = struct.pack("<IIQ6Q", nr, arch, 0, *args)
-    insns = [struct.unpack_from("<HBBI", prog, i) for i in range(0, len(prog), 8)]
-    pc, acc = 0, 0
-    while True:
-        code, jt, jf, k = insns[pc]
-        if code == 0x20:
-            acc = struct.unpack_from("<I", data, k)[0]
-        elif code == 0x15:
-            pc += jt if acc == k else jf
-        elif code == 0x06:
-            return k
-        pc += 1
-
-
-def test_seccomp_filter_stops_only_on_the_mmap_family() -> None:
-    prog = build_filter()
-    for nr in WATCHED:
-        assert _run_bpf(prog, nr) == SECCOMP_RET_TRACE
-    for nr in (0, 1, 3, 60, 202, 231, 12):
-        assert _run_bpf(prog, nr) == SECCOMP_RET_ALLOW
-    marked = (0, 0, 0, INJECT_MARKER, 0, 0)
-    assert _run_bpf(prog, 10, args=marked) == SECCOMP_RET_ALLOW
-    assert _run_bpf(prog, 10, args=(0, 0, 0, INJECT_MARKER & 0xFFFFFFFF, 0, 0)) == SECCOMP_RET_TRACE
-    assert _run_bpf(prog, 9, arch=0x40000003) == SECCOMP_RET_TRACE
-    assert _run_bpf(prog, 13, args=(11, 0, 0, 0, 0, 0)) == SECCOMP_RET_TRACE  # rt_sigaction(SIGSEGV)
-    assert _run_bpf(prog, 13, args=(14, 0, 0, 0, 0, 0)) == SECCOMP_RET_ALLOW  # rt_sigaction(SIGALRM)

@@ -247,3 +247,37 @@ def test_clone_copies_state_with_new_probes() -> None:
 def test_step_done_without_context_is_an_invariant_error() -> None:
     with pytest.raises(EngineInvariantError):
         Kmmio().step_done(1)
+
+
+def test_pages_lent_to_a_syscall_open_and_close_again() -> None:
+    k = Kmmio()
+    k.thread_added(1)
+    k.thread_added(2)
+    k.register_probe(Probe(0x1000, 3 * PAGE), rw)
+    assert k.lend(1, 0x1800, 0x2800) == (Protect(0x1000, 2 * PAGE, RW),)
+    assert k.armed_pages() == [0x3000]
+    assert k.lend(1, 0x1000, 0x2000) == ()  # lent already
+    # Another thread meeting a lent page (it would be held meanwhile): the program's own.
+    assert k.fault(2, 0x1004).action is FaultAction.GENUINE
+    assert k.take_back(1) == (Protect(0x1000, 2 * PAGE, PROT_NONE),)
+    assert k.armed_pages() == [0x1000, 0x2000, 0x3000]
+    assert k.take_back(1) == ()
+
+
+def test_a_thread_gone_with_lent_pages_gives_them_back() -> None:
+    k = Kmmio()
+    k.thread_added(1)
+    k.register_probe(Probe(0x1000, PAGE), rw)
+    k.lend(1, 0x1000, 0x2000)
+    assert k.thread_removed(1) == (Protect(0x1000, PAGE, PROT_NONE),)
+    assert k.lent == {}
+
+
+def test_lending_untraced_or_released_pages_does_nothing() -> None:
+    k = Kmmio()
+    k.thread_added(1)
+    probe = Probe(0x1000, PAGE)
+    k.register_probe(probe, rw)
+    k.unregister_probe(probe)
+    assert k.lend(1, 0x0, 0x10000) == ()
+    assert k.take_back(1) == ()

@@ -18,6 +18,7 @@ FLAGS = {
     "forms": ["-O1", "-mavx2"],
     "threads": ["-O1", "-pthread"],
     "churn": ["-O1", "-pthread"],
+    "shlocks": ["-O1", "-pthread"],
     "madvise": ["-O1", "-pthread"],
     "alu": ["-O1"],
     "vectors": ["-O1", "-mavx2"],

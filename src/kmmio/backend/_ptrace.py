@@ -213,11 +213,53 @@ _SYSCALL_INFO = struct.Struct("<B3xIQQQ6Q")
 
 def get_syscall_info(tid: int) -> tuple[int, int, tuple[int, ...]]:
     """At a syscall stop: ``(op, nr, args)`` at entry, ``(op, result, ())`` at exit."""
+    op, _arch, first, args = get_syscall_stop(tid)
+    return op, first, args
+
+
+def get_syscall_stop(tid: int) -> tuple[int, int, int, tuple[int, ...]]:
+    """At a syscall or seccomp stop: ``(op, arch, nr, args)`` at entry, ``(op, arch,
+    result, ())`` at exit (``arch`` is the ``AUDIT_ARCH_*`` of the call: i386 for
+    ``int 0x80``)."""
     ptrace(PTRACE_GET_SYSCALL_INFO, tid, len(_syscall_info_buf), ctypes.addressof(_syscall_info_buf))
-    op, _arch, _ip, _sp, first, *args = _SYSCALL_INFO.unpack_from(bytes(_syscall_info_buf))
+    op, arch, _ip, _sp, first, *args = _SYSCALL_INFO.unpack_from(bytes(_syscall_info_buf))
     if op == SYSCALL_INFO_EXIT:
-        return op, first - (1 << 64) if first >= 1 << 63 else first, ()
-    return op, first, tuple(args)
+        return op, arch, first - (1 << 64) if first >= 1 << 63 else first, ()
+    if op == SYSCALL_INFO_SECCOMP:  # struct ptrace_syscall_info.seccomp: nr, args, ret_data
+        return op, arch, first, tuple(args)
+    return op, arch, first, tuple(args)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_SYS_GET_ROBUST_LIST = 274
+_robust = (ctypes.c_uint64 * 2)()
+
+
+def get_robust_list(tid: int) -> int:
+    """The address of thread ``tid``'s robust futex list head (0: none); ``get_robust_list``."""
+    if _libc.syscall(_SYS_GET_ROBUST_LIST, tid, ctypes.byref(_robust, 0), ctypes.byref(_robust, 8)) != 0:
+        err = ctypes.get_errno()
+        if err == errno.ESRCH:
+            raise TraceeGone("get_robust_list", err, tid)
+        raise TraceeError("get_robust_list", err, tid)
+    return int(_robust[0])
+
+
+def file_identity(path: str) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of what ``path`` leads to (a ``/proc/PID/fd`` link), if anything."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def open_fds(pid: int) -> list[int]:
+    """The file descriptors process ``pid`` has open now."""
+    try:
+        return sorted(int(n) for n in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return []
 
 
 def get_siginfo_raw(tid: int) -> bytes:

@@ -31,7 +31,7 @@ hurry.  The engine never knows that ptrace exists.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +83,8 @@ class Kmmio:
         self.contexts: dict[int, FaultContext] = {}
         self.threads: set[int] = set()
         self._releases: list[ReleaseBatch] = []
+        #: Pages open for a thread's syscall (:meth:`lend`), by thread.
+        self.lent: dict[int, list[int]] = {}
 
     # -- introspection -------------------------------------------------------------------
 
@@ -120,6 +122,8 @@ class Kmmio:
         effects: tuple[Protect, ...] = ()
         if tid in self.contexts:
             effects = self._end_context(tid, StepCondition.LOST, None)
+        if tid in self.lent:
+            effects = coalesce((*effects, *self.take_back(tid)))
         self.threads.discard(tid)
         self.quiescent(tid)
         return effects
@@ -215,13 +219,7 @@ class Kmmio:
         now on, and pages the change un-armed are armed again.
         """
         effects = []
-        addr = self.pages.page_of(start)
-        while addr < end:
-            page = self.pages.get(addr)
-            if page is None:
-                addr += self.page_size
-                continue
-            addr = page.end
+        for page in self._pages_in(start, end):
             if page.count == 0:
                 continue
             page.saved_prot = prot
@@ -315,6 +313,38 @@ class Kmmio:
     def has_context(self, tid: int) -> bool:
         return tid in self.contexts
 
+    # -- syscalls ---------------------------------------------------------------------------
+
+    def lend(self, tid: int, start: int, end: int) -> tuple[Protect, ...]:
+        """Open the traced pages of ``[start, end)`` for a syscall of thread ``tid``.
+
+        The kernel, working for that thread, must reach them and cannot through an armed
+        page; the driver holds every other thread of the address space until
+        :meth:`take_back` (kmmio.c has no such case: the kernel never faults on its pages).
+        """
+        lent = self.lent.setdefault(tid, [])
+        effects = []
+        for page in self._pages_in(start, end):
+            if page.count == 0 or page.page in lent:
+                continue
+            lent.append(page.page)
+            page.users.add(tid)
+            if page.armed:
+                effects.append(self._disarm(page))
+        return coalesce(effects)
+
+    def take_back(self, tid: int) -> tuple[Protect, ...]:
+        """The syscall of :meth:`lend` is over: arm its pages again."""
+        effects = []
+        for addr in self.lent.pop(tid, []):
+            page = self.pages.get(addr)
+            if page is None:
+                continue
+            page.users.discard(tid)
+            if page.count > 0 and not page.armed and not page.users:
+                effects.append(self._arm(page))
+        return coalesce(effects)
+
     # -- the end -----------------------------------------------------------------------------
 
     def disarm_all(self) -> tuple[Protect, ...]:
@@ -363,6 +393,17 @@ class Kmmio:
     def _disarm(self, page: FaultPage) -> Protect:
         page.armed = False
         return Protect(page.page, page.size, page.saved_prot)
+
+    def _pages_in(self, start: int, end: int) -> Iterator[FaultPage]:
+        """The page records holding a byte of ``[start, end)``, of whatever size."""
+        addr = self.pages.page_of(start)
+        while addr < end:
+            page = self.pages.get(addr)
+            if page is None:
+                addr += self.page_size
+                continue
+            addr = page.end
+            yield page
 
     def _context(self, tid: int) -> FaultContext:
         ctx = self.contexts.get(tid)

@@ -4,6 +4,7 @@ from kmmio.trace.reader import parse_line, read_records
 from kmmio.trace.records import (
     MMIOTRACE_VERSION,
     Access,
+    KernelAccess,
     Kind,
     Map,
     Mark,
@@ -18,6 +19,7 @@ from kmmio.trace.writer import TraceWriter, format_record, format_ts
 __all__ = [
     "MMIOTRACE_VERSION",
     "Access",
+    "KernelAccess",
     "Kind",
     "Map",
     "Mark",

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from kmmio.errors import TraceFormatError
 from kmmio.trace.records import (
     Access,
+    KernelAccess,
     Kind,
     Map,
     Mark,
@@ -119,8 +120,29 @@ _PARSERS: dict[str, Callable[[list[str]], Record]] = {
 }
 
 
-def parse_line(line: str, line_no: int = 1) -> Record | None:
-    """One line to a record, ``None`` for blank and ``#`` lines."""
+def _kernel_access(ts: int, msg: str) -> KernelAccess | None:
+    """A ``MARK`` of the form ``syscall NAME DIR map ID PHYS[+LEN] tid TID``, else ``None``."""
+    f = msg.split()
+    if len(f) != 8 or f[0] != "syscall" or f[3] != "map" or f[6] != "tid" or f[2] not in _DIRECTIONS:
+        return None
+    try:
+        phys_tok, plus, len_tok = f[5].partition("+")
+        length = _hex(len_tok) if plus else None
+        return KernelAccess(ts, f[1], f[2], _dec(f[4]), _hex(phys_tok), length, _dec(f[7]))
+    except _Bad:
+        return None
+
+
+_DIRECTIONS = {"reads", "writes", "updates", "accesses"}
+
+
+def parse_line(line: str, line_no: int = 1, typed_marks: bool = True) -> Record | None:
+    """One line to a record, ``None`` for blank and ``#`` lines.
+
+    A ``MARK`` line in kmmio's syscall form is a :class:`KernelAccess` (unless
+    ``typed_marks`` is false: then every MARK is a :class:`Mark`, as for any reader that
+    knows only the kernel's records).
+    """
     text = line.rstrip("\r\n")
     stripped = text.strip()
     if not stripped or stripped.startswith("#"):
@@ -131,7 +153,9 @@ def parse_line(line: str, line_no: int = 1) -> Record | None:
             if head != "MARK":
                 raise _Bad(f"unknown record type {head!r}")
             ts_tok, _, msg = rest.partition(" ")
-            return Mark(_ts(ts_tok), msg)
+            ts = _ts(ts_tok)
+            typed = _kernel_access(ts, msg) if typed_marks and msg.startswith("syscall ") else None
+            return typed if typed is not None else Mark(ts, msg)
         fields = stripped.split()
         parser = _PARSERS.get(fields[0])
         if parser is None:
@@ -141,10 +165,11 @@ def parse_line(line: str, line_no: int = 1) -> Record | None:
         raise TraceFormatError(line_no, str(exc)) from None
 
 
-def read_records(lines: Iterable[str] | Iterable[bytes]) -> Iterator[Record]:
-    """Records from a text stream (or lines of bytes, decoded as UTF-8 leniently)."""
+def read_records(lines: Iterable[str] | Iterable[bytes], typed_marks: bool = True) -> Iterator[Record]:
+    """Records from a text stream (or lines of bytes, decoded as UTF-8 leniently); see
+    :func:`parse_line` for ``typed_marks``."""
     for line_no, line in enumerate(lines, 1):
         text = line.decode("utf-8", "replace") if isinstance(line, bytes) else str(line)
-        rec = parse_line(text, line_no)
+        rec = parse_line(text, line_no, typed_marks)
         if rec is not None:
             yield rec

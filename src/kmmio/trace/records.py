@@ -92,4 +92,28 @@ class Mark:
     text: str
 
 
-Record = Version | PciDev | Map | Unmap | Access | Unknown | Mark
+@dataclass(frozen=True, slots=True)
+class KernelAccess:
+    """The kernel reached traced memory for a syscall of thread ``tid``: a ``MARK`` line.
+
+    ``MARK <ts> syscall <name> <direction> map <id> <phys>+<length> tid <tid>``, where
+    ``direction`` is ``reads``, ``writes``, ``updates`` (both) or ``accesses`` (not known,
+    or an address the kernel keeps), and ``+<length>`` is left out when the length is not
+    known.  A reader that knows only ``MARK`` lines reads it as free text.
+    """
+
+    ts: int
+    syscall: str
+    direction: str
+    map_id: int
+    phys: int
+    length: int | None
+    tid: int
+
+    @property
+    def text(self) -> str:
+        where = f"{self.phys:#x}" if self.length is None else f"{self.phys:#x}+{self.length:#x}"
+        return f"syscall {self.syscall} {self.direction} map {self.map_id} {where} tid {self.tid}"
+
+
+Record = Version | PciDev | Map | Unmap | Access | Unknown | Mark | KernelAccess
