@@ -140,6 +140,24 @@ class MmioTrace:
     def make_probe(self, mapping: Mapping, start: int, end: int) -> Probe:
         return Probe(start, end - start, self.pre_handler, self.post_handler, mapping, mapping.page_size)
 
+    def logged(self, probe: Probe, mapping: Mapping) -> Probe:
+        """A probe of the API's user that also logs the accesses it sees (mmio-mod.c's
+        handlers around the user's, as the kernel's mmiotrace wraps its probes)."""
+        user_pre, user_post = probe.pre_handler, probe.post_handler
+
+        def pre(p: Probe, regs: Any, addr: int) -> None:
+            self.pre_handler(p, regs, addr)
+            if user_pre is not None:
+                user_pre(p, regs, addr)
+
+        def post(p: Probe, condition: Any, regs: Any) -> None:
+            if user_post is not None:
+                user_post(p, condition, regs)
+            self.post_handler(p, condition, regs)
+
+        probe.pre_handler, probe.post_handler, probe.data = pre, post, mapping
+        return probe
+
     # -- handlers -------------------------------------------------------------------------
 
     def form_at(self, proc: Process, pc: int) -> InstructionForm:

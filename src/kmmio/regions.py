@@ -210,7 +210,7 @@ class Regions:
                 self._add_probe(proc, mapping, self.log.make_probe(mapping, lo, hi), thread, prot_of)
             else:
                 for probe in self.probes_for(mapping):
-                    self._add_probe(proc, mapping, probe, thread, prot_of)
+                    self._add_probe(proc, mapping, self.log.logged(probe, mapping), thread, prot_of)
             if self.on_map is not None:
                 self.on_map(mapping)
             added = True

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import select
 import signal
 import sys
 from collections import deque
@@ -168,12 +169,11 @@ class Tracer:
         finally:
             os.write(go_w, b"g")
             os.close(go_w)
-        # The write end closes at a successful execve (close-on-exec); a failure writes why.
-        with os.fdopen(err_r, "rb") as err:
-            failed = err.read()
+        failed, early = self._exec_result(pid, err_r)
         if failed:
             self._reap(pid)
             raise UsageError(f"cannot run {argv[0]}: {failed.decode(errors='replace')}")
+        self.queue.extend(early)
         proc = Process(pid, self.queue)
         self.procs[pid] = proc
         thread = proc.add_thread(pid, pid)
@@ -181,6 +181,35 @@ class Tracer:
         self.threads[pid] = thread
         self.root_pid = pid
         return pid
+
+    @staticmethod
+    def _exec_result(pid: int, err_r: int) -> tuple[bytes, list[WaitEvent]]:
+        """Whether the child's ``execve`` failed (why) or succeeded (nothing): the pipe's
+        write end closes at a successful ``execve`` (close-on-exec); a failure writes why.
+
+        Meanwhile the child may stop at a filtered syscall (its Python allocating memory
+        before it can say why): it is let go on.  The exec event, or the child's end, is
+        kept for the tracer's loop.
+        """
+        failed = b""
+        kept: list[WaitEvent] = []
+        with os.fdopen(err_r, "rb", buffering=0) as err:
+            while True:
+                if select.select([err], [], [], 0.02)[0]:
+                    chunk = err.read(4096)
+                    if not chunk:
+                        return failed, kept
+                    failed += chunk
+                    continue
+                got = pt.wait(pid, nohang=True)
+                if got is None:
+                    continue
+                ev = decode_status(*got)
+                if not isinstance(ev, Stopped) or ev.event is PtraceEvent.EXEC:
+                    kept.append(ev)
+                else:
+                    plain_signal = ev.event is PtraceEvent.NONE and not ev.syscall
+                    pt.cont(pid, ev.signal if plain_signal else 0)
 
     @staticmethod
     def _reap(pid: int) -> None:

@@ -51,3 +51,6 @@ def test_probes_with_handlers_the_kmmio_way(tmp_path: Path, mode: kmmio.Mode) ->
     assert (ran, 0xDEADBEEF) in events
     assert events[0] == ("pre", 0)
     assert len([e for e in events if e[0] == "pre"]) == len([e for e in events if e[0] == ran])
+    # The probe's own accesses are logged too (the 4 bytes it covers, as kmmio's probes).
+    logged = [(r.kind.value, r.width, r.phys, r.value) for r in records if isinstance(r, kmmio.trace.Access)]
+    assert ("W", 4, 4, 0xDEADBEEF) in logged and {phys for _, _, phys, _ in logged} == {4}

@@ -311,3 +311,28 @@ def test_new_code_at_an_old_address_is_decoded_anew(build, tmp_path: Path, mode:
         ("W", 2, 2, 0xBEEF),
         ("R", 8, 0, 0x55BEEF0C0D),
     ]
+
+
+def test_a_file_that_is_no_program_is_one_line_and_exit_2_with_no_log(tmp_path: Path) -> None:
+    script = tmp_path / "not-a-program"
+    script.write_text("hello\n")
+    script.chmod(0o755)
+    log = tmp_path / "none.log"
+    run = kmmio(["trace", "-o", str(log), "-m", "x", "--", str(script)], log, timeout=60)
+    assert (run.status, run.stderr) == (2, f"kmmio: cannot run {script}: Exec format error\n")
+    assert log.read_text() == ""
+
+
+def test_the_i386_mapping_calls_of_a_64_bit_program(build, tmp_path: Path, mode: str) -> None:
+    exe = build("int80")
+    dev = tmp_path / "i80-regs.bin"
+    plain = subprocess.run([str(exe), str(dev)], capture_output=True, text=True, check=True)
+    if plain.stdout == "no int 0x80\n":
+        pytest.skip("this kernel has no i386 entry (IA32_EMULATION)")
+    run = trace([str(exe), str(dev)], "i80-regs", tmp_path, mode)
+    assert run.status == 0 and run.stdout == plain.stdout == "mapped\nread cafef00d\nread 0\ndone\n"
+    (m,) = [r for r in run.records if isinstance(r, Map)]
+    assert m.virt < 1 << 32 and m.length == 0x1000
+    accesses = [(a.kind.value, a.width, a.phys, a.value) for a in run.records if isinstance(a, Access)]
+    assert accesses == [("W", 4, 0x10, 0xCAFEF00D), ("R", 4, 0x10, 0xCAFEF00D), ("R", 4, 0x20, 0)]
+    assert isinstance(run.records[-1], Unmap)

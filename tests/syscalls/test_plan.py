@@ -208,3 +208,29 @@ def test_outputs_are_reported_only_on_success() -> None:
     assert isinstance(p, Redirect)
     assert touched(p.touches, -22, lambda a: 0) == []
     assert [(n, d) for _, _, n, d in touched(p.touches, 0, lambda a: 0)] == [(16, Dir.WRITES)]
+
+
+def test_a_straddling_recvfrom_becomes_recvmsg_and_gives_back_the_address_length() -> None:
+    below = Span(T + 0x1000, T + 0x2000, 3, 0, ALIAS)
+    mem = Memory()
+    mem.put(LOCAL, struct.pack("<I", 16))
+    p = plan("recvfrom", 7, T + 0x1000 - 20, 80, 0x40, LOCAL + 0x100, LOCAL, spans=(below,), mem=mem)
+    assert isinstance(p, Redirect) and p.nr == BY_NAME["recvmsg"].nr
+    fd, hdr, flags = p.args[:3]
+    assert (fd, flags) == (7, 0x40)
+    writes = dict(p.writes)
+    name, namelen, iov, iovlen, control, controllen, mflags = struct.unpack("<QI4xQQQQI4x", writes[hdr])
+    assert (name, namelen, iovlen, control, controllen) == (LOCAL + 0x100, 16, 2, 0, 0)
+    assert [struct.unpack_from("<QQ", writes[iov], 16 * i) for i in range(2)] == [
+        (T + 0x1000 - 20, 20),
+        (ALIAS, 60),
+    ]
+    assert p.copy_back == ((hdr + 8, LOCAL, 4, -1),)
+
+
+def test_a_straddling_sendto_becomes_sendmsg() -> None:
+    below = Span(T + 0x1000, T + 0x2000, 3, 0, ALIAS)
+    p = plan("sendto", 7, T + 0x1000 - 20, 80, 0, 0, 0, spans=(below,))
+    assert isinstance(p, Redirect) and p.nr == BY_NAME["sendmsg"].nr
+    name, namelen, _, iovlen, *_ = struct.unpack("<QI4xQQQQI4x", dict(p.writes)[p.args[1]])
+    assert (name, namelen, iovlen) == (0, 0, 2)

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from kmmio.syscalls import numbers as nr
 from kmmio.syscalls.bpf import ARCH, NR, Program, arg_hi, arg_lo
 from kmmio.syscalls.spec import ArgLen, Buf, Class, Syscall
-from kmmio.syscalls.table import SYSCALLS
+from kmmio.syscalls.table import BY_NAME, SYSCALLS
 
 SECCOMP_RET_ALLOW = 0x7FFF0000
 SECCOMP_RET_TRACE = 0x7FF00000
@@ -50,7 +50,11 @@ WATCHED = (
 )
 
 #: The most ranges one range filter compares (the tracer merges neighbours to fit).
-MAX_RANGES = 8
+MAX_RANGES = 6
+
+#: Syscalls a range filter tests first, and only for their own pointers: the ones a busy
+#: program makes most (the others go through a search on their number).
+HOT = ("write", "read", "futex", "pwrite64", "pread64", "sendto", "recvfrom")
 
 #: Syscalls a range filter always stops: a dying thread's robust list may be traced.
 EXITING = (nr.EXIT, nr.EXIT_GROUP)
@@ -228,6 +232,10 @@ def range_filter(ranges: Sequence[tuple[int, int]], everything: bool = False) ->
     p.load(ARCH)
     p.jeq(AUDIT_ARCH_X86_64, None, trace)
     p.load(NR)
+    # The busiest syscalls first, each straight to a test of its own pointers only.
+    hot = {} if everything else {BY_NAME[name].nr: p.label(name) for name in HOT}
+    for n, label in hot.items():
+        p.jeq(n, label)
     by_nr: dict[int, str] = {}
     blocks: dict[tuple[tuple[int, int, int], ...], str] = {}
     for sc in SYSCALLS.values():
@@ -254,6 +262,15 @@ def range_filter(ranges: Sequence[tuple[int, int]], everything: bool = False) ->
     for arg in range(6):
         _near(p, arg, ranges, trace)
     p.goto(allow)
+    for n, label in hot.items():
+        p.place(label)
+        for buf in sorted({u for u in SYSCALLS[n].uses if isinstance(u, Buf)}, key=lambda u: u.arg):
+            if isinstance(buf.extent, ArgLen):
+                _extent(p, buf.arg, (buf.extent.arg, buf.extent.scale))
+                _overlaps(p, ranges, trace)
+            else:
+                _near(p, buf.arg, ranges, trace)
+        p.goto(allow)
     p.place(trace)
     p.ret(SECCOMP_RET_TRACE)
     p.place(allow)

@@ -51,6 +51,9 @@ _WAITV = struct.Struct("<QQII")
 
 # Syscalls a straddling buffer turns into: (vectored number, buffer arg, length arg).
 _VECTORED = {0: 19, 1: 20, 17: 295, 18: 296}  # read, write, pread64, pwrite64 -> readv...
+_SENDTO, _RECVFROM, _SENDMSG, _RECVMSG = 44, 45, 46, 47
+#: Syscalls whose data buffer (argument 1) may straddle: they have a form taking iovecs.
+_SPLITTABLE = {*_VECTORED, _SENDTO, _RECVFROM}
 _FUTEX = 202
 _IOCTL = 16
 
@@ -187,6 +190,8 @@ class _Builder:
     cannot: bool = False
     #: How many arguments the syscall takes (the rest are whatever the registers held).
     nargs: int = 6
+    #: A straddling data buffer to cut into pieces: ``(pointer, size)``.
+    split: tuple[int, int] | None = None
     retry: bool = False
     _top: int = 0
 
@@ -327,6 +332,8 @@ def plan_syscall(
     b.nargs = ARG_COUNTS.get(sc.name, 6) if sc is not None else 6
     try:
         _plan_uses(b, uses, args)
+        if b.split is not None:
+            _vectored(b, *b.split)
     except _Cannot:
         b.cannot = True
     if not b.lend and not b.touches:
@@ -379,8 +386,8 @@ def _buf(b: _Builder, use: Buf, args: Sequence[int]) -> None:
     try:
         new = b.pointer(ptr, size)
     except _Cannot:
-        if b.nr in _VECTORED and size is not None:
-            _vectored(b, ptr, size)
+        if b.nr in _SPLITTABLE and use.arg == 1 and size is not None:
+            b.split = (ptr, size)  # made vectored once every argument is planned
             return
         raise
     if new != ptr:
@@ -389,14 +396,30 @@ def _buf(b: _Builder, use: Buf, args: Sequence[int]) -> None:
 
 
 def _vectored(b: _Builder, ptr: int, size: int) -> None:
-    """``read``/``write``/``pread64``/``pwrite64`` over a straddling buffer: the vectored
-    call over its pieces (same result for files, pipes and sockets)."""
+    """A straddling data buffer, cut where traced memory begins and ends: ``read``,
+    ``write``, ``pread64``, ``pwrite64`` become ``readv``... over the pieces, ``recvfrom``
+    and ``sendto`` become ``recvmsg``/``sendmsg`` (same result for files, pipes and
+    sockets)."""
     pieces = b.iovecs([(ptr, size)])
-    array = b"".join(_IOVEC.pack(base, n) for base, n in pieces)
-    fd, offset = b.args[0], b.args[3]
-    b.args = [fd, b.scratch(array), len(pieces), offset, 0, 0] if b.nr in (17, 18) else [
-        fd, b.scratch(array), len(pieces), 0, 0, 0]  # fmt: skip
-    b.nr = _VECTORED[b.nr]
+    iov = b.scratch(b"".join(_IOVEC.pack(base, n) for base, n in pieces))
+    fd = b.args[0]
+    if b.nr in _VECTORED:
+        offset = b.args[3] if b.nr in (17, 18) else 0
+        b.args = [fd, iov, len(pieces), offset, 0, 0]
+        b.nr = _VECTORED[b.nr]
+    else:
+        flags, name, namelen = b.args[3], b.args[4], b.args[5]
+        length_at = 0
+        if b.nr == _RECVFROM and name and namelen:  # namelen points at a socklen_t
+            length_at = namelen
+            namelen = int.from_bytes(b.read(_program_address(b, namelen), 4), "little")
+        elif not name:
+            namelen = 0
+        hdr = b.scratch(_MSGHDR.pack(name, namelen, iov, len(pieces), 0, 0, 0))
+        if length_at:
+            b.copy_back.append((hdr + 8, _program_address(b, length_at), 4, -1))
+        b.args = [fd, hdr, flags, 0, 0, 0]
+        b.nr = _RECVMSG if b.nr == _RECVFROM else _SENDMSG
     b.changed = True
 
 
