@@ -16,7 +16,9 @@ interleaved rounds (medians shown, so that the machine's noise hits each alike):
   buffer: under ``kmmio trace`` with its mapping traced and with nothing traced, against
   the same loop under a one-rule seccomp filter (the least any seccomp-based tracer
   costs) and under a two-rule one (the least a tracer that must see buffers in traced
-  memory costs: the kernel then runs the filters on every ``write``).
+  memory costs: the kernel then runs the filters on every ``write``);
+* bench/handed.c, ``pwrite`` of a traced buffer: redirected through the mapping's alias
+  (shared) or with its page lent (private).
 
 Not a test: the figures depend on the machine; compare the numbers of one run.
 """
@@ -60,10 +62,11 @@ def main() -> int:
     kmmio = [sys.executable, "-m", "kmmio", "trace", "-q"]
     with tempfile.TemporaryDirectory() as tmp:
         wl, ct = os.path.join(tmp, "workload"), os.path.join(tmp, "ctracer")
-        sl = os.path.join(tmp, "syscalls")
+        sl, hd = os.path.join(tmp, "syscalls"), os.path.join(tmp, "handed")
         subprocess.run(["cc", "-O2", "-o", wl, os.path.join(HERE, "workload.c")], check=True)
         subprocess.run(["cc", "-O2", "-o", ct, os.path.join(HERE, "ctracer.c")], check=True)
         subprocess.run(["cc", "-O2", "-o", sl, os.path.join(HERE, "syscalls.c")], check=True)
+        subprocess.run(["cc", "-O2", "-o", hd, os.path.join(HERE, "handed.c")], check=True)
         dev, log = os.path.join(tmp, "bench-regs"), os.path.join(tmp, "bench.log")
 
         def traced(mode: str, *extra: str, count: int = n) -> list[str]:
@@ -93,6 +96,12 @@ def main() -> int:
                 loop_us([*kmmio, "-o", log, "-m", "no-such-map", "--", sl, sdev, sys_n])
             )
         one, two, sys_traced, sys_none = (statistics.median(loops[k]) for k in loops)
+        hdev, hn = os.path.join(tmp, "handed-regs"), 2000
+        handed: dict[str, list[float]] = {"shared": [], "private": []}
+        for _ in range(args.rounds):
+            for kind, times in handed.items():
+                times.append(loop_us([*kmmio, "-o", log, "-m", "handed-regs", "--", hd, hdev, str(hn), kind]))
+        redirected, lent = (statistics.median(handed[k]) / hn for k in handed)
     with open("/proc/cpuinfo") as info:
         cpu = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), "?")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {cpu}, Linux {platform.release()}")
@@ -124,6 +133,10 @@ def main() -> int:
     print(
         f"syscall loop, mapping traced / one-rule filter: {sys_traced / one:.2f}x   (goal <= 1.05x; "
         f"the two-rule floor is {two / one:.2f}x, kmmio / two-rule {sys_traced / two:.2f}x)"
+    )
+    print(
+        f"a traced buffer handed to pwrite: {redirected:.1f} us redirected through the alias (shared), "
+        f"{lent:.1f} us with its page lent (private)"
     )
     return 0
 

@@ -99,6 +99,8 @@ class Process:
         self.covered: list[tuple[int, int]] = []
         self.range_filters = 0
         self.covers_all = False
+        #: The SQE arrays of the program's io_urings (address -> length).
+        self.uring_sqes: dict[int, int] = {}
 
     # -- image ----------------------------------------------------------------------------
 

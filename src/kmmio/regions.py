@@ -21,6 +21,7 @@ from kmmio.errors import TraceeError
 from kmmio.mmiotrace import Mapping, MmioTrace
 from kmmio.process import Process, Thread
 from kmmio.syscall_path import SyscallPath
+from kmmio.syscalls.async_io import IORING_OFF_SQES
 from kmmio.syscalls.i386 import RESCAN
 
 _WATCHED_EXIT = {
@@ -145,10 +146,14 @@ class Regions:
         forget = self.syscalls.forget_aliases_in
         if nr == pt.SYS_MMAP:
             forget(proc, ret, ret + span(args[1]))
+            if args[5] == IORING_OFF_SQES and pt.fd_target(proc.pid, args[4]) == "anon_inode:[io_uring]":
+                proc.uring_sqes[ret] = args[1]
             self.unmap_range(proc, ret, ret + span(args[1]), thread, regs.rip)
             self.map_range(proc, ret, ret + span(args[1]), thread, regs.rip)
         elif nr == pt.SYS_MUNMAP:
             forget(proc, args[0], args[0] + span(args[1]))
+            for sqes in [a for a in proc.uring_sqes if args[0] <= a < args[0] + span(args[1])]:
+                del proc.uring_sqes[sqes]
             self.unmap_range(proc, args[0], args[0] + span(args[1]), thread, regs.rip)
         elif nr == pt.SYS_MREMAP:
             old, old_len, new_len = args[0], span(args[1]), span(args[2])

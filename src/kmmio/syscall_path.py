@@ -34,6 +34,7 @@ import enum
 import errno
 import struct
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kmmio.backend import _ptrace as pt
@@ -42,6 +43,7 @@ from kmmio.engine import Protect, coalesce
 from kmmio.errors import KmmioError, TraceeError, TraceeGone
 from kmmio.mmiotrace import Mapping, MmioTrace
 from kmmio.process import Process, Thread
+from kmmio.syscalls import async_io
 from kmmio.syscalls import numbers as nr
 from kmmio.syscalls.filters import AUDIT_ARCH_X86_64, MAX_RANGES, range_filter
 from kmmio.syscalls.plan import Lend, NeedAliases, Redirect, Span, Spans, plan_syscall, touched
@@ -59,6 +61,9 @@ _PR_SET_NO_NEW_PRIVS = 38
 #: Range filters one process gets before the last one stops every pointer-taking syscall.
 MAX_RANGE_FILTERS = 8
 _ROBUST_LIST_LIMIT = 2048
+#: How long a syscall may hold the program's other threads with pages lent to it before
+#: they are let go (it may be waiting for one of them).
+HOLD_LIMIT = 0.05
 _FUTEX_TID_MASK = 0x3FFFFFFF
 
 
@@ -84,6 +89,8 @@ class InFlight:
     plan: Redirect | Lend
     #: Lent because the redirected run failed with EFAULT: no third run.
     retried: bool = False
+    #: It held the other threads too long: they run, its pages are armed again.
+    released: bool = False
 
 
 #: The grain of the ranges a range filter covers.
@@ -119,6 +126,10 @@ class SyscallPath:
 
     def __init__(self, log: MmioTrace) -> None:
         self.log = log
+        #: Processes told about asynchronous I/O on traced memory.
+        self._warned: set[int] = set()
+        #: Told when a thread starts (and stops) holding its program's other threads.
+        self.watch: Callable[[int, bool], None] = lambda tid, on: None
         #: Syscalls redirected and lent, for the summary.
         self.redirected = 0
         self.lent = 0
@@ -133,7 +144,7 @@ class SyscallPath:
             out.append(Span(m.virt, m.end, m.map_id, m.phys, alias, aliasable=m.map_id not in proc.no_alias))
         return Spans(out)
 
-    def make_alias(self, thread: Thread, mapping: Mapping) -> None:
+    def make_alias(self, thread: Thread, mapping: Mapping) -> bool:
         """A second mapping of ``mapping``'s pages in the program, accessible, for the kernel.
 
         ``mremap(addr, 0, len, MREMAP_MAYMOVE)`` where the kernel allows it (shared file
@@ -144,17 +155,18 @@ class SyscallPath:
         entry = next((e for e in read_maps(proc.pid) if e.start <= mapping.virt < e.end), None)
         if entry is None or not entry.shared:
             proc.no_alias.add(mapping.map_id)
-            return
+            return False
         alias = proc.inject_syscall(thread, nr.MREMAP, (mapping.virt, 0, mapping.length, _MREMAP_MAYMOVE))
         if alias < 0:
             offset = entry.offset + (mapping.virt - entry.start)
             alias = self._map_again(thread, entry.path, entry.dev, entry.inode, mapping, offset)
         if alias < 0:
             proc.no_alias.add(mapping.map_id)
-            return
+            return True
         proc.aliases[mapping.map_id] = alias
         proc.alias_ranges[alias] = alias + mapping.length
         self._protect_alias(thread, mapping, alias)
+        return True
 
     @staticmethod
     def _protect_alias(thread: Thread, mapping: Mapping, alias: int) -> None:
@@ -309,28 +321,38 @@ class SyscallPath:
             return Outcome.IN_FLIGHT
         if number in (nr.EXIT, nr.EXIT_GROUP):
             return self._exiting(thread, number, args)
+        if number in (nr.IO_SUBMIT, nr.IO_URING_ENTER):
+            self._asynchronous(thread, number, args)
         sc = SYSCALLS.get(number)
         if sc is not None and sc.cls is Class.NONE:
             return Outcome.NONE
         name = syscall_name(number)
-        if thread.retry_lend:
-            thread.retry_lend = False
-            ranges = tuple((s.start, s.end) for s in self.spans(proc).spans)
-            return self._lend(thread, InFlight(name, number, args, Lend(ranges, ()), retried=True))
         regs = pt.get_regs(thread.tid)
-        plan = plan_syscall(sc, number, args, self.spans(proc), proc.read, regs.rsp)
-        if plan is None:
-            return Outcome.NONE
-        if isinstance(plan, NeedAliases):
+        if thread.retry_lend:  # the kernel met armed pages: run it once more, every page lent
+            thread.retry_lend = False
+            spans = self.spans(proc)
+            first = plan_syscall(sc, number, args, spans, proc.read, regs.rsp)
+            touches = first.touches if isinstance(first, Lend | Redirect) else ()
+            ranges = tuple((s.start, s.end) for s in spans.spans)
+            return self._lend(thread, InFlight(name, number, args, Lend(ranges, touches), retried=True))
+        while True:
+            plan = plan_syscall(sc, number, args, self.spans(proc), proc.read, regs.rsp)
+            if plan is None:
+                return Outcome.NONE
+            if not isinstance(plan, NeedAliases):
+                break
+            injected = False
             for span in plan.spans:
                 mapping = next(m for m in proc.mappings if m.map_id == span.map_id)
                 try:
-                    self.make_alias(thread, mapping)
+                    injected = self.make_alias(thread, mapping) or injected
                 except TraceeGone:
                     raise
                 except (KmmioError, OSError):
                     proc.no_alias.add(mapping.map_id)
-            return Outcome.REWOUND
+                    injected = True
+            if injected:  # calls ran in the thread: it makes its syscall again
+                return Outcome.REWOUND
         flight = InFlight(name, number, args, plan)
         if isinstance(plan, Lend):
             return self._lend(thread, flight)
@@ -348,13 +370,83 @@ class SyscallPath:
         self.redirected += 1
         return Outcome.IN_FLIGHT
 
+    def _asynchronous(self, thread: Thread, number: int, args: tuple[int, ...]) -> None:
+        """AIO and io_uring requests reach their buffers later, from the kernel's own
+        context, where kmmio cannot redirect them: say so when one points at traced
+        memory (it fails with EFAULT, as on any memory the kernel cannot reach)."""
+        proc = thread.proc
+        spans = self.spans(proc)
+        try:
+            if number == nr.IO_SUBMIT:
+                handed = async_io.aio_requests(proc.read, spans, args[2], args[1])
+            else:
+                handed = [
+                    h
+                    for sqes, size in proc.uring_sqes.items()
+                    for h in async_io.uring_requests(proc.read, spans, sqes, size // async_io.SQE_SIZE)
+                ]
+        except TraceeError:
+            return
+        for h in handed:
+            span = spans.at(h.addr)
+            if span is None:
+                continue
+            where = f"map {span.map_id} {span.phys_of(h.addr):#x}+{h.size:#x}"
+            self.log.note(
+                f"tid {thread.tid}: {h.what} hands traced memory ({where}) to the kernel for "
+                "asynchronous I/O: not redirected, the request fails with EFAULT"
+            )
+            if proc.pid not in self._warned:
+                self._warned.add(proc.pid)
+                print(
+                    f"kmmio: process {proc.pid} hands traced memory to asynchronous I/O ({h.what}, {where}): "
+                    "kmmio cannot redirect it, the request fails with EFAULT (the log says each)",
+                    file=sys.stderr,
+                )
+
+    def _hold(self, thread: Thread) -> None:
+        """Stop the program's other threads while pages are lent to ``thread``'s syscall."""
+        proc = thread.proc
+        if len(proc.threads) > 1 and proc.syscall_holder is None:
+            proc.stop_others(thread.tid, proc.queue.append)
+            proc.syscall_holder = thread.tid
+            self.watch(thread.tid, True)
+
+    def _release(self, thread: Thread) -> None:
+        proc = thread.proc
+        if proc.syscall_holder == thread.tid:
+            proc.syscall_holder = None
+            self.watch(thread.tid, False)
+            proc.resume_others()
+
+    def overdue(self, thread: Thread) -> None:
+        """A syscall has held the other threads too long (it may wait for one of them: a
+        pipe they write, a futex they wake): arm its pages again through a held thread
+        and let them all go.  If the syscall then meets the armed pages it fails with
+        ``EFAULT`` and runs again, lent again."""
+        proc, flight = thread.proc, thread.kernel
+        if flight is None or proc.syscall_holder != thread.tid:
+            return
+        queued = {ev.tid for ev in proc.queue}
+        helper = next((t for t in proc.threads.values() if t.held and t.tid not in queued), None)
+        if helper is None:
+            self.watch(thread.tid, True)  # no thread to arm the pages with: wait on
+            return
+        effects = proc.engine.take_back(thread.tid)
+        if effects:
+            proc.apply(helper, effects)
+        flight.released = True
+        self._release(thread)
+        self.log.note(
+            f"tid {thread.tid} held its other threads {HOLD_LIMIT * 1000:.0f} ms in {flight.name} "
+            "with traced pages lent: they run on, the pages armed again"
+        )
+
     def _lend(self, thread: Thread, flight: InFlight) -> Outcome:
         """Open the plan's pages for the syscall, the other threads held until its exit."""
         proc = thread.proc
         assert isinstance(flight.plan, Lend)
-        if len(proc.threads) > 1:
-            proc.stop_others(thread.tid, proc.queue.append)
-            proc.syscall_holder = thread.tid
+        self._hold(thread)
         effects: list[Protect] = []
         for lo, hi in flight.plan.ranges:
             effects.extend(proc.engine.lend(thread.tid, lo, hi))
@@ -393,9 +485,10 @@ class SyscallPath:
             effects = proc.engine.take_back(thread.tid)
             if effects:
                 proc.apply(thread, effects, regs)
-            if proc.syscall_holder == thread.tid:
-                proc.syscall_holder = None
-                proc.resume_others()
+            self._release(thread)
+            if ret == EFAULT and flight.released and self._rewind(thread, regs):
+                thread.retry_lend = True  # it met the pages armed again: once more, lent
+                return
         self._marks(thread, flight, ret)
 
     @staticmethod

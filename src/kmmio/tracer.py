@@ -24,6 +24,7 @@ import os
 import select
 import signal
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -47,7 +48,7 @@ from kmmio.launch import check_attachable, resolve_program, why_not_permitted
 from kmmio.mmiotrace import Mapping, MmioTrace, TracedAccess
 from kmmio.process import EventQueue, Process, Thread, resume
 from kmmio.regions import Regions
-from kmmio.syscall_path import Outcome, SyscallPath
+from kmmio.syscall_path import HOLD_LIMIT, Outcome, SyscallPath
 from kmmio.syscalls.filters import base_filter
 from kmmio.syscalls.i386 import AUDIT_ARCH_I386, as_x86_64
 from kmmio.trace.records import Record
@@ -79,6 +80,11 @@ CLONE_THREAD = 0x10000
 
 class _StopTracing(Exception):
     pass
+
+
+class _Wakeup(Exception):
+    """A deadline passed while the loop waited (see :meth:`Tracer.watch`)."""
+
 
 
 def _signal_to_keep(ev: Stopped) -> int:
@@ -119,6 +125,10 @@ class Tracer:
         self._ending = False
         #: Log notes made in a signal handler, written by the loop.
         self._notes: list[str] = []
+        #: Deadlines on the one interval timer: "duration", or a holding thread's tid.
+        self._deadlines: dict[str | int, float] = {}
+        self._due: list[int] = []
+        self.syscalls.watch = self.watch
         self.faults = FaultPath(self.log, mode, self.queue.append)
         self.attached = False
 
@@ -315,10 +325,13 @@ class Tracer:
         if not self.attached:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         if duration is not None:
-            signal.setitimer(signal.ITIMER_REAL, max(duration, 0.001))
+            self._deadlines["duration"] = time.monotonic() + duration
+            self._arm_timer()
         threads, fault, wait_next = self.threads, self.faults.handle, pt.wait_next
         try:
             while threads:
+                if self._due:
+                    self._overdue()
                 ev = self._queued_event() if self.queue or self._stop_requested or self._notes else None
                 if ev is None:
                     # A stop request may interrupt the blocking part only; a status it
@@ -329,6 +342,9 @@ class Tracer:
                     except _StopTracing:
                         self._keep_unclaimed()
                         raise
+                    except _Wakeup:
+                        self._keep_unclaimed()
+                        continue
                     finally:
                         self._in_wait = False
                     if got is None:
@@ -377,7 +393,45 @@ class Tracer:
             raise UsageError(f"thread {tid} is not traced")
         return thread.proc.read(addr, size)
 
+    # -- deadlines ------------------------------------------------------------------------
+
+    def watch(self, tid: int, on: bool = True) -> None:
+        """Thread ``tid`` holds its program's other threads (pages lent to its syscall):
+        after :data:`HOLD_LIMIT` they are let go (:meth:`SyscallPath.overdue`); ``on``
+        false: it let them go itself."""
+        if on:
+            self._deadlines[tid] = time.monotonic() + HOLD_LIMIT
+        elif self._deadlines.pop(tid, None) is None:
+            return
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        if not self._deadlines:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            return
+        wait = min(self._deadlines.values()) - time.monotonic()
+        signal.setitimer(signal.ITIMER_REAL, max(wait, 0.001))
+
+    def _overdue(self) -> None:
+        due, self._due = self._due, []
+        for tid in due:
+            thread = self.threads.get(tid)
+            if thread is not None:
+                self.syscalls.overdue(thread)
+
     def _on_signal(self, signum: int, frame: object) -> None:
+        if signum == signal.SIGALRM:
+            now = time.monotonic()
+            passed = [k for k, t in self._deadlines.items() if t <= now + 0.0005]
+            for k in passed:
+                del self._deadlines[k]
+            self._arm_timer()
+            self._due.extend(k for k in passed if isinstance(k, int))
+            if "duration" not in passed:
+                if self._due and self._in_wait:
+                    self._in_wait = False
+                    raise _Wakeup()
+                return
         what = "--duration elapsed" if signum == signal.SIGALRM else signal.Signals(signum).name
         if not self.attached:
             self._end_program(signum, what)

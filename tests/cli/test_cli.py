@@ -164,3 +164,10 @@ def test_a_refused_attach_leaves_no_header_behind(
     assert main(["trace", "-o", str(log), "-m", "regs", "-p", "4242"]) == 2
     assert _one_line(capsys.readouterr().err) == "kmmio: cannot attach to process 4242: not privileged"
     assert log.read_text() == ""
+
+
+def test_the_license_is_an_spdx_string_and_setuptools_knows_it() -> None:
+    """setuptools warns on every install about a ``license`` table; a string needs >= 77."""
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "GPL-2.0-only"
+    assert "setuptools>=77" in project["build-system"]["requires"]

@@ -19,6 +19,7 @@ FLAGS = {
     "threads": ["-O1", "-pthread"],
     "churn": ["-O1", "-pthread"],
     "shlocks": ["-O1", "-pthread"],
+    "lendblock": ["-O1", "-pthread"],
     "madvise": ["-O1", "-pthread"],
     "alu": ["-O1"],
     "vectors": ["-O1", "-mavx2"],

@@ -76,7 +76,8 @@ def test_attach_mid_way_and_detach_with_sigint(build, tmp_path: Path, mode: str)
     assert prog.finish() == "ok\n"
     assert prog.proc.returncode == 0
     records = list(read_records(log.read_text().splitlines()))
-    assert isinstance(records[-1], Mark) and records[-1].text == "detached (SIGINT): the program runs on untraced"
+    last = records[-1]
+    assert isinstance(last, Mark) and last.text == "detached (SIGINT): the program runs on untraced"
     maps = [r for r in records if isinstance(r, Map)]
     assert len(maps) == 1 and maps[0].pid == prog.pid
     accesses = [r for r in records if isinstance(r, Access)]
@@ -88,6 +89,9 @@ def test_attach_mid_way_and_detach_with_sigint(build, tmp_path: Path, mode: str)
     for seq in per_tid.values():
         writes = [v for k, v in seq if k == "W"]
         assert writes == sorted(writes) and len(set(writes)) == len(writes)
+
+
+DURATION = "--duration elapsed"
 
 
 def test_fifty_attach_detach_cycles_leave_the_program_healthy(build, tmp_path: Path) -> None:
@@ -102,7 +106,7 @@ def test_fifty_attach_detach_cycles_leave_the_program_healthy(build, tmp_path: P
         assert run.status == 0, (cycle, run.stderr)
         assert prog.maps() == before, cycle
         last = run.records[-1]
-        assert isinstance(last, Mark) and last.text == "detached (--duration elapsed): the program runs on untraced"
+        assert isinstance(last, Mark) and last.text == f"detached ({DURATION}): the program runs on untraced"
         assert any(isinstance(r, Map) for r in run.records)
     prog.proc.send_signal(signal.SIGUSR1)
     assert prog.finish() == "ok\n"

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import PROGRAMS, kmmio, trace, wait_for_lines
 
 from kmmio.trace import KernelAccess, Map, Mark, read_records
@@ -199,3 +200,38 @@ def test_every_buffer_syscall_on_traced_pages_attached(build, tmp_path: Path) ->
     which = {r.map_id: 1 if r.length == 0x4000 else 2 for r in records if isinstance(r, Map)}
     marks = [(m.syscall, m.direction, which[m.map_id], m.phys, m.length) for m in kernel_accesses(records)]
     assert marks == BUFSYS_MARKS
+
+
+def test_a_blocking_syscall_on_lent_pages_lets_the_other_threads_go(build, tmp_path: Path, mode: str) -> None:
+    """A private mapping has no alias: its pages are lent to the syscall with the other
+    threads held.  This read waits for another thread: after a while they are let go, the
+    pages armed again, and the read, failing on them, runs again lent."""
+    exe = build("lendblock")
+    run = trace([str(exe), str(tmp_path / "lb-regs")], "lb-regs", tmp_path, mode, timeout=120)
+    assert run.status == 0 and run.stdout == "read 32 the other thread wrote this line\nok\n"
+    marks = [r for r in run.records if isinstance(r, Mark | KernelAccess)]
+    pid = next(r.pid for r in run.records if isinstance(r, Map))
+    held = f"tid {pid} held its other threads 50 ms in read with traced pages lent"
+    assert isinstance(marks[0], Mark) and marks[0].text == f"{held}: they run on, the pages armed again"
+    assert [(m.syscall, m.direction, m.phys, m.length) for m in marks[1:]] == [("read", "writes", 0x64, 0x20)]
+
+
+def test_asynchronous_io_on_traced_memory_is_reported(build, tmp_path: Path) -> None:
+    """AIO and io_uring reach their buffers later, from the kernel's own context: kmmio
+    cannot redirect that, and says so, in the log per request and once on stderr."""
+    exe = build("asyncio")
+    plain = subprocess.run(
+        [str(exe), str(tmp_path / "aio-regs")], capture_output=True, text=True, cwd=tmp_path
+    )
+    if "no aio" in plain.stdout or "no io_uring" in plain.stdout:
+        pytest.skip(f"this kernel lacks one: {plain.stdout!r}")
+    assert plain.stdout == "aio 64\nuring 64\n"
+    run = trace([str(exe), str(tmp_path / "aio-regs")], "aio-regs", tmp_path)
+    assert run.status == 0 and run.stdout == "aio -14\nuring -14\n"
+    pid = next(r.pid for r in run.records if isinstance(r, Map))
+    tail = "to the kernel for asynchronous I/O: not redirected, the request fails with EFAULT"
+    assert [r.text for r in run.records if isinstance(r, Mark)] == [
+        f"tid {pid}: io_submit opcode 0 hands traced memory (map 1 0x100+0x40) {tail}",
+        f"tid {pid}: io_uring opcode 22 hands traced memory (map 1 0x200+0x40) {tail}",
+    ]
+    assert run.stderr.count("asynchronous I/O") == 1

@@ -219,7 +219,7 @@ def test_a_straddling_recvfrom_becomes_recvmsg_and_gives_back_the_address_length
     fd, hdr, flags = p.args[:3]
     assert (fd, flags) == (7, 0x40)
     writes = dict(p.writes)
-    name, namelen, iov, iovlen, control, controllen, mflags = struct.unpack("<QI4xQQQQI4x", writes[hdr])
+    name, namelen, iov, iovlen, control, controllen, _ = struct.unpack("<QI4xQQQQI4x", writes[hdr])
     assert (name, namelen, iovlen, control, controllen) == (LOCAL + 0x100, 16, 2, 0, 0)
     assert [struct.unpack_from("<QQ", writes[iov], 16 * i) for i in range(2)] == [
         (T + 0x1000 - 20, 20),

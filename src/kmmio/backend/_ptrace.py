@@ -254,6 +254,14 @@ def file_identity(path: str) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def fd_target(pid: int, fd: int) -> str:
+    """What descriptor ``fd`` of process ``pid`` stands for (``/proc/PID/fd/FD``'s link)."""
+    try:
+        return os.readlink(f"/proc/{pid}/fd/{fd & 0xFFFFFFFF}")
+    except OSError:
+        return ""
+
+
 def open_fds(pid: int) -> list[int]:
     """The file descriptors process ``pid`` has open now."""
     try:

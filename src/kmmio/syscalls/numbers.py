@@ -11,10 +11,12 @@ SHMAT = 30
 CLONE = 56
 EXIT = 60
 SHMDT = 67
+IO_SUBMIT = 209
 REMAP_FILE_PAGES = 216
 SECCOMP = 317
 EXIT_GROUP = 231
 PKEY_MPROTECT = 329
+IO_URING_ENTER = 426
 CLONE3 = 435
 
 #: The i386 (``int 0x80``) numbers of the mapping family, for a 64-bit program using them.
