@@ -5,7 +5,9 @@
  * its own place in the slot and reads it back (every 97th round an atomic `lock xadd`
  * instead, which reads and writes), checking what it reads: two accesses a round.
  * Meanwhile the mapper thread, under a slot's write lock, in turn: munmaps it and maps it
- * again; moves it with mremap; maps a fresh mapping over it with MAP_FIXED.
+ * again; moves it with mremap; maps a fresh mapping over it with MAP_FIXED.  It paces itself
+ * on the workers' progress (one remap each time they all did another 1/256 of their
+ * rounds, at least), so that the mappings move all through the run however fast it goes.
  * Prints "remaps N", then "ok" or "BAD", then a checksum of the file. */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -24,6 +26,8 @@ static volatile uint8_t *slot[SLOTS];
 static pthread_rwlock_t lock[SLOTS];
 static long iterations;
 static volatile int bad, done;
+static long threads_n;
+static long progress; /* rounds done by all workers, atomically */
 
 static void *worker(void *arg) {
     long id = (long)arg;
@@ -44,14 +48,20 @@ static void *worker(void *arg) {
             }
         }
         pthread_rwlock_unlock(&lock[s]);
+        __atomic_add_fetch(&progress, 1, __ATOMIC_RELAXED);
     }
     return 0;
 }
 
 static void *mapper(void *arg) {
     long n = 0;
-    struct timespec pause = {0, 300000};
+    struct timespec pause = {0, 50000};
+    long step = threads_n * iterations / 256;
     while (!done) {
+        if (__atomic_load_n(&progress, __ATOMIC_RELAXED) < n * step) {
+            nanosleep(&pause, 0);
+            continue;
+        }
         int s = (int)(n % SLOTS);
         pthread_rwlock_wrlock(&lock[s]);
         void *old = (void *)slot[s], *now = old;
@@ -72,7 +82,6 @@ static void *mapper(void *arg) {
         slot[s] = now;
         pthread_rwlock_unlock(&lock[s]);
         n++;
-        nanosleep(&pause, 0);
     }
     return (void *)n;
 }
@@ -82,6 +91,7 @@ int main(int argc, char **argv) {
     if (fd < 0 || ftruncate(fd, SLOTS * PAGE)) return 1;
     long threads = atol(argv[2]);
     iterations = atol(argv[3]);
+    threads_n = threads;
     for (int s = 0; s < SLOTS; s++) {
         pthread_rwlock_init(&lock[s], 0);
         slot[s] = mmap(0, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)s * PAGE);

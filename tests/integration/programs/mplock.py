@@ -1,6 +1,7 @@
 """mplock.py: 2 processes x 2 threads add to a shared counter under one multiprocessing.Lock.
 
-The lock is a POSIX semaphore in /dev/shm (glibc's sem_open), the counter a RawValue in
+Now and then a thread sleeps holding the lock, so that the others wait for it in the
+kernel (futex).  The lock is a POSIX semaphore in /dev/shm (glibc's sem_open), the counter a RawValue in
 multiprocessing's shared heap (also a file in /dev/shm): trace them with -m /dev/shm/.
 Usage: mplock.py ROUNDS [wait].  With "wait" it prints "ready PID" and waits for a line on
 standard input first (for a tracer to attach).  Prints "counter N", then "ok" or "BAD".
@@ -9,13 +10,16 @@ standard input first (for a tracer to attach).  Prints "counter N", then "ok" or
 import multiprocessing as mp
 import sys
 import threading
+import time
 
 
 def work(lock, counter, rounds: int) -> None:  # type: ignore[no-untyped-def]
     def body() -> None:
-        for _ in range(rounds):
+        for i in range(rounds):
             with lock:
                 counter.value += 1
+                if i % 50 == 0:
+                    time.sleep(0.002)  # the others block on the lock: futex waits
 
     threads = [threading.Thread(target=body) for _ in range(2)]
     for t in threads:
