@@ -27,6 +27,15 @@ if TYPE_CHECKING:
     from kmmio.process import Process
 
 
+def linear_offset(entry: MapEntry, mapping: Mapping) -> int:
+    """The object offset of ``mapping.virt``, as the mapping was made: its ``phys`` for a
+    file; for shared memory without a file offset in the log, the VMA's (which must then be
+    the mapping's own)."""
+    if mapping.inode and entry.inode == mapping.inode and mapping.phys != mapping.virt:
+        return mapping.phys
+    return entry.offset + (mapping.virt - entry.start)
+
+
 class ProcessBus:
     def __init__(self, proc: Process) -> None:
         self.proc = proc
@@ -34,13 +43,29 @@ class ProcessBus:
         self._starts: list[int] = []
         #: The tracer's per-PC cache for :meth:`stable_code` addresses, emptied on change.
         self.code_cache: dict[int, Any] = {}
+        #: Counts the times entries left the cache (what was learned from them is stale).
+        self.epoch = 0
+        #: Ranges changed since the copy of the maps was read.
+        self._dirty: list[tuple[int, int]] = []
 
     # -- the copy of /proc/PID/maps -------------------------------------------------------
 
-    def invalidate(self) -> None:
-        """The program mapped, unmapped or re-protected something (or ran exec)."""
-        self._maps = None
-        self.code_cache.clear()
+    def invalidate(self, start: int = 0, end: int = 1 << 64) -> None:
+        """The program mapped, unmapped or re-protected ``[start, end)`` (by default
+        everything: exec).  What the copies said of other addresses still holds."""
+        if start == 0 and end == 1 << 64:
+            self._maps = None
+            self._dirty.clear()
+            if self.code_cache:
+                self.code_cache.clear()
+                self.epoch += 1
+            return
+        self._dirty.append((start, end))
+        stale = [pc for pc in self.code_cache if start <= pc < end]
+        for pc in stale:
+            del self.code_cache[pc]
+        if stale:
+            self.epoch += 1
 
     def stable_code(self, pc: int) -> bool:
         """Whether the code at ``pc`` can only change through a syscall the tracer watches.
@@ -54,7 +79,10 @@ class ProcessBus:
         return entry is not None and not entry.shared and not entry.anonymous and not entry.prot & PROT_WRITE
 
     def _entry(self, addr: int, fresh: bool = False) -> MapEntry | None:
+        if self._dirty and any(lo <= addr < hi for lo, hi in self._dirty):
+            fresh = True
         if self._maps is None or fresh:
+            self._dirty.clear()
             try:
                 self._maps = read_maps(self.proc.pid)
             except OSError:
@@ -77,15 +105,27 @@ class ProcessBus:
         return mapping.view  # type: ignore[no-any-return]
 
     def _make_view(self, mapping: Mapping) -> View:
-        entry = self._entry(mapping.virt, fresh=True)
-        if entry is None:
+        """A view of the mapping's pages: the file (or shared memory object) behind it,
+        mapped from the offset of ``mapping.virt`` at its start.  Any of the program's VMAs
+        of that object lends its ``map_files`` entry, also when part of the mapping was
+        replaced since by another part of the same file."""
+        self._entry(mapping.virt, fresh=True)
+        assert self._maps is not None
+        same = mapping.inode
+        mine = [
+            e
+            for e in self._maps
+            if e.start < mapping.end and mapping.virt < e.end and (not same or e.inode == same)
+        ]
+        if not mine:
             raise TraceeError("no mapping to view", errno.EFAULT, self.proc.pid)
+        entry = mine[0]
         if not entry.shared:
             assert self.proc.mem is not None
             return ProcMemView(self.proc.mem.fd, mapping.virt, mapping.end)
         if entry.anonymous:
             raise TraceeError("no file behind the mapping", errno.ENODEV, self.proc.pid)
-        offset = entry.offset + (mapping.virt - entry.start)
+        offset = linear_offset(entry, mapping)
         return ShadowView(self.proc.pid, (entry.start, entry.end), mapping.virt, mapping.end, offset)
 
     # -- the Bus protocol -----------------------------------------------------------------

@@ -82,14 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
         dest="pids",
         default=[],
         help="join the running program PID instead of starting one (repeatable); "
-        "Ctrl-C, SIGTERM or --duration detach and leave it running",
+        "Ctrl-C, SIGTERM, SIGHUP or --duration detach and leave it running",
     )
     tr.add_argument(
         "--duration",
         metavar="SECONDS",
         type=float,
         default=None,
-        help="stop tracing after SECONDS: restore every page, detach, exit",
+        help="end the trace after SECONDS: an attached program (-p) is let go (pages restored, detached); "
+        "a spawned one is sent SIGTERM and traced until it exits",
     )
     tr.add_argument("-q", "--quiet", action="store_true", help="no summary on standard error")
     tr.add_argument("program", nargs=argparse.REMAINDER, help="-- PROGRAM [ARG ...]")

@@ -29,10 +29,10 @@ from kmmio.backend.xstate import ThreadVectors
 from kmmio.engine import PROT_READ, PROT_WRITE, FaultAction, FaultDecision, Protect, StepCondition
 from kmmio.errors import TraceeGone
 from kmmio.mmiotrace import Mapping, MmioTrace, now_us
-from kmmio.process import Thread, resume
+from kmmio.process import Process, Thread, resume
 from kmmio.trace.records import Kind
 from kmmio.x86.emulate import emulate
-from kmmio.x86.quick import RIP
+from kmmio.x86.quick import RIP, QuickOp
 from kmmio.x86.regs import Registers
 
 
@@ -62,6 +62,9 @@ class FaultPath:
         self.on_other_stop = on_other_stop
         self.stats = TraceStats()
         self._logger = log.pre_handler  # the handler of the probes the logger makes
+        #: Told of every plain load or store found at a stable address (the compiled fast
+        #: loop performs them from then on, see :mod:`kmmio.fastloop`).
+        self.learn: Callable[[Process, int, QuickOp], None] | None = None
 
     def handle(self, thread: Thread) -> None:
         """A SIGSEGV: ``kmmio_handler``, the single step, ``post_kmmio_handler``."""
@@ -149,6 +152,8 @@ class FaultPath:
             entry = self.log.decoded_at(proc, rip)
             if proc.bus.stable_code(rip):
                 proc.bus.code_cache[rip] = entry
+                if entry[1] is not None and self.learn is not None:
+                    self.learn(proc, rip, entry[1])
         form, op = entry
         if op is None:
             return False

@@ -53,7 +53,12 @@ class Mapping:
     page_size: int = 4096
     #: The tracer's view of the pages, for emulation (a backend object), once made.
     view: Any = field(default=None, repr=False)
+    #: The inode of the file (or shared memory object) behind it, 0 for none: part of the
+    #: mapping may later be replaced by another part of the same file (MAP_FIXED,
+    #: remap_file_pages), so its VMAs are told apart by their offsets, ``phys`` being the
+    #: object's offset of ``virt`` for a file.
     view_failed: bool = False
+    inode: int = 0
 
     def phys_of(self, addr: int) -> int:
         return self.phys + (addr - self.virt)
@@ -302,6 +307,24 @@ class MmioTrace:
         """Emit a record other than an access, after the accesses before it."""
         self.flush()
         self.emit(rec)
+
+    def served(self, rows: Any) -> int:
+        """Accesses the compiled fast loop performed (:mod:`kmmio.backend.fast`, whose rows
+        wait to be taken): into the log, after the lines held back; how many."""
+        writes = rows.writes_waiting()
+        if self._lines is not None:
+            self.flush()
+            text, n = rows.take_text()
+            self._lines.write_lines(text, n)
+        else:
+            taken = rows.take_rows()
+            n = len(taken)
+            for write, width, ts, map_id, phys, value, pc, tid in taken:
+                kind = Kind.WRITE if write else Kind.READ
+                self.emit(Access(kind, width, ts, map_id, phys, value, pc, tid))
+        self.counts["W"] += writes
+        self.counts["R"] += n - writes
+        return int(n)
 
     def _push(self) -> None:
         """Lines that say which mappings are traced reach the log at once (a reader

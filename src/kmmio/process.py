@@ -64,6 +64,8 @@ class Thread:
     retry_lend: bool = False
     #: Its robust futex list was seen to at its exit syscall.
     robust_handled: bool = False
+    #: It just let the threads it held go (the tracer lets them run before it goes on).
+    released_others: bool = False
 
 
 class Process:
@@ -258,6 +260,7 @@ class Process:
             pt.singlestep(thread.tid, 0)
             ev = self.wait_thread(thread.tid)
             if not isinstance(ev, Stopped):
+                self.queue.append(ev)  # its end, for the tracer's loop to take
                 raise TraceeGone("single-step", errno.ESRCH, thread.tid)
             if ev.event != PtraceEvent.NONE or ev.syscall:
                 continue  # an interrupt or group stop while stepping: step again

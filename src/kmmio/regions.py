@@ -112,6 +112,7 @@ class Regions:
         if proc.syscall_holder == thread.tid:
             proc.syscall_holder = None
             proc.resume_others()
+            thread.released_others = True
 
     def syscall_exit(self, thread: Thread) -> None:
         try:
@@ -132,16 +133,26 @@ class Regions:
             return
         if nr not in _WATCHED_EXIT:
             return
-        thread.proc.bus.invalidate()
         regs = pt.get_regs(thread.tid)
         ret = _signed(regs.rax)
-        if ret < 0:
-            return
         proc = thread.proc
         page = proc.engine.page_size
 
         def span(n: int) -> int:
             return (n + page - 1) & ~(page - 1)
+
+        # What changed: the copies of the maps and of the code elsewhere still hold.
+        if nr in (pt.SYS_MPROTECT, pt.SYS_PKEY_MPROTECT, pt.SYS_MUNMAP, pt.SYS_REMAP_FILE_PAGES):
+            proc.bus.invalidate(args[0], args[0] + span(args[1]))
+        elif nr == pt.SYS_MMAP and ret >= 0:
+            proc.bus.invalidate(ret, ret + span(args[1]))
+        elif nr == pt.SYS_MREMAP and ret >= 0:
+            proc.bus.invalidate(args[0], args[0] + span(args[1]))
+            proc.bus.invalidate(ret, ret + span(args[2]))
+        else:
+            proc.bus.invalidate()
+        if ret < 0:
+            return
 
         forget = self.syscalls.forget_aliases_in
         if nr == pt.SYS_MMAP:
@@ -209,6 +220,7 @@ class Regions:
             phys = lo if e.anonymous else e.offset + (lo - e.start)
             size = self._page_size(proc, e)
             mapping = self.log.new_mapping(proc, e.path, lo, phys, hi - lo, e.prot, pc, thread.tid, size)
+            mapping.inode = e.inode
             proc.mappings.append(mapping)
             prot_of = _lookup(inherited or {}, e.prot)
             if self.probes_for is None:
@@ -341,6 +353,7 @@ class Regions:
                 child.pid,
                 mapping.page_size,
             )
+            copy.inode = mapping.inode
             for probe in mapping.probes:
                 twin = twins[probe]
                 twin.data = copy

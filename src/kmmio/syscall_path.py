@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 from kmmio.backend import _ptrace as pt
 from kmmio.backend.procmaps import read_maps
+from kmmio.bus import linear_offset
 from kmmio.engine import Protect, coalesce
 from kmmio.errors import KmmioError, TraceeError, TraceeGone
 from kmmio.mmiotrace import Mapping, MmioTrace
@@ -156,9 +157,11 @@ class SyscallPath:
         if entry is None or not entry.shared:
             proc.no_alias.add(mapping.map_id)
             return False
-        alias = proc.inject_syscall(thread, nr.MREMAP, (mapping.virt, 0, mapping.length, _MREMAP_MAYMOVE))
+        offset = linear_offset(entry, mapping)
+        alias = -errno.EINVAL
+        if entry.offset + (mapping.virt - entry.start) == offset:  # the VMA there is still the mapping's
+            alias = proc.inject_syscall(thread, nr.MREMAP, (mapping.virt, 0, mapping.length, _MREMAP_MAYMOVE))
         if alias < 0:
-            offset = entry.offset + (mapping.virt - entry.start)
             alias = self._map_again(thread, entry.path, entry.dev, entry.inode, mapping, offset)
         if alias < 0:
             proc.no_alias.add(mapping.map_id)

@@ -12,8 +12,11 @@ the mmap family.  Every stop lands in :meth:`Tracer._handle`:
 * clone/fork/vfork/exec events keep the thread and address-space tables right.
 * any other signal is passed on untouched.
 
-When the tracer must leave early (SIGTERM, an internal error) :meth:`shutdown` stops every
-thread, restores every page's protection, and detaches, so the program runs on unharmed.
+When the tracer must leave early (SIGTERM to kmmio tracing an attached program, an internal
+error) :meth:`shutdown` stops every thread, restores every page's protection, and detaches,
+so an attached program runs on unharmed.  A spawned program keeps its seccomp filter, so
+it cannot run on untraced: SIGTERM and SIGHUP are passed on to it (see :meth:`run`), and
+after an internal error it is killed.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from kmmio.backend.waitstatus import (
 )
 from kmmio.engine import Kmmio, Probe
 from kmmio.errors import KmmioError, LogWriteError, TraceeError, TraceeGone, UsageError
+from kmmio.fastloop import FastLoop
 from kmmio.faults import FaultPath, Mode, TraceStats
 from kmmio.launch import check_attachable, resolve_program, why_not_permitted
 from kmmio.mmiotrace import Mapping, MmioTrace, TracedAccess
@@ -80,6 +84,10 @@ CLONE_THREAD = 0x10000
 
 class _StopTracing(Exception):
     pass
+
+
+#: How long the threads a syscall held run before that syscall's thread goes on.
+TURN = 0.0005
 
 
 class _Wakeup(Exception):
@@ -126,11 +134,18 @@ class Tracer:
         #: Log notes made in a signal handler, written by the loop.
         self._notes: list[str] = []
         #: Deadlines on the one interval timer: "duration", or a holding thread's tid.
-        self._deadlines: dict[str | int, float] = {}
-        self._due: list[int] = []
+        self._deadlines: dict[str | int | tuple[str, int], float] = {}
+        self._due: list[int | tuple[str, int]] = []
         self.syscalls.watch = self.watch
         self.faults = FaultPath(self.log, mode, self.queue.append)
         self.attached = False
+        #: The compiled loop serving plain loads and stores (not in step mode, and not
+        #: with a per-access callback, which wants Python's records).
+        self.fast = None if mode is Mode.STEP or on_access is not None else FastLoop(
+            self.log, self.procs, self.threads, self._served
+        )
+        if self.fast is not None:
+            self.faults.learn = self.fast.learn
 
     @property
     def stats(self) -> TraceStats:
@@ -327,7 +342,8 @@ class Tracer:
         if duration is not None:
             self._deadlines["duration"] = time.monotonic() + duration
             self._arm_timer()
-        threads, fault, wait_next = self.threads, self.faults.handle, pt.wait_next
+        threads, fault = self.threads, self.faults.handle
+        no_status = pt.NO_STATUS
         try:
             while threads:
                 if self._due:
@@ -336,19 +352,18 @@ class Tracer:
                 if ev is None:
                     # A stop request may interrupt the blocking part only; a status it
                     # read is kept.
-                    self._in_wait = True
                     try:
-                        got = wait_next()
+                        got = self.fast.wait(self._waiting) if self.fast is not None else self._wait()
                     except _StopTracing:
                         self._keep_unclaimed()
                         raise
                     except _Wakeup:
                         self._keep_unclaimed()
                         continue
-                    finally:
-                        self._in_wait = False
                     if got is None:
                         break
+                    if got is no_status:
+                        continue  # the fast loop handed over its rows
                     tid, status = got
                     thread = threads.get(tid) if status == SEGV_STOP else None
                     if thread is not None:
@@ -363,11 +378,16 @@ class Tracer:
                     ev = decode_status(tid, status)
                 self._handle(ev)
         except _StopTracing:
+            if self.fast is not None:
+                self.fast.drain()
             self.shutdown()
             self.log.note(f"detached ({self._stop_reason}): the program runs on untraced")
             self.log.finish()
             return 0
         except BaseException:
+            if self.fast is not None:
+                with contextlib.suppress(KmmioError):
+                    self.fast.drain()
             spawned = [] if self.attached else list(self.procs)
             self.shutdown()
             # A spawned program keeps the seccomp filter, whose stops fail without a tracer
@@ -393,6 +413,25 @@ class Tracer:
             raise UsageError(f"thread {tid} is not traced")
         return thread.proc.read(addr, size)
 
+    def _waiting(self, on: bool) -> None:
+        """A blocking wait starts (``on``) or ends: only in it may a signal handler raise."""
+        self._in_wait = on
+
+    def _wait(self) -> tuple[int, int] | None:
+        self._in_wait = True
+        try:
+            return pt.wait_next()
+        finally:
+            self._in_wait = False
+
+    def _served(self, tid: int, count: int) -> None:
+        """The fast loop performed ``count`` accesses, some of thread ``tid``: stopped, it
+        passed a quiescent point."""
+        self.faults.stats.emulated += count
+        thread = self.threads.get(tid)
+        if thread is not None:
+            thread.proc.engine.quiescent(tid)
+
     # -- deadlines ------------------------------------------------------------------------
 
     def watch(self, tid: int, on: bool = True) -> None:
@@ -414,10 +453,14 @@ class Tracer:
 
     def _overdue(self) -> None:
         due, self._due = self._due, []
-        for tid in due:
-            thread = self.threads.get(tid)
-            if thread is not None:
+        for key in due:
+            thread = self.threads.get(key if isinstance(key, int) else key[1])
+            if thread is None:
+                continue
+            if isinstance(key, int):
                 self.syscalls.overdue(thread)
+            elif not thread.running:
+                resume(thread, 0)
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if signum == signal.SIGALRM:
@@ -426,7 +469,7 @@ class Tracer:
             for k in passed:
                 del self._deadlines[k]
             self._arm_timer()
-            self._due.extend(k for k in passed if isinstance(k, int))
+            self._due.extend(k for k in passed if not isinstance(k, str))
             if "duration" not in passed:
                 if self._due and self._in_wait:
                     self._in_wait = False
@@ -495,7 +538,15 @@ class Tracer:
             self.faults.handle(thread)  # the hot path: a traced access
         elif ev.syscall or ev.event == PtraceEvent.SECCOMP:
             self._syscall_stop(thread)
-            resume(thread, 0)
+            if thread.released_others:
+                # It held the others for its syscall: they run a while before it goes
+                # on, or a program re-protecting its traced pages in a tight loop would
+                # stop them again before they ran at all.
+                thread.released_others = False
+                self._deadlines[("resume", thread.tid)] = time.monotonic() + TURN
+                self._arm_timer()
+            else:
+                resume(thread, 0)
         elif ev.event == PtraceEvent.EXIT:
             self.syscalls.thread_exiting(thread)
             resume(thread, 0)

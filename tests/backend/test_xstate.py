@@ -37,6 +37,7 @@ def test_the_xsave_layout_comes_from_cpuid() -> None:
         assert [cpuid(0xD, n)[0] for n in (5, 6, 7)] == [64, 512, 1024]
 
 
+@pytest.mark.ptrace
 def test_xmm_and_ymm_round_trip(stopped: int) -> None:
     tv = ThreadVectors(stopped)
     before = [tv.read(i) for i in range(16)]
@@ -51,6 +52,7 @@ def test_xmm_and_ymm_round_trip(stopped: int) -> None:
     ]
 
 
+@pytest.mark.ptrace
 @pytest.mark.skipif(not avx512f(), reason="no AVX-512 here")
 def test_zmm_and_opmask_round_trip(stopped: int) -> None:
     tv = ThreadVectors(stopped)

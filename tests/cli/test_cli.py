@@ -129,6 +129,18 @@ def test_check_the_kernel_sample(capsys: pytest.CaptureFixture[str]) -> None:
     assert out == "Access=30 Map=1 PciDev=12 Version=1 reads=11 writes=19 threads=1 lost=0\n"
 
 
+def test_check_as_a_user_runs_it(tmp_path: Path) -> None:
+    """``python -m kmmio check``: the kernel sample's counts on stdout; a bad line, exit 2."""
+    check = [sys.executable, "-m", "kmmio", "check"]
+    run = subprocess.run([*check, str(KERNEL_SAMPLE)], capture_output=True, text=True, timeout=60)
+    assert (run.returncode, run.stderr) == (0, "")
+    assert run.stdout == "Access=30 Map=1 PciDev=12 Version=1 reads=11 writes=19 threads=1 lost=0\n"
+    bad = tmp_path / "bad.log"
+    bad.write_text("VERSION 20070824\nR 4 x\n")
+    run = subprocess.run([*check, str(bad)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and _one_line(run.stderr).startswith(f"kmmio: {bad}: line 2: ")
+
+
 def test_check_reads_standard_input(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

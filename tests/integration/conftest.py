@@ -1,4 +1,9 @@
-"""End-to-end fixtures: C programs built with ``cc`` at test time, and a runner for kmmio."""
+"""End-to-end fixtures: C programs built with ``cc`` at test time, and a runner for kmmio.
+
+Every test in this folder traces real processes: each is marked ``ptrace`` (so that
+``pytest -m "not ptrace"`` runs the pure tests alone); a test that traces nothing belongs
+elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +19,8 @@ import pytest
 
 from kmmio.trace import Record, read_records
 
-PROGRAMS = Path(__file__).parent / "programs"
+HERE = Path(__file__).parent
+PROGRAMS = HERE / "programs"
 FLAGS = {
     "forms": ["-O1", "-mavx2"],
     "threads": ["-O1", "-pthread"],
@@ -25,6 +32,15 @@ FLAGS = {
     "vectors": ["-O1", "-mavx2"],
     "avx512": ["-O1", "-mavx512f", "-mavx512bw", "-mavx512vl"],
 }
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test collected from this folder ``ptrace`` (a ``pytestmark`` here would
+    not reach the test modules)."""
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.ptrace)
 
 
 @pytest.fixture(scope="session")
@@ -88,3 +104,53 @@ def wait_for_lines(log: Path, n: int, needle: str = "\n", timeout: float = 60) -
             return
         time.sleep(0.02)
     raise AssertionError(f"fewer than {n} of {needle!r} in {log} after {timeout} s")
+
+
+#: Processes a test started in the background (kmmio, or a program), killed at its end.
+background: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _reap_background() -> Iterator[None]:
+    """Whatever a test leaves running (after a failure) is killed."""
+    yield
+    while background:
+        proc = background.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def kmmio_async(args: list[str], **kw: object) -> subprocess.Popen[str]:
+    """``kmmio ARGS`` in the background, its output piped (``kw`` for Popen)."""
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "kmmio", *args], text=True, **kw)  # type: ignore[call-overload]
+    background.append(proc)
+    return proc
+
+
+class ReadyProgram:
+    """A program started in the background that prints "ready PID" first (attachee.c,
+    stoppable.c...): its pid, and the lines of its maps naming ``dev``."""
+
+    def __init__(self, argv: list[str], dev: Path) -> None:
+        self.dev = dev
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        background.append(self.proc)
+        assert self.proc.stdout is not None
+        first = self.proc.stdout.readline().split()
+        assert first[0] == "ready", first
+        self.pid = int(first[1])
+
+    def maps(self) -> list[str]:
+        with open(f"/proc/{self.pid}/maps") as f:
+            return [line for line in f if self.dev.name in line]
+
+    def tracer_pid(self) -> int:
+        with open(f"/proc/{self.pid}/status") as f:
+            return int(next(line for line in f if line.startswith("TracerPid:")).split()[1])
+
+    def finish(self) -> str:
+        out, _ = self.proc.communicate(timeout=120)
+        return str(out)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import os
+import re
+import signal
 import sys
 from pathlib import Path
 
@@ -54,3 +58,40 @@ def test_probes_with_handlers_the_kmmio_way(tmp_path: Path, mode: kmmio.Mode) ->
     # The probe's own accesses are logged too (the 4 bytes it covers, as kmmio's probes).
     logged = [(r.kind.value, r.width, r.phys, r.value) for r in records if isinstance(r, kmmio.trace.Access)]
     assert ("W", 4, 4, 0xDEADBEEF) in logged and {phys for _, _, phys, _ in logged} == {4}
+
+
+def test_a_thread_killed_in_the_middle_of_a_stepped_access_is_one_lost_event(build, tmp_path: Path) -> None:
+    """``MARK ... Lost N events.``: the probe's pre-handler (which runs when the access has
+    faulted, before the single step) kills the thread with SIGKILL at its first traced
+    access (``forms.c``'s 1-byte store at 0x10); the step finds it gone, so that access is
+    lost: exactly 1, said by the last line of the log, and the program's status is 128+9."""
+    out = io.StringIO()
+    killed: list[tuple[int, int]] = []
+
+    def pre(probe: kmmio.Probe, regs: kmmio.Registers, addr: int) -> None:
+        if not killed:
+            killed.append((regs.tid, addr - probe.addr))
+            os.kill(regs.tid, signal.SIGKILL)
+
+    def probes_for(mapping: kmmio.Mapping) -> list[kmmio.Probe]:
+        return [kmmio.Probe(mapping.virt, mapping.length, pre_handler=pre)]
+
+    tracer = kmmio.Tracer(
+        ["lost-regs.bin"], kmmio.TraceWriter(out).write, probes_for=probes_for, mode=kmmio.Mode.STEP
+    )
+    pid = tracer.spawn([str(build("forms")), str(tmp_path / "lost-regs.bin")])
+    assert tracer.run() == 128 + signal.SIGKILL
+    assert killed == [(pid, 0x10)]
+    assert (tracer.stats.emulated, tracer.stats.stepped) == (0, 1)
+    assert {k: tracer.log.counts[k] for k in ("R", "W", "UNKNOWN", "LOST")} == {
+        "R": 0,
+        "W": 0,
+        "UNKNOWN": 0,
+        "LOST": 1,
+    }
+    lines = out.getvalue().splitlines()
+    assert re.fullmatch(r"MARK \d+\.\d{6} Lost 1 events\.", lines[-1])
+    records = list(kmmio.trace.read_records(lines))
+    # the mapping, ended by the program's death, then the lost access: no access record
+    assert [type(r).__name__ for r in records] == ["Version", "Map", "Unmap", "Mark"]
+    assert records[1].pid == pid and records[2].map_id == records[1].map_id

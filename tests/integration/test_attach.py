@@ -8,61 +8,26 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import kmmio, wait_for_lines
+from conftest import ReadyProgram, kmmio, kmmio_async, wait_for_lines
 
 from kmmio.trace import Access, Map, Mark, read_records
 
-_running: list[subprocess.Popen[str]] = []
 
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    """Whatever a test leaves running (after a failure) is killed."""
-    yield
-    while _running:
-        proc = _running.pop()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-class Program:
+class Program(ReadyProgram):
     """attachee.c running in the background: its pid, mapping and protections."""
 
     def __init__(self, exe: Path, dev: Path, threads: int, rounds: int) -> None:
-        self.dev = dev
-        self.proc = subprocess.Popen(
-            [str(exe), str(dev), str(threads), str(rounds)], stdout=subprocess.PIPE, text=True
-        )
-        assert self.proc.stdout is not None
-        first = self.proc.stdout.readline().split()
-        assert first[0] == "ready"
-        self.pid = int(first[1])
-
-    def maps(self) -> list[str]:
-        with open(f"/proc/{self.pid}/maps") as f:
-            return [line for line in f if self.dev.name in line]
-
-    def finish(self) -> str:
-        out, _ = self.proc.communicate(timeout=120)
-        return out
-
-
-def _kmmio_async(args: list[str]) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "kmmio", *args], stderr=subprocess.PIPE, text=True)
-    _running.append(proc)
-    return proc
+        super().__init__([str(exe), str(dev), str(threads), str(rounds)], dev)
 
 
 def test_attach_mid_way_and_detach_with_sigint(build, tmp_path: Path, mode: str) -> None:
     prog = Program(build("attachee"), tmp_path / "att-regs.bin", 4, 600_000)
     before = prog.maps()
     log = tmp_path / "att.log"
-    tracer = _kmmio_async(
+    tracer = kmmio_async(
         ["trace", "--mode", mode, "-o", str(log), "-m", "att-regs.bin", "-p", str(prog.pid)]
     )
     wait_for_lines(log, 300)
@@ -124,7 +89,7 @@ def test_attach_refusals_are_one_line_and_exit_2(build, tmp_path: Path) -> None:
             run.stderr
         )
     prog = Program(build("attachee"), tmp_path / "busy-regs.bin", 1, 2_000_000)
-    first = _kmmio_async(
+    first = kmmio_async(
         ["trace", "-q", "-o", str(tmp_path / "a.log"), "-m", "busy-regs.bin", "-p", str(prog.pid)]
     )
     wait_for_lines(tmp_path / "a.log", 10)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import trace
 
-from kmmio.trace import Access, Map
+from kmmio.trace import Access, Map, Unmap
 
 THREADS = 8
 CHECKSUM_READS = 4 * 4096 // 8  # the main thread reads the whole file at the end
@@ -41,6 +41,9 @@ def test_threads_lose_nothing_while_mappings_are_remapped(
     assert sorted(per_thread.values()) == [2 * iterations] * THREADS
     assert f"{THREADS * 2 * iterations + CHECKSUM_READS} accesses traced" in run.stderr
     assert " 0 lost, 0 unknown" in run.stderr
-    # one MAP per mapping the program made, each ended by an UNMAP
+    # one MAP per mapping the program made, each ended by exactly one UNMAP (munmap, mremap
+    # away, MAP_FIXED over it, or the program's exit)
     maps = [r for r in run.records if isinstance(r, Map)]
     assert len(maps) == 4 + int(remaps.split()[1])
+    unmaps = Counter(r.map_id for r in run.records if isinstance(r, Unmap))
+    assert unmaps == Counter(m.map_id for m in maps)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import trace
 
+import kmmio
 from kmmio.trace import Access, Map, Record, Unknown, Unmap
 
 
@@ -62,6 +64,86 @@ def test_step_and_emulate_logs_are_the_same(build, tmp_path: Path) -> None:
         runs[mode] = run
     assert runs["step"].stdout == runs["emulate"].stdout  # results, registers, memory hash
     assert _norm(runs["step"].records) == _norm(runs["emulate"].records)
-    assert "0 instructions emulated" in runs["step"].stderr
-    emulated = int(runs["emulate"].stderr.split(" instructions emulated")[0].rsplit(" ", 1)[1])
-    assert emulated >= 30
+    assert f"0 instructions emulated, {sum(STEPPED_FAULTS.values())} stepped;" in runs["step"].stderr
+    assert f"{EMULATED} instructions emulated, {STEPPED} stepped;" in runs["emulate"].stderr
+
+
+#: How each form of ``forms.c`` runs when emulation is allowed: the faults it takes, each
+#: emulated (E) or single-stepped (S).  A string instruction emulated does all its elements
+#: in one fault; ``repe scasb`` is stepped, one fault an element (5).
+FORMS = {
+    **dict.fromkeys(["store-reg-1", "store-reg-2", "store-reg-4", "store-reg-8"], "E"),
+    **dict.fromkeys(["store-imm-1", "store-imm-2", "store-imm-4", "store-imm-8"], "E"),
+    **dict.fromkeys(["load-1", "load-2", "load-4", "load-8", "c-store"], "E"),
+    **dict.fromkeys(["movzx", "movsx-byte", "movsx-word", "movsxd"], "E"),
+    **dict.fromkeys(["movdqu-store", "movdqu-load", "vmovdqu-store", "vmovdqu-load"], "E"),
+    **dict.fromkeys(["or", "add", "and", "inc", "not", "test", "cmp"], "E"),
+    **dict.fromkeys(["xchg", "lock-xadd", "lock-cmpxchg-equal", "lock-cmpxchg-differ", "bts"], "S"),
+    "push": "E",
+    "pop": "E",
+    **dict.fromkeys(["movsb", "rep-movsl", "stosq", "rep-stosb", "lodsw", "std-rep-movsl"], "E"),
+    "cmpsb": "S",
+    "repe-scasb": "SSSSS",
+    "straddle-load": "E",
+    "straddle-store": "E",
+    "gather": "S",  # UNKNOWN: stepped
+}
+EMULATED = sum(ways.count("E") for ways in FORMS.values())  # 38
+STEPPED = sum(ways.count("S") for ways in FORMS.values())  # 12
+#: In step mode every fault is stepped, and a ``rep`` string instruction faults once an
+#: element (the single step runs one iteration).
+STEPPED_FAULTS = {name: len(ways) for name, ways in FORMS.items()} | {
+    "rep-movsl": 3,
+    "rep-stosb": 4,
+    "std-rep-movsl": 2,
+}
+
+
+def _forms_of_account(stdout: str) -> list[str]:
+    """For each account line of ``forms.c`` (R, W or U), the form that printed it."""
+    names: list[str] = []
+    current = ""
+    for line in stdout.splitlines():
+        if line.startswith("form "):
+            current = line.split()[1]
+        elif line[:2] in ("R ", "W ", "U "):
+            names.append(current)
+    return names
+
+
+def test_each_form_is_emulated_or_stepped_as_expected(
+    build, tmp_path: Path, mode: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Per form of ``forms.c``, which way each of its faults went: no form may fall back to
+    the single step unnoticed (or be emulated when it must be stepped).
+
+    The tracer counts a fault as emulated or stepped before it emits the fault's records, so
+    the counts seen as each record is emitted tell which way its fault went; the records
+    are in the order of the program's account lines, which say which form made them."""
+    exe = build("forms")
+    seen: list[tuple[Record, int, int]] = []
+
+    def emit(record: Record) -> None:
+        seen.append((record, tracer.stats.emulated, tracer.stats.stepped))
+
+    tracer = kmmio.Tracer(["forms-regs.bin"], emit, mode=kmmio.Mode(mode))
+    tracer.spawn([str(exe), str(tmp_path / "forms-regs.bin")])
+    assert tracer.run() == 0
+    names = _forms_of_account(capfd.readouterr().out)  # the program writes to our stdout
+    traced = [(r, e, s) for r, e, s in seen if isinstance(r, Access | Unknown)]
+    assert len(traced) == len(names)  # one record per account line, in order
+    ways: dict[str, str] = {}
+    fault_form: dict[tuple[int, int], str] = {}
+    before = (0, 0)
+    for (_, emulated, stepped), name in zip(traced, names, strict=True):
+        if (emulated, stepped) != before:  # the first record of a new fault
+            assert (emulated + stepped) - sum(before) == 1, "a fault that logged nothing"
+            ways[name] = ways.get(name, "") + ("E" if emulated > before[0] else "S")
+            before = (emulated, stepped)
+        assert fault_form.setdefault(before, name) == name  # a fault's records are one form's
+    if mode == "step":
+        assert ways == {name: "S" * n for name, n in STEPPED_FAULTS.items()}
+        assert (tracer.stats.emulated, tracer.stats.stepped) == (0, sum(STEPPED_FAULTS.values()))
+    else:
+        assert ways == FORMS
+        assert (tracer.stats.emulated, tracer.stats.stepped) == (EMULATED, STEPPED) == (38, 12)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -32,10 +33,12 @@ def huge_pages() -> Iterator[None]:
     NR_HUGEPAGES.write_text(str(before))
 
 
-def _check(run: Run, mapping_length: int) -> None:
-    """The log holds exactly the accesses the program reports, each process in order."""
+def _check(run: Run, plain: str, mapping_length: int) -> None:
+    """The traced program printed what it prints untraced (``plain``: the values it read),
+    and the log holds exactly the accesses the untraced run reports, each process in order."""
     assert run.status == 0, run.stderr
-    assert run.stdout.splitlines()[-1] == "done"
+    assert run.stdout == plain
+    assert plain.splitlines()[-1] == "done"
     maps = [r for r in run.records if isinstance(r, Map)]
     assert [m.length for m in maps] == [mapping_length, mapping_length]  # the parent's, the child's
     assert {u.map_id for u in run.records if isinstance(u, Unmap)} == {m.map_id for m in maps}
@@ -48,7 +51,7 @@ def _check(run: Run, mapping_length: int) -> None:
             if isinstance(r, Access) and (r.pid == parent) == mine
         ]
 
-    lines = [ln.split() for ln in run.stdout.splitlines()]
+    lines = [ln.split() for ln in plain.splitlines()]
     assert accesses(True) == [(k, o, v) for k, o, v, *_ in (ln for ln in lines if ln[0] in ("R", "W"))]
     assert accesses(False) == [tuple(ln[1:]) for ln in lines if ln[0] == "fork-child"]
     assert " 0 lost" in run.stderr and " 0 unknown" in run.stderr
@@ -57,22 +60,31 @@ def _check(run: Run, mapping_length: int) -> None:
 def test_hugetlbfs_memory_is_traced_in_2_mib_pages(
     build, huge_pages: None, tmp_path: Path, mode: str
 ) -> None:
-    run = trace([str(build("hugepages")), "hugetlb"], "huge-regs", tmp_path, mode)
-    _check(run, 2 * HUGE)
+    exe = build("hugepages")
+    plain = subprocess.run([str(exe), "hugetlb"], capture_output=True, text=True, check=True)
+    run = trace([str(exe), "hugetlb"], "huge-regs", tmp_path, mode)
+    _check(run, plain.stdout, 2 * HUGE)
     # the accesses across 4 KiB lines inside a huge page and across two huge pages
     widths = {(r.phys, r.width) for r in run.records if isinstance(r, Access)}
     assert {(0xFFC, 8), (HUGE - 1, 2)} <= widths
 
 
 def test_transparent_huge_pages_are_traced(build, tmp_path: Path, mode: str) -> None:
-    """On a tmpfs mounted huge=always, in a mount namespace of its own."""
+    """On a tmpfs mounted huge=always, in a mount namespace of its own: the program runs
+    there untraced (its file removed after), then traced."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("a private tmpfs mount needs root and unshare")
     mnt = tmp_path / "thp"
     mnt.mkdir()
     log = tmp_path / "thp.log"
+    plain = tmp_path / "plain.out"
+    exe = build("hugepages")
     kmmio = [sys.executable, "-m", "kmmio", "trace", "--mode", mode, "-o", str(log), "-m", "thp-regs"]
-    script = f'mount -t tmpfs -o huge=always none "{mnt}" && exec "$@"'
+    untraced = f"{shlex.quote(str(exe))} thp {shlex.quote(f'{mnt}/plain-regs')} >{shlex.quote(str(plain))}"
+    script = (
+        f"mount -t tmpfs -o huge=always none {shlex.quote(str(mnt))} && {untraced}"
+        f" && rm {shlex.quote(f'{mnt}/plain-regs')} && exec \"$@\""
+    )
     proc = subprocess.run(
         [
             "unshare",
@@ -83,7 +95,7 @@ def test_transparent_huge_pages_are_traced(build, tmp_path: Path, mode: str) -> 
             "sh",
             *kmmio,
             "--",
-            str(build("hugepages")),
+            str(exe),
             "thp",
             f"{mnt}/thp-regs",
         ],
@@ -91,7 +103,11 @@ def test_transparent_huge_pages_are_traced(build, tmp_path: Path, mode: str) -> 
         text=True,
         timeout=300,
     )
+    assert log.exists(), proc.stderr  # else the mount or the untraced run failed
     run = Run(proc.returncode, proc.stdout, proc.stderr, list(read_records(log.read_text().splitlines())), "")
-    first = run.stdout.splitlines()[0].split()
-    assert first[0] == "thp" and int(first[1]) >= 2048, "the tmpfs gave no huge page"
-    _check(run, 2 * HUGE)
+    first, *rest = run.stdout.splitlines(keepends=True)
+    assert first.split()[0] == "thp" and int(first.split()[1]) >= 2048, "the tmpfs gave no huge page"
+    plain_first, *plain_rest = plain.read_text().splitlines(keepends=True)
+    assert int(plain_first.split()[1]) >= 2048, "the tmpfs gave the untraced run no huge page"
+    # The first line says how many huge pages the tmpfs gave, which is the machine's doing.
+    _check(Run(run.status, "".join(rest), run.stderr, run.records, ""), "".join(plain_rest), 2 * HUGE)

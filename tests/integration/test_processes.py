@@ -1,9 +1,8 @@
-"""Processes under the tracer: vfork and exec, job control, a reader fuzzed with 100,000 inputs."""
+"""Processes under the tracer: vfork and exec, job control, Ctrl-C, signals, madvise."""
 
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -12,8 +11,7 @@ from pathlib import Path
 
 from conftest import trace, wait_for_lines
 
-from kmmio.errors import TraceFormatError
-from kmmio.trace import Access, Map, Unmap, read_records
+from kmmio.trace import Access, Map, Unmap
 
 
 def test_vfork_and_exec(build, tmp_path: Path, mode: str) -> None:
@@ -53,67 +51,32 @@ def _traced_attachee(
 
 
 def test_job_control_stop_and_continue(build, tmp_path: Path) -> None:
-    tracer, pid, log = _traced_attachee(build, tmp_path, "jc", 20000)
-    time.sleep(0.3)
+    """SIGSTOP stops the traced program (the log stops growing), SIGCONT lets it go on."""
+    tracer, pid, log = _traced_attachee(build, tmp_path, "jc", 0)  # runs until SIGUSR1
+    wait_for_lines(log, 100)
     subprocess.run(["kill", "-STOP", str(pid)], check=True)
-    time.sleep(0.3)
-    with open(f"/proc/{pid}/stat") as f:
-        state = f.read().rsplit(")", 1)[1].split()[0]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        if state in ("T", "t"):
+            break
+        time.sleep(0.02)
     assert state in ("T", "t")
-    count = log.read_text().count("\n")
+    # Stopped: once what was traced before reached the log, nothing more comes.
+    count, settled = -1, log.read_text().count("\n")
+    while count != settled:
+        count = settled
+        time.sleep(0.3)
+        settled = log.read_text().count("\n")
     time.sleep(0.3)
-    assert log.read_text().count("\n") <= count + 256  # stopped: (almost) nothing more
+    assert log.read_text().count("\n") == count
     subprocess.run(["kill", "-CONT", str(pid)], check=True)
+    wait_for_lines(log, count + 100)  # it runs again
+    os.kill(pid, signal.SIGUSR1)
     out, _ = tracer.communicate(timeout=300)
     assert tracer.returncode == 0
     assert out.strip() == "ok"
-
-
-VALID = [
-    "VERSION 20070824",
-    "PCIDEV 0010 80865a84 86 91000004 0 8000000c 0 f001 0 c0002 1000000 0 10000000 0 40 0 20000 i915",
-    "MAP 1037.681661 1 0x90000000 0xffffb7b187000000 0x1000000 0x0 0",
-    "R 4 1037.681772 1 0x90000300 0x37002 0x0 0",
-    "W 1 0.000001 12 0x0 0x80 0x55d0c0de 4242",
-    "UNMAP 12.000100 -1 0x0 0",
-    "UNKNOWN 3.000000 1 0x400 c4,e2,69 0x401000 7",
-    "MARK 0.000000 Lost 3 events.",
-    "# tracer: mmiotrace",
-]
-
-
-def _mutate(rng: random.Random, text: bytes) -> bytes:
-    data = bytearray(text)
-    for _ in range(rng.randint(1, 4)):
-        op = rng.randrange(5)
-        at = rng.randrange(len(data) + 1)
-        if op == 0 and data:
-            del data[rng.randrange(len(data))]
-        elif op == 1:
-            data.insert(at, rng.randrange(256))
-        elif op == 2 and data:
-            data[rng.randrange(len(data))] = rng.choice(b" \t\n\r0x-.,#9fFgz\x00\xff")
-        elif op == 3:
-            data[at:at] = rng.choice([b" ", b"0x", b"-1", b"99999999999999999999", b"\n", b"."])
-        else:
-            cut = rng.randrange(len(data) + 1)
-            data = data[:cut]
-    return bytes(data)
-
-
-def test_reader_survives_100000_fuzzed_inputs() -> None:
-    rng = random.Random(20261126)
-    parsed = refused = 0
-    for _ in range(100_000):
-        lines = rng.sample(VALID, rng.randint(1, 3))
-        blob = _mutate(rng, "\n".join(lines).encode())
-        try:
-            list(read_records(blob.splitlines()))
-            parsed += 1
-        except TraceFormatError as exc:
-            assert exc.line_no >= 1
-            refused += 1
-    assert parsed > 1000 and refused > 1000  # both outcomes are exercised
 
 
 def test_sigint_to_a_spawned_program_reaches_it_and_the_log_is_complete(build, tmp_path: Path) -> None:
@@ -137,19 +100,28 @@ def _signals_report(out: str) -> dict[str, str]:
 def test_signals_on_an_alternate_stack_and_the_programs_own_sigsegv_handler(
     build, tmp_path: Path, mode: str
 ) -> None:
-    """signals.c: a timer's handler on a sigaltstack touches the traced mapping, also while
-    the program's own SIGSEGV handler (guard page) runs with SIGSEGV blocked: every access
-    is traced and every fault of the program's own reaches its handler."""
+    """signals.c: a timer's handler on a sigaltstack touches the traced mapping, and so does
+    the program's own SIGSEGV handler (guard page) with SIGSEGV blocked, as it is inside
+    that handler: every access is traced, SIGSEGV stays blocked there, and every fault of
+    the program's own reaches its handler."""
     rounds = 5000
     run = trace([str(build("signals")), str(tmp_path / "sig-regs"), str(rounds)], "sig-regs", tmp_path, mode)
     assert run.status == 0, run.stderr
     got = _signals_report(run.stdout)
     assert got["verdict"] == "ok" and got["altstack"] == "yes"
-    assert int(got["guard"]) == rounds // 100
-    alarms = int(got["alarms"])
-    assert alarms > 50, "the timer hardly fired during the traced accesses"
+    made = int(got["rounds"])  # ROUNDS, or more until the timer fired 64 times
+    assert made >= rounds and int(got["alarms"]) >= 64
+    guard = (made + 99) // 100  # the rounds i with i % 100 == 0
+    assert int(got["guard"]) == guard
+    # one traced increment in the SIGSEGV handler a guard fault, with SIGSEGV blocked
+    assert int(got["blocked"]) == guard
     accesses = [r for r in run.records if isinstance(r, Access)]
-    assert len(accesses) == 2 * rounds + 2 * alarms + 1
+    # the loop's write and read, the SIGALRM handler's read and write, the SIGSEGV
+    # handler's read and write, the 2 final reads of the counters
+    assert len(accesses) == 2 * made + 2 * int(got["alarms"]) + 2 * guard + 2
+    # the SIGSEGV handler's counter: read n, write n + 1, each time; read at the end
+    counter = [(a.kind.value, a.value) for a in accesses if a.phys == 0x200]
+    assert counter == [*(step for n in range(guard) for step in (("R", n), ("W", n + 1))), ("R", guard)]
     assert " 0 lost" in run.stderr
 
 
@@ -179,7 +151,9 @@ def test_attach_keeps_the_programs_sigsegv_handler(build, tmp_path: Path) -> Non
             prog.wait()
     assert prog.returncode == 0
     got = _signals_report(out)
-    assert got["verdict"] == "ok" and got["altstack"] == "yes" and int(got["guard"]) == 3000
+    assert got["verdict"] == "ok" and got["altstack"] == "yes"
+    guard = (int(got["rounds"]) + 99) // 100
+    assert int(got["guard"]) == int(got["blocked"]) == guard
 
 
 def test_madvise_over_traced_pages_while_a_thread_touches_them(build, tmp_path: Path, mode: str) -> None:

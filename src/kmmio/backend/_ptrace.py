@@ -321,6 +321,10 @@ _CLD_EXITED, _CLD_KILLED, _CLD_DUMPED, _CLD_TRAPPED = 1, 2, 3, 4
 _wait_buf = (ctypes.c_int * 32)()  # a siginfo_t: si_code at [2], si_pid at [4], si_status at [6]
 _WAIT_INFO = ctypes.addressof(_wait_buf)
 _WAIT_FLAGS = os.WEXITED | os.WSTOPPED | __WALL
+#: The waitid buffer and flags, for a compiled loop that waits as :func:`wait_next` does.
+WAIT_INFO, WAIT_FLAGS = _WAIT_INFO, _WAIT_FLAGS
+#: "No status": what a wait that stopped only to hand over log rows returns.
+NO_STATUS = (0, 0)
 
 
 def wait_next() -> tuple[int, int] | None:
@@ -338,6 +342,12 @@ def wait_next() -> tuple[int, int] | None:
             return None
         if err != errno.EINTR:
             raise TraceeError("waitid", err, os.getpid())
+    return claim_status()
+
+
+def claim_status() -> tuple[int, int] | None:
+    """The status a ``waitid`` just left in the buffer, as ``waitpid`` gives it (taken)."""
+    buf = _wait_buf
     if buf[2] == _CLD_TRAPPED:  # a ptrace stop, nearly every time: as unclaimed_status() says it
         pid, buf[4] = buf[4], 0
         return pid, ((buf[6] & 0xFFFF) << 8) | 0x7F

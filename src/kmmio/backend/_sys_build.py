@@ -28,11 +28,18 @@ ffi.cdef(
     void kmmio_cpuid(uint32_t leaf, uint32_t subleaf, uintptr_t out);
     uint64_t kmmio_xcr0(void);
     int kmmio_copy_zmm(uintptr_t dst, uintptr_t src);
+    int kmmio_fast_desc(uintptr_t words);
+    void kmmio_fast_forget(uint64_t space);
+    int kmmio_fast_ranges(uintptr_t words, int n);
+    int kmmio_fast_threads(uintptr_t words, int n);
+    long kmmio_serve(uintptr_t info, int options, uintptr_t rows, int max_rows, uintptr_t served);
+    long kmmio_format_rows(uintptr_t rows, int n, uintptr_t out, long cap);
     """
 )
 ffi.set_source(
     "kmmio.backend._sys",
-    (Path(__file__).parent / "_sys_impl.c").read_text(),
+    # The fast loop uses the guarded view accesses: one translation unit.
+    "".join((Path(__file__).parent / name).read_text() for name in ("_sys_impl.c", "_fast_impl.c")),
     extra_compile_args=["-O2", "-Wall", "-Wextra"],
     py_limited_api=False,
 )

@@ -85,6 +85,9 @@ class Kmmio:
         self._releases: list[ReleaseBatch] = []
         #: Pages open for a thread's syscall (:meth:`lend`), by thread.
         self.lent: dict[int, list[int]] = {}
+        #: Counts changes of the probes or of the protections pages are restored to (not
+        #: of arming): a driver keeping a copy of "what is traced, how" knows it is stale.
+        self.layout = 0
 
     # -- introspection -------------------------------------------------------------------
 
@@ -161,6 +164,7 @@ class Kmmio:
         with a registered one is refused with :class:`ProbeError`.  ``prot_of(page)`` gives
         a page's current protection, saved for disarming.
         """
+        self.layout += 1
         size = probe.page_size or self.page_size
         for addr in self.pages_of(probe):
             page = self.pages.get(addr)
@@ -191,6 +195,7 @@ class Kmmio:
         restored, but records still wait out the grace period for faults in flight.
         """
         self.probes.remove(probe)
+        self.layout += 1
         effects = []
         released = []
         for addr in self.pages_of(probe):
@@ -222,7 +227,9 @@ class Kmmio:
         for page in self._pages_in(start, end):
             if page.count == 0:
                 continue
-            page.saved_prot = prot
+            if page.saved_prot != prot:
+                page.saved_prot = prot
+                self.layout += 1
             if not page.users:
                 effects.append(self._arm(page, force=True))
         return coalesce(effects)

@@ -102,6 +102,11 @@ class TraceWriter:
         ]
         self._put("".join(text), len(text))
 
+    def write_lines(self, text: str, lines: int) -> None:
+        """``lines`` whole log lines already formatted (newlines included): the access
+        lines the compiled fast loop formats."""
+        self._put(text, lines)
+
     def _put(self, text: str, lines: int = 1) -> None:
         """Write whole lines, newlines included."""
         if self._header is not None:

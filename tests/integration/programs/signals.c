@@ -1,11 +1,18 @@
 /* signals.c: signals in the middle of traced accesses.  Usage: signals FILE ROUNDS [slow].
  * A SIGALRM timer fires every 2 ms while the main loop writes and reads back the traced
- * mapping ROUNDS times; the SIGALRM handler runs on an alternate signal stack
- * (sigaltstack) and itself reads and increments a counter in the traced mapping.  A
- * SIGSEGV handler, on the alternate stack too, owns a guard page (PROT_NONE, not traced)
- * that the loop touches every 100 rounds: it opens the page, and the loop closes it again.
- * Prints "alarms N" (SIGALRM handler runs), "guard N" (faults the handler caught),
- * "altstack yes|no" (every handler ran on the alternate stack), "ok" or "BAD".
+ * mapping, ROUNDS times and then on until the timer has fired at least 64 times (however
+ * fast the machine); the SIGALRM handler runs on an alternate signal stack (sigaltstack)
+ * and itself reads and increments a counter in the traced mapping (at 0x100).  A SIGSEGV
+ * handler, on the alternate stack too, owns a guard page (PROT_NONE, not traced) that the
+ * loop touches every 100 rounds: it opens the page, and the loop closes it again.  Each
+ * time, that handler also increments a counter in the traced mapping (at 0x200: a read and
+ * a write) while SIGSEGV is blocked (as it is inside its own handler), and checks that it is
+ * still blocked after.
+ * Prints "rounds N" (rounds the loop made), "alarms N" (SIGALRM handler runs), "guard N"
+ * (faults the handler caught), "blocked N" (traced accesses made inside the SIGSEGV
+ * handler with SIGSEGV blocked, each an increment), "altstack yes|no" (every handler ran
+ * on the alternate stack), "ok" or "BAD" (a value read back wrong, a counter in the mapping
+ * that does not match, or SIGSEGV unblocked by a traced access).
  * It prints "ready PID" once its handlers are in place; with "slow" it sleeps 100 us every
  * 16 rounds, to be attached to. */
 #include <fcntl.h>
@@ -22,7 +29,13 @@
 static volatile uint8_t *regs;
 static uint8_t *guard;
 static char *alt;
-static volatile long alarms, guard_faults, off_stack;
+static volatile long alarms, guard_faults, off_stack, blocked, unblocked;
+
+static int segv_blocked(void) {
+    sigset_t now;
+    sigprocmask(SIG_BLOCK, 0, &now);
+    return sigismember(&now, SIGSEGV);
+}
 
 static int on_alt_stack(void) {
     char here;
@@ -41,6 +54,11 @@ static void on_segv(int sig, siginfo_t *si, void *ctx) {
     off_stack += !on_alt_stack();
     if ((uint8_t *)si->si_addr < guard || (uint8_t *)si->si_addr >= guard + 4096) abort();
     guard_faults++;
+    if (segv_blocked()) { /* a traced access with SIGSEGV blocked: it must stay so */
+        *(volatile uint32_t *)(regs + 0x200) = *(volatile uint32_t *)(regs + 0x200) + 1;
+        blocked++;
+        unblocked += !segv_blocked();
+    }
     mprotect(guard, 4096, PROT_READ | PROT_WRITE);
 }
 
@@ -68,7 +86,8 @@ int main(int argc, char **argv) {
     struct itimerval every = {{0, 2000}, {0, 2000}};
     setitimer(ITIMER_REAL, &every, 0);
     int bad = 0;
-    for (long i = 0; i < rounds; i++) {
+    long i;
+    for (i = 0; i < rounds || alarms < 64; i++) {
         *(volatile uint32_t *)(regs + 0x10) = (uint32_t)i;
         bad |= *(volatile uint32_t *)(regs + 0x10) != (uint32_t)i;
         if (slow && i % 16 == 0) nanosleep(&nap, 0);
@@ -80,7 +99,9 @@ int main(int argc, char **argv) {
     struct itimerval stop = {{0, 0}, {0, 0}};
     setitimer(ITIMER_REAL, &stop, 0);
     bad |= *(volatile uint32_t *)(regs + 0x100) != (uint32_t)alarms;
-    printf("alarms %ld\nguard %ld\naltstack %s\n%s\n", alarms, guard_faults, off_stack ? "no" : "yes",
-           bad ? "BAD" : "ok");
+    bad |= *(volatile uint32_t *)(regs + 0x200) != (uint32_t)blocked;
+    bad |= unblocked != 0;
+    printf("rounds %ld\nalarms %ld\nguard %ld\nblocked %ld\naltstack %s\n%s\n", i, alarms, guard_faults, blocked,
+           off_stack ? "no" : "yes", bad ? "BAD" : "ok");
     return 0;
 }
