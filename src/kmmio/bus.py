@@ -14,12 +14,13 @@ from __future__ import annotations
 import bisect
 import errno
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kmmio.backend.procmaps import MapEntry, read_maps
 from kmmio.backend.shadow import ProcMemView, ShadowView, View
 from kmmio.engine import PROT_READ, PROT_WRITE
 from kmmio.errors import TraceeError
+from kmmio.x86.cache import CodeCache
 from kmmio.x86.operands import AccessKind
 
 if TYPE_CHECKING:
@@ -41,10 +42,8 @@ class ProcessBus:
         self.proc = proc
         self._maps: list[MapEntry] | None = None
         self._starts: list[int] = []
-        #: The tracer's per-PC cache for :meth:`stable_code` addresses, emptied on change.
-        self.code_cache: dict[int, Any] = {}
-        #: Counts the times entries left the cache (what was learned from them is stale).
-        self.epoch = 0
+        #: Decoded instructions at :meth:`stable_code` addresses, forgotten on change.
+        self.code_cache = CodeCache()
         #: Ranges changed since the copy of the maps was read.
         self._dirty: list[tuple[int, int]] = []
 
@@ -53,19 +52,12 @@ class ProcessBus:
     def invalidate(self, start: int = 0, end: int = 1 << 64) -> None:
         """The program mapped, unmapped or re-protected ``[start, end)`` (by default
         everything: exec).  What the copies said of other addresses still holds."""
+        self.code_cache.forget(start, end)
         if start == 0 and end == 1 << 64:
             self._maps = None
             self._dirty.clear()
-            if self.code_cache:
-                self.code_cache.clear()
-                self.epoch += 1
-            return
-        self._dirty.append((start, end))
-        stale = [pc for pc in self.code_cache if start <= pc < end]
-        for pc in stale:
-            del self.code_cache[pc]
-        if stale:
-            self.epoch += 1
+        else:
+            self._dirty.append((start, end))
 
     def stable_code(self, pc: int) -> bool:
         """Whether the code at ``pc`` can only change through a syscall the tracer watches.

@@ -61,7 +61,7 @@ class FastLoop:
         if space is None or self._procs_of.get(space) is not proc:
             space = self._space[key] = next(self._ids)
             self._procs_of[space] = proc
-            self._epoch[space] = proc.bus.epoch
+            self._epoch[space] = proc.bus.code_cache.epoch
         return space
 
     # -- descriptors ------------------------------------------------------------------------
@@ -69,9 +69,9 @@ class FastLoop:
     def learn(self, proc: Process, rip: int, op: QuickOp) -> None:
         """The instruction at ``rip`` is a plain load or store the tracer performs."""
         space = self.space(proc)
-        if self._epoch[space] != proc.bus.epoch:
+        if self._epoch[space] != proc.bus.code_cache.epoch:
             fast.forget(space)
-            self._epoch[space] = proc.bus.epoch
+            self._epoch[space] = proc.bus.code_cache.epoch
         seg = op.segment
         words = (
             space, rip, int(op.write), op.width,
@@ -90,9 +90,9 @@ class FastLoop:
             self._forget_space(space)
         changed = False
         for space, proc in live.items():
-            if self._epoch[space] != proc.bus.epoch:
+            if self._epoch[space] != proc.bus.code_cache.epoch:
                 fast.forget(space)
-                self._epoch[space] = proc.bus.epoch
+                self._epoch[space] = proc.bus.code_cache.epoch
             key = (proc.engine.layout, tuple((m.map_id, id(m.view)) for m in proc.mappings))
             if self._layout.get(space) != key:
                 self._layout[space] = key

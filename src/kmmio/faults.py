@@ -27,11 +27,14 @@ from kmmio.backend.shadow import ViewFault
 from kmmio.backend.waitstatus import WaitEvent
 from kmmio.backend.xstate import ThreadVectors
 from kmmio.engine import PROT_READ, PROT_WRITE, FaultAction, FaultDecision, Protect, StepCondition
-from kmmio.errors import TraceeGone
+from kmmio.errors import TraceeError, TraceeGone
 from kmmio.mmiotrace import Mapping, MmioTrace, now_us
 from kmmio.process import Process, Thread, resume
 from kmmio.trace.records import Kind
+from kmmio.x86.cache import Decoded, Decoder
+from kmmio.x86.decode import MAX_INSN_LEN, InstructionForm
 from kmmio.x86.emulate import emulate
+from kmmio.x86.operands import AccessKind
 from kmmio.x86.quick import RIP, QuickOp
 from kmmio.x86.regs import Registers
 
@@ -65,6 +68,20 @@ class FaultPath:
         #: Told of every plain load or store found at a stable address (the compiled fast
         #: loop performs them from then on, see :mod:`kmmio.fastloop`).
         self.learn: Callable[[Process, int, QuickOp], None] | None = None
+        #: Instructions decoded once, whatever the process (they depend on bytes and pc).
+        self.decoder = Decoder()
+
+    def decoded(self, proc: Process, rip: int) -> Decoded:
+        """The instruction at ``rip``: kept per address while its code cannot change
+        (then the fast loop is told of it), else read and decoded (by its bytes) again."""
+        found = proc.bus.code_cache.get(rip)
+        if found is None:
+            found = self.decoder.decode(rip, proc.read_code(rip, MAX_INSN_LEN))
+            if proc.bus.stable_code(rip):
+                proc.bus.code_cache.keep(rip, found)
+                if found.quick is not None and self.learn is not None:
+                    self.learn(proc, rip, found.quick)
+        return found
 
     def handle(self, thread: Thread) -> None:
         """A SIGSEGV: ``kmmio_handler``, the single step, ``post_kmmio_handler``."""
@@ -75,11 +92,18 @@ class FaultPath:
             self._deliver(thread, (), signal.SIGSEGV)
             return
         emulating = self.mode is not Mode.STEP
-        if emulating and self._quick(thread, words):
+        insn = self.decoded(proc, words[RIP])
+        if emulating and self._quick(thread, words, insn):
             return
         info = pt.last_siginfo()
         regs = Registers.from_words(words, thread.tid)
+        # The log's probes take the instruction (and, for a masked access, the registers
+        # its mask is in) from here: the log reads nothing of the program itself.
+        vectors = ThreadVectors(thread.tid) if insn.form.masked else None
+        self.log.expect(thread.tid, insn.form, vectors)
         decision = engine.fault(thread.tid, addr, regs, open_pages=not emulating)
+        if decision.action is not FaultAction.TRACE:
+            self.log.drop(thread.tid, lost=False)
         if decision.action is FaultAction.NOT_MINE:
             self._deliver(thread, (), signal.SIGSEGV)
             return
@@ -90,11 +114,11 @@ class FaultPath:
             self._deliver(thread, decision.effects, signal.SIGSEGV, info)
             return
         if emulating:
-            if self._emulate(thread, regs):
+            if self._emulate(thread, regs, insn.form):
                 return
             decision = FaultDecision(FaultAction.TRACE, engine.open_context(thread.tid))
         self.stats.stepped += 1
-        self.log.capture_reads(thread.tid)
+        self._values(thread, AccessKind.READ)  # what the reads are about to load
         if len(proc.threads) > 1:
             proc.stop_others(thread.tid, self.on_other_stop)
         try:
@@ -121,6 +145,7 @@ class FaultPath:
             ev = proc.step(thread)
             if ev.signal == signal.SIGTRAP:
                 after = pt.get_regs(thread.tid)
+                self._values(thread, AccessKind.WRITE)  # what the writes stored
                 proc.apply(thread, engine.step_done(thread.tid, StepCondition.STEPPED, after), after)
                 sigsegv.repair(thread)
                 resume(thread, 0)
@@ -137,7 +162,20 @@ class FaultPath:
                 self._deliver(thread, decision.effects, signal.SIGSEGV, info)
                 return
 
-    def _quick(self, thread: Thread, words: MutableSequence[int]) -> bool:
+    def _values(self, thread: Thread, kind: AccessKind) -> None:
+        """The values of the single-stepped instruction's accesses of ``kind``, read in the
+        program around the step (reads before it, writes after), for the log."""
+        proc = thread.proc
+        values = {}
+        for i, acc in enumerate(self.log.accesses(thread.tid)):
+            if acc.kind is kind:
+                try:
+                    values[i] = int.from_bytes(proc.read(acc.addr, acc.width), "little")
+                except TraceeError:
+                    values[i] = 0
+        self.log.values(thread.tid, values)
+
+    def _quick(self, thread: Thread, words: MutableSequence[int], insn: Decoded) -> bool:
         """The hot path: a plain load or store to a page the logger traces, done in place.
 
         No register snapshot, no fault context: the engine confirms the page stays armed
@@ -147,14 +185,7 @@ class FaultPath:
         """
         proc, tid = thread.proc, thread.tid
         rip = words[RIP]
-        entry = proc.bus.code_cache.get(rip)
-        if entry is None:
-            entry = self.log.decoded_at(proc, rip)
-            if proc.bus.stable_code(rip):
-                proc.bus.code_cache[rip] = entry
-                if entry[1] is not None and self.learn is not None:
-                    self.learn(proc, rip, entry[1])
-        form, op = entry
+        form, op = insn.form, insn.quick
         if op is None:
             return False
         addr = op.address(words)
@@ -209,10 +240,9 @@ class FaultPath:
             return
         resume(thread, 0)
 
-    def _emulate(self, thread: Thread, regs: Registers) -> bool:
+    def _emulate(self, thread: Thread, regs: Registers, form: InstructionForm) -> bool:
         """Perform the instruction in the tracer, the page staying armed; False if it cannot."""
         proc = thread.proc
-        form = self.log.pending_form(thread.tid) or self.log.form_at(proc, regs.rip)
         if form.plan is None or not form.operands:
             return False
         vectors = ThreadVectors(thread.tid) if form.plan.vreg >= 0 else None

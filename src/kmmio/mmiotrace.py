@@ -1,9 +1,11 @@
 """Traced mappings and the probe handlers that log their accesses (the kernel's mmio-mod.c).
 
-Each traced mapping is a :class:`Mapping` with a map id; its probe's ``pre_handler`` decodes
-the faulting instruction and takes the values a read is about to move, the ``post_handler``
-takes the values written and emits one ``R``/``W`` record per access, or ``UNKNOWN`` when
-the decoder cannot account for the fault.  Values are the bytes moved, little-endian and
+Each traced mapping is a :class:`Mapping` with a map id; its probe's ``pre_handler`` takes
+the faulting instruction the fault path decoded (:meth:`MmioTrace.expect`) and works out
+which of its accesses touch traced mappings; the fault path hands over their values (read
+around a single step, or the ones it moved itself), and the ``post_handler`` emits one
+``R``/``W`` record per access, or ``UNKNOWN`` when the decoder cannot account for the
+fault.  The log reads nothing of the program.  Values are the bytes moved, little-endian and
 unsigned: never a sign- or zero-extended register.
 """
 
@@ -15,12 +17,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kmmio.engine import Probe, StepCondition
-from kmmio.errors import TraceeError
 from kmmio.trace.records import Access, KernelAccess, Kind, Map, Mark, Record, Unknown, Unmap
 from kmmio.trace.writer import AccessRow, TraceWriter
-from kmmio.x86.decode import MAX_INSN_LEN, InstructionForm, decode
+from kmmio.x86.decode import InstructionForm
 from kmmio.x86.operands import AccessKind, MemAccess
-from kmmio.x86.quick import QuickOp, compile_quick
 from kmmio.x86.regs import Registers
 
 if TYPE_CHECKING:
@@ -93,6 +93,8 @@ class _Pending:
     regs: Registers
     addr: int
     mapping: Mapping
+    #: The thread's vector and mask registers, for a masked access.
+    vectors: Any = None
 
 
 class MmioTrace:
@@ -113,7 +115,7 @@ class MmioTrace:
         self._batch_size = self._lines.flush_every if self._lines is not None else 0
         self.next_id = 1
         self._pending: dict[int, _Pending] = {}
-        self._forms: dict[tuple[int, bytes], tuple[InstructionForm, QuickOp | None]] = {}
+        self._expected: dict[int, tuple[InstructionForm, Any]] = {}
         self.counts = {"R": 0, "W": 0, "UNKNOWN": 0, "MAP": 0, "UNMAP": 0, "LOST": 0}
 
     # -- mappings -------------------------------------------------------------------------
@@ -165,43 +167,35 @@ class MmioTrace:
 
     # -- handlers -------------------------------------------------------------------------
 
-    def form_at(self, proc: Process, pc: int) -> InstructionForm:
-        """The decoded instruction at ``pc``."""
-        return self.decoded_at(proc, pc)[0]
-
-    def decoded_at(self, proc: Process, pc: int) -> tuple[InstructionForm, QuickOp | None]:
-        """The instruction at ``pc`` and its quick op, cached per (pc, bytes): new code
-        decodes anew."""
-        code = proc.read_code(pc, MAX_INSN_LEN)
-        key = (pc, code)
-        found = self._forms.get(key)
-        if found is None:
-            if len(self._forms) > 4096:
-                self._forms.clear()
-            form = decode(code, pc)
-            found = self._forms[key] = (form, compile_quick(form))
-        return found
+    def expect(self, tid: int, form: InstructionForm, vectors: Any = None) -> None:
+        """The fault path's word on thread ``tid``'s faulting instruction, before the engine
+        runs the probe's handlers: its decoded form, and for a masked access the thread's
+        vector and mask registers (what :meth:`InstructionForm.accesses` reads).  The log
+        reads nothing of the program: what it logs is handed to it."""
+        self._expected[tid] = (form, vectors)
 
     def pre_handler(self, probe: Probe, regs: Any, addr: int) -> None:
-        """Decode the faulting instruction: which of its accesses touch traced mappings."""
+        """``pre(probe, regs, addr)``: an access begins; which of its accesses touch traced
+        mappings is worked out from the expected instruction."""
         mapping: Mapping = probe.data
         assert isinstance(regs, Registers)
-        form = self.form_at(mapping.proc, regs.rip)
-        self._pending[regs.tid] = _Pending(form, None, {}, regs, addr, mapping)
-
-    def pending_form(self, tid: int) -> InstructionForm | None:
-        pending = self._pending.get(tid)
-        return pending.form if pending is not None else None
-
-    def capture_reads(self, tid: int) -> None:
-        """Before a single step: take the values the reads are about to load."""
-        pending = self._pending.get(tid)
-        if pending is None:
+        expected = self._expected.get(regs.tid)
+        if expected is None:
             return
-        proc = pending.mapping.proc
-        for i, (acc, _) in enumerate(self._decoded(pending)):
-            if acc.kind is AccessKind.READ:
-                pending.values[i] = self._peek(proc, acc)
+        form, vectors = expected
+        self._pending[regs.tid] = _Pending(form, None, {}, regs, addr, mapping, vectors)
+
+    def accesses(self, tid: int) -> list[MemAccess]:
+        """The traced accesses of thread ``tid``'s instruction in flight, in order (their
+        values go to :meth:`values`)."""
+        pending = self._pending.get(tid)
+        return [acc for acc, _ in self._decoded(pending)] if pending is not None else []
+
+    def values(self, tid: int, values: dict[int, int]) -> None:
+        """Values of the accesses in flight, by their index in :meth:`accesses`."""
+        pending = self._pending.get(tid)
+        if pending is not None:
+            pending.values.update(values)
 
     def emulated(self, tid: int, done: Sequence[tuple[MemAccess, int]]) -> None:
         """The tracer performed the instruction: these are its accesses, with their values."""
@@ -222,12 +216,7 @@ class MmioTrace:
         thread's registers as the instruction will see them)."""
         if pending.accesses is None:
             proc, form = pending.mapping.proc, pending.form
-            vectors = None
-            if form.masked:  # which bytes it touches depends on k or vector registers
-                from kmmio.backend.xstate import ThreadVectors
-
-                vectors = ThreadVectors(pending.regs.tid)
-            found = form.accesses(pending.regs, vectors) if form.known else []
+            found = form.accesses(pending.regs, pending.vectors) if form.known else []
             pairs = ((acc, self._mapping_at(proc, acc.addr, acc.width)) for acc in found)
             pending.accesses = [(acc, owner) for acc, owner in pairs if owner is not None]
         return pending.accesses
@@ -236,9 +225,9 @@ class MmioTrace:
         """Take what writes stored and emit the records, in the program's order."""
         tid = regs.tid if isinstance(regs, Registers) else None
         pending = self._pending.pop(tid, None) if tid is not None else None
+        self._expected.pop(tid, None)  # type: ignore[arg-type]
         if pending is None or condition is StepCondition.ABORTED:
             return
-        proc = pending.mapping.proc
         ts = now_us()
         accesses = self._decoded(pending)
         if not accesses:
@@ -257,9 +246,7 @@ class MmioTrace:
             return
         pc = pending.regs.rip
         for i, (acc, owner) in enumerate(accesses):
-            value = pending.values.get(i)
-            if value is None:
-                value = self._peek(proc, acc)
+            value = pending.values.get(i, 0)
             kind = Kind.READ if acc.kind is AccessKind.READ else Kind.WRITE
             self.record(kind, acc.width, acc.addr, value, pc, tid or 0, owner, pending.form, ts)
 
@@ -332,9 +319,11 @@ class MmioTrace:
         if self._lines is not None:
             self._lines.flush()
 
-    def drop(self, tid: int) -> None:
-        """The thread is gone with an instruction in flight: its accesses are lost."""
-        if self._pending.pop(tid, None) is not None:
+    def drop(self, tid: int, lost: bool = True) -> None:
+        """Forget thread ``tid``'s instruction in flight: it is gone in the middle (its
+        accesses are ``lost``), or the fault was not a traced access after all."""
+        self._expected.pop(tid, None)
+        if self._pending.pop(tid, None) is not None and lost:
             self.counts["LOST"] += 1
 
     def finish(self) -> None:
@@ -368,10 +357,3 @@ class MmioTrace:
         if probe is None or not isinstance(probe.data, Mapping):
             return None
         return probe.data
-
-    @staticmethod
-    def _peek(proc: Process, acc: MemAccess) -> int:
-        try:
-            return int.from_bytes(proc.read(acc.addr, acc.width), "little")
-        except TraceeError:
-            return 0

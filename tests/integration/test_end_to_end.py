@@ -9,9 +9,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from conftest import PROGRAMS, Run, kmmio, trace, wait_for_lines
+from conftest import PROGRAMS, Run, kmmio, trace
 
-from kmmio.trace import Access, Kind, Map, Mark, Unknown, Unmap, Version
+from kmmio.trace import Access, Kind, Map, Unknown, Unmap, Version
 
 
 def _account(text: str) -> list[list[str]]:
@@ -152,33 +152,6 @@ def test_python_program_with_mmap_and_ctypes(tmp_path: Path, mode: str) -> None:
         if r.kind is Kind.WRITE and 0x100 <= r.phys < 0x140:
             block[r.phys - 0x100 : r.phys - 0x100 + r.width] = r.value.to_bytes(r.width, "little")
     assert bytes(block) == bytes(range(64))
-
-
-def test_sigterm_is_passed_to_a_spawned_program_and_the_log_is_whole(build, tmp_path: Path) -> None:
-    exe = build("threads")
-    log = tmp_path / "term.log"
-    dev = tmp_path / "term-regs.bin"
-    argv = ["trace", "-o", str(log), "-m", "term-regs.bin", "--", str(exe), str(dev), "3000", "2"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kmmio", *argv],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    wait_for_lines(log, 200, "\nW ")
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=120)
-    # The program got the SIGTERM (it has no handler: it died of it), traced to its end.
-    assert proc.returncode == 128 + signal.SIGTERM
-    assert "done" not in out
-    text = log.read_text()
-    assert text.endswith("\n")
-    from kmmio.trace import read_records
-
-    records = list(read_records(text.splitlines()))
-    assert sum(isinstance(r, Access) for r in records) >= 200
-    marks = [r.text for r in records if isinstance(r, Mark)]
-    assert marks == ["SIGTERM: SIGTERM sent to the program"]
-    assert isinstance(records[-1], Unmap)
 
 
 def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
