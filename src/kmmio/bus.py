@@ -29,11 +29,10 @@ if TYPE_CHECKING:
 
 
 def linear_offset(entry: MapEntry, mapping: Mapping) -> int:
-    """The object offset of ``mapping.virt``, as the mapping was made: its ``phys`` for a
-    file; for shared memory without a file offset in the log, the VMA's (which must then be
-    the mapping's own)."""
-    if mapping.inode and entry.inode == mapping.inode and mapping.phys != mapping.virt:
-        return mapping.phys
+    """The object offset of ``mapping.virt``, as the mapping was made (the VMA there now
+    may be another part of the same file)."""
+    if mapping.inode and entry.inode == mapping.inode:
+        return mapping.offset
     return entry.offset + (mapping.virt - entry.start)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kmmio.engine import Probe, StepCondition
-from kmmio.trace.records import Access, KernelAccess, Kind, Map, Mark, Record, Unknown, Unmap
+from kmmio.trace.records import Access, KernelAccess, Kind, Map, MapInfo, Mark, Record, Unknown, Unmap
 from kmmio.trace.writer import AccessRow, TraceWriter
 from kmmio.x86.decode import InstructionForm
 from kmmio.x86.operands import AccessKind, MemAccess
@@ -59,6 +59,10 @@ class Mapping:
     #: object's offset of ``virt`` for a file.
     view_failed: bool = False
     inode: int = 0
+    #: The object's (file's) offset of ``virt``, which ``phys`` is not for a device.
+    offset: int = 0
+    #: What it is (kind, device, region), as its ``MARK map`` line says.
+    info: tuple[str, str, str] = ("file", "", "")
 
     def phys_of(self, addr: int) -> int:
         return self.phys + (addr - self.virt)
@@ -131,11 +135,16 @@ class MmioTrace:
         pc: int,
         tid: int,
         page_size: int = 4096,
+        info: tuple[str, str, str] = ("file", "", ""),
     ) -> Mapping:
-        mapping = Mapping(self.next_id, path, virt, phys, length, prot, proc, page_size=page_size)
+        """A traced mapping begins: ``MAP``, then ``MARK map`` saying what it is (``info``:
+        kind, device, region, see :class:`kmmio.trace.MapInfo`)."""
+        mapping = Mapping(self.next_id, path, virt, phys, length, prot, proc, page_size=page_size, info=info)
         self.next_id += 1
         self.counts["MAP"] += 1
-        self._emit(Map(now_us(), mapping.map_id, phys, virt, length, pc, tid))
+        ts = now_us()
+        self._emit(Map(ts, mapping.map_id, phys, virt, length, pc, tid))
+        self._emit(MapInfo(ts, mapping.map_id, path, *info))
         self._push()
         return mapping
 

@@ -12,17 +12,22 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kmmio import sigsegv
 from kmmio.backend import _ptrace as pt
 from kmmio.backend.procmaps import MapEntry, kernel_page_size, read_maps
 from kmmio.engine import Probe
-from kmmio.errors import TraceeError
+from kmmio.errors import TraceeError, UsageError
 from kmmio.mmiotrace import Mapping, MmioTrace
 from kmmio.process import Process, Thread
 from kmmio.syscall_path import SyscallPath
 from kmmio.syscalls.async_io import IORING_OFF_SQES
 from kmmio.syscalls.i386 import RESCAN
+
+if TYPE_CHECKING:
+    from kmmio.devices import Place
 
 _WATCHED_EXIT = {
     pt.SYS_MMAP, pt.SYS_MUNMAP, pt.SYS_MREMAP, pt.SYS_MPROTECT, pt.SYS_PKEY_MPROTECT,
@@ -44,6 +49,43 @@ def _signed(v: int) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
 
 
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """``-m PATTERN[@OFFSET[+LENGTH]]``: mappings whose path contains ``text``, and of them
+    only the bytes at ``[offset, offset + length)`` of the mapped object (the file offset:
+    for ``resourceN`` the offset in the BAR, for ``/dev/mem`` the physical address; the
+    virtual address for anonymous memory), all of them without ``@``."""
+
+    spec: str
+    text: str
+    offset: int = 0
+    length: int | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> Pattern:
+        text, at, window = spec.rpartition("@")
+        if not at or not text:
+            return cls(spec, spec)
+        start, plus, size = window.partition("+")
+        try:
+            offset = int(start, 0)
+            length = int(size, 0) if plus else None
+        except ValueError:
+            return cls(spec, spec)  # an @ that is part of the path
+        if offset < 0 or (length is not None and length <= 0):
+            raise UsageError(f"-m {spec}: the offset must not be negative, the length must be positive")
+        return cls(spec, text, offset, length)
+
+    def window(self, entry: MapEntry, lo: int, hi: int) -> tuple[int, int] | None:
+        """The part of ``[lo, hi)`` of ``entry`` the pattern traces, or ``None``."""
+        if self.offset == 0 and self.length is None:
+            return lo, hi
+        base = entry.start if entry.anonymous else entry.start - entry.offset  # object offset 0
+        first = max(lo, base + self.offset)
+        last = hi if self.length is None else min(hi, base + self.offset + self.length)
+        return (first, last) if first < last else None
+
+
 class Regions:
     """Keeps each process's traced mappings and their probes in step with its address space."""
 
@@ -55,22 +97,24 @@ class Regions:
         probes_for: Callable[[Mapping], list[Probe]] | None = None,
         syscalls: SyscallPath | None = None,
     ) -> None:
-        self.patterns = patterns
+        self.patterns = [Pattern.parse(p) for p in patterns]
+        #: Where a mapped device's bytes are (:func:`kmmio.devices.place`), or ``None``.
+        self.place: Callable[[str, int, int, int | None], Place | None] = lambda *a: None
         self.syscalls = syscalls if syscalls is not None else SyscallPath(log)
         self.log = log
         self.on_map = on_map
         self.probes_for = probes_for
         self.matched: set[str] = set()
 
-    def matches(self, entry: MapEntry) -> bool:
-        """A data mapping (not executable) whose path contains one of the patterns."""
+    def matches(self, entry: MapEntry) -> Pattern | None:
+        """The pattern a data mapping (not executable) matches: its path contains it."""
         if not entry.path or "x" in entry.perms:
-            return False
+            return None
         for pat in self.patterns:
-            if pat in entry.path:
-                self.matched.add(pat)
-                return True
-        return False
+            if pat.text in entry.path:
+                self.matched.add(pat.spec)
+                return pat
+        return None
 
     # -- syscalls -------------------------------------------------------------------------
 
@@ -160,7 +204,8 @@ class Regions:
             if args[5] == IORING_OFF_SQES and pt.fd_target(proc.pid, args[4]) == "anon_inode:[io_uring]":
                 proc.uring_sqes[ret] = args[1]
             self.unmap_range(proc, ret, ret + span(args[1]), thread, regs.rip)
-            self.map_range(proc, ret, ret + span(args[1]), thread, regs.rip)
+            fd = args[4] if args[4] < 1 << 31 else None
+            self.map_range(proc, ret, ret + span(args[1]), thread, regs.rip, fd=fd)
         elif nr == pt.SYS_MUNMAP:
             forget(proc, args[0], args[0] + span(args[1]))
             for sqes in [a for a in proc.uring_sqes if args[0] <= a < args[0] + span(args[1])]:
@@ -204,8 +249,10 @@ class Regions:
         thread: Thread,
         pc: int,
         inherited: dict[int, int] | None = None,
+        fd: int | None = None,
     ) -> None:
-        """Trace the matching mappings inside ``[start, end)``."""
+        """Trace the matching mappings inside ``[start, end)`` (``fd``: the descriptor
+        the program mapped, when known: a VFIO region is found through it)."""
         try:
             entries = read_maps(proc.pid)
         except OSError:
@@ -213,14 +260,14 @@ class Regions:
         added = False
         for e in entries:
             lo, hi = max(e.start, start), min(e.end, end)
-            if lo >= hi or e.start in proc.alias_ranges or not self.matches(e):
+            pat = self.matches(e) if lo < hi and e.start not in proc.alias_ranges else None
+            window = pat.window(e, lo, hi) if pat is not None else None
+            if window is None:
                 continue
+            lo, hi = window
             if any(p for m in proc.mappings for p in m.probes if p.addr < hi and p.end > lo):
                 continue
-            phys = lo if e.anonymous else e.offset + (lo - e.start)
-            size = self._page_size(proc, e)
-            mapping = self.log.new_mapping(proc, e.path, lo, phys, hi - lo, e.prot, pc, thread.tid, size)
-            mapping.inode = e.inode
+            mapping = self._new_mapping(proc, e, lo, hi, thread, pc, fd)
             proc.mappings.append(mapping)
             prot_of = _lookup(inherited or {}, e.prot)
             if self.probes_for is None:
@@ -233,6 +280,23 @@ class Regions:
             added = True
         if added:
             self.syscalls.cover(thread)
+
+    def _new_mapping(
+        self, proc: Process, e: MapEntry, lo: int, hi: int, thread: Thread, pc: int, fd: int | None
+    ) -> Mapping:
+        """The ``MAP`` (and its ``MARK map`` line) of the traced bytes ``[lo, hi)`` of ``e``:
+        its physical address where the device is known (a PCI BAR, a UIO map, a VFIO
+        region, ``/dev/mem``), else the file offset, or the virtual address if anonymous."""
+        offset = lo if e.anonymous else e.offset + (lo - e.start)
+        place = self.place(e.path, offset, proc.pid, fd) if not e.anonymous else None
+        if place is not None:
+            phys, info = place.phys, (place.kind, place.device, place.region)
+        else:
+            phys, info = offset, ("anon" if e.anonymous else "file", "", "")
+        size = self._page_size(proc, e)
+        mapping = self.log.new_mapping(proc, e.path, lo, phys, hi - lo, e.prot, pc, thread.tid, size, info)
+        mapping.inode, mapping.offset = e.inode, offset
+        return mapping
 
     @staticmethod
     def _page_size(proc: Process, entry: MapEntry) -> int:
@@ -352,15 +416,16 @@ class Regions:
                 0,
                 child.pid,
                 mapping.page_size,
+                mapping.info,
             )
-            copy.inode = mapping.inode
+            copy.inode, copy.offset = mapping.inode, mapping.offset
             for probe in mapping.probes:
                 twin = twins[probe]
                 twin.data = copy
                 copy.probes.append(twin)
             child.mappings.append(copy)
             alias = parent.aliases.get(mapping.map_id)
-            if alias is not None and alias in child.alias_ranges:
+            if alias is not None and any(lo <= alias < hi for lo, hi in child.alias_ranges.items()):
                 child.aliases[copy.map_id] = alias
             if mapping.map_id in parent.no_alias:
                 child.no_alias.add(copy.map_id)

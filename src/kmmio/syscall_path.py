@@ -157,17 +157,21 @@ class SyscallPath:
         if entry is None or not entry.shared:
             proc.no_alias.add(mapping.map_id)
             return False
-        offset = linear_offset(entry, mapping)
+        page = proc.engine.page_size
+        skip = mapping.virt & (page - 1)  # a traced part of a mapping need not start a page
+        start, length = mapping.virt - skip, (mapping.length + skip + page - 1) & ~(page - 1)
+        offset = linear_offset(entry, mapping) - skip
         alias = -errno.EINVAL
-        if entry.offset + (mapping.virt - entry.start) == offset:  # the VMA there is still the mapping's
-            alias = proc.inject_syscall(thread, nr.MREMAP, (mapping.virt, 0, mapping.length, _MREMAP_MAYMOVE))
+        if entry.offset + (start - entry.start) == offset:  # the VMA there is still the mapping's
+            alias = proc.inject_syscall(thread, nr.MREMAP, (start, 0, length, _MREMAP_MAYMOVE))
         if alias < 0:
-            alias = self._map_again(thread, entry.path, entry.dev, entry.inode, mapping, offset)
+            alias = self._map_again(thread, entry.path, length, mapping.prot, offset)
         if alias < 0:
             proc.no_alias.add(mapping.map_id)
             return True
+        alias += skip
         proc.aliases[mapping.map_id] = alias
-        proc.alias_ranges[alias] = alias + mapping.length
+        proc.alias_ranges[alias - skip] = alias - skip + length
         self._protect_alias(thread, mapping, alias)
         return True
 
@@ -186,11 +190,10 @@ class SyscallPath:
                 )
                 proc.inject_syscall(thread, nr.MPROTECT, (alias + lo - mapping.virt, hi - lo, prot & 3))
 
-    def _map_again(
-        self, thread: Thread, path: str, dev: str, inode: int, mapping: Mapping, offset: int
-    ) -> int:
+    def _map_again(self, thread: Thread, path: str, length: int, prot: int, offset: int) -> int:
+        """The file at ``path`` mapped again in the program, ``length`` bytes at ``offset``."""
         proc = thread.proc
-        prot = 3 if mapping.prot & 2 else 1
+        prot = 3 if prot & 2 else 1
         fd = self._program_fd(proc.pid, path)
         opened = fd is None
         if fd is None:
@@ -205,7 +208,7 @@ class SyscallPath:
             if fd < 0:
                 return fd
         try:
-            return proc.inject_syscall(thread, nr.MMAP, (0, mapping.length, prot, _MAP_SHARED, fd, offset))
+            return proc.inject_syscall(thread, nr.MMAP, (0, length, prot, _MAP_SHARED, fd, offset))
         finally:
             if opened:
                 proc.inject_syscall(thread, 3, (fd,))
@@ -228,10 +231,13 @@ class SyscallPath:
         proc.no_alias.discard(mapping.map_id)
         if alias is None:
             return
-        proc.alias_ranges.pop(alias, None)
+        vma = next(((lo, hi) for lo, hi in proc.alias_ranges.items() if lo <= alias < hi), None)
+        if vma is None:
+            return  # gone already (the program unmapped or replaced it)
+        del proc.alias_ranges[vma[0]]
         if thread is not None:
             try:
-                proc.inject_syscall(thread, nr.MUNMAP, (alias, mapping.length))
+                proc.inject_syscall(thread, nr.MUNMAP, (vma[0], vma[1] - vma[0]))
             except KmmioError:
                 pass
 
@@ -249,11 +255,11 @@ class SyscallPath:
     @staticmethod
     def forget_aliases_in(proc: Process, start: int, end: int) -> None:
         """The program unmapped or replaced ``[start, end)``: aliases there are gone."""
-        for alias, alias_end in list(proc.alias_ranges.items()):
-            if alias < end and start < alias_end:
-                del proc.alias_ranges[alias]
+        for vma, vma_end in list(proc.alias_ranges.items()):
+            if vma < end and start < vma_end:
+                del proc.alias_ranges[vma]
                 for key, value in list(proc.aliases.items()):
-                    if value == alias:
+                    if vma <= value < vma_end:
                         del proc.aliases[key]
 
     # -- the filter ------------------------------------------------------------------------

@@ -93,5 +93,5 @@ def test_a_thread_killed_in_the_middle_of_a_stepped_access_is_one_lost_event(bui
     assert re.fullmatch(r"MARK \d+\.\d{6} Lost 1 events\.", lines[-1])
     records = list(kmmio.trace.read_records(lines))
     # the mapping, ended by the program's death, then the lost access: no access record
-    assert [type(r).__name__ for r in records] == ["Version", "Map", "Unmap", "Mark"]
+    assert [type(r).__name__ for r in records] == ["Version", "Map", "MapInfo", "Unmap", "Mark"]
     assert records[1].pid == pid and records[2].map_id == records[1].map_id

@@ -102,3 +102,30 @@ def test_a_page_remapped_within_a_traced_mapping_logs_its_file_offsets(
     ]
     _unmapped_once(run)
     assert " 0 lost" in run.stderr
+
+
+def test_part_of_a_mapping_is_traced_with_at_offset_plus_length(build, tmp_path: Path, mode: str) -> None:
+    """``-m PATTERN@OFFSET+LENGTH`` traces only those bytes of the mapped file: the MAP
+    line is theirs, accesses elsewhere run untraced and are never logged."""
+    exe, dev = build("window"), tmp_path / "win-regs.bin"
+    run = trace([str(exe), str(dev)], "win-regs.bin@0x1000+0x100", tmp_path, mode)
+    assert run.status == 0 and run.stdout == "sum 255\n", run.stderr
+    (m,) = [r for r in run.records if isinstance(r, Map)]
+    assert (m.phys, m.length) == (0x1000, 0x100)
+    got = [(a.kind.value, a.width, a.phys, a.value) for a in run.records if isinstance(a, Access)]
+    assert got == [
+        ("W", 4, 0x1010, 0x22), ("W", 4, 0x1020, 0x33), ("W", 8, 0x10F8, 0x44),
+        ("R", 4, 0x1010, 0x22), ("R", 4, 0x1020, 0x33), ("R", 8, 0x10F8, 0x44),
+    ]  # fmt: skip
+
+
+def test_a_pattern_window_is_parsed_or_refused() -> None:
+    from kmmio.errors import UsageError
+    from kmmio.regions import Pattern
+
+    spec = "resource0@0x1000+0x100"
+    assert Pattern.parse(spec) == Pattern(spec, "resource0", 0x1000, 0x100)
+    assert Pattern.parse("mem@4096") == Pattern("mem@4096", "mem", 4096, None)
+    assert Pattern.parse("/home/me@work/regs") == Pattern("/home/me@work/regs", "/home/me@work/regs")
+    with pytest.raises(UsageError):
+        Pattern.parse("regs@0x10+0")

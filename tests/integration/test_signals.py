@@ -185,8 +185,8 @@ def test_sigkill_of_kmmio_takes_the_spawned_program_with_it(build, tmp_path: Pat
     assert _wait_gone(pid) in (None, "Z", "X"), f"program {pid} runs on after kmmio was killed"
     records = _records(run.log)  # every line whole and well-formed
     assert len(records) > BEFORE
-    assert [type(r).__name__ for r in records[:2]] == ["Version", "Map"]
-    assert all(isinstance(r, Access) and r.pid == pid for r in records[2:])
+    assert [type(r).__name__ for r in records[:3]] == ["Version", "Map", "MapInfo"]
+    assert all(isinstance(r, Access) and r.pid == pid for r in records[3:])
     assert _marks(records) == []
 
 

@@ -74,7 +74,11 @@ def test_every_buffer_syscall_on_traced_pages_works_and_is_marked(build, tmp_pat
     assert {m.tid for m in marks} == {pid}
     # Each is a MARK line a reader that knows only the kernel's records can read.
     lines = [line for line in run.log.splitlines() if line.startswith("MARK ")]
-    assert lines[0].split(" ", 2)[2] == f"syscall write reads map 1 0x0+0x3e8 tid {pid}"
+    assert [line.split(" ", 2)[2] for line in lines[:3]] == [
+        f"map 1 {tmp_path / 'bufsys-regs.bin'} file",
+        f"map 2 {tmp_path / 'bufsys-regs.bin'} file",
+        f"syscall write reads map 1 0x0+0x3e8 tid {pid}",
+    ]
     assert all(isinstance(r, Mark) for r in read_records(lines, typed_marks=False))
 
 

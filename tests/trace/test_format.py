@@ -195,3 +195,27 @@ def test_the_per_access_line_is_the_records_line() -> None:
         "W 1 0.000000 1 0x0 0x0 0x0 1",
         "R 8 0.000001 1 0x8 0x1 0x2 1",
     ]
+
+
+def test_kmmio_marks_are_typed_records_and_plain_marks_for_others() -> None:
+    """``MARK map`` and ``MARK syscall`` lines read back as MapInfo and KernelAccess, and
+    as plain Marks by a reader that wants only the kernel's records."""
+    from kmmio.trace import KernelAccess, MapInfo
+
+    bar = "/sys/devices/pci0000:00/0000:03:00.0/resource0"
+    recs = [
+        MapInfo(1_000_001, 1, "/dev/shm/regs a (deleted)", "file"),
+        MapInfo(1_000_002, 2, bar, "pci", "0000:03:00.0", "bar 0"),
+        KernelAccess(1_000_003, "write", "reads", 1, 0x40, 0x400, 4242),
+        KernelAccess(1_000_004, "access", "reads", 2, 0x10, None, 4242),
+    ]
+    lines = [format_record(r) for r in recs]
+    assert lines == [
+        r"MARK 1.000001 map 1 /dev/shm/regs\040a\040(deleted) file",
+        "MARK 1.000002 map 2 /sys/devices/pci0000:00/0000:03:00.0/resource0 pci 0000:03:00.0 bar 0",
+        "MARK 1.000003 syscall write reads map 1 0x40+0x400 tid 4242",
+        "MARK 1.000004 syscall access reads map 2 0x10 tid 4242",
+    ]
+    assert list(read_records(lines)) == recs
+    assert [type(r).__name__ for r in read_records(lines, typed_marks=False)] == ["Mark"] * 4
+    assert list(read_records(["MARK 1.000005 map of the world"])) == [Mark(1_000_005, "map of the world")]

@@ -94,7 +94,12 @@ class ShadowView:
     """The tracer's ``MAP_SHARED`` mapping of a traced range ``[start, end)``."""
 
     def __init__(self, pid: int, vma: tuple[int, int], start: int, end: int, offset: int) -> None:
+        """``offset``: the object's offset of ``start``, which need not be page-aligned
+        (a traced part of a mapping): the view maps whole pages around it."""
         self.start, self.end = start, end
+        page = mmap.PAGESIZE
+        self._skip = offset & (page - 1)
+        self._length = (end - start + self._skip + page - 1) & ~(page - 1)
         path = f"/proc/{pid}/map_files/{vma[0]:x}-{vma[1]:x}"
         # Writable if the object allows it (the program may mprotect its pages writable
         # later); read-only otherwise, and then its stores go the kmmio way.
@@ -108,7 +113,7 @@ class ShadowView:
             raise TraceeError(f"open {path}", exc.errno or errno.EACCES, pid) from None
         try:
             prot = mmap.PROT_READ | (mmap.PROT_WRITE if self.writable else 0)
-            self.base = pt.mmap(end - start, prot, mmap.MAP_SHARED, fd, offset)
+            self.base = pt.mmap(self._length, prot, mmap.MAP_SHARED, fd, offset - self._skip) + self._skip
         finally:
             os.close(fd)
         _arm()
@@ -131,7 +136,7 @@ class ShadowView:
 
     def close(self) -> None:
         if self.base:
-            pt.munmap(self.base, self.end - self.start)
+            pt.munmap(self.base - self._skip, self._length)
             self.base = 0
 
 

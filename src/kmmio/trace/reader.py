@@ -11,16 +11,19 @@ from collections.abc import Callable, Iterable, Iterator
 
 from kmmio.errors import TraceFormatError
 from kmmio.trace.records import (
+    MAP_KINDS,
     Access,
     KernelAccess,
     Kind,
     Map,
+    MapInfo,
     Mark,
     PciDev,
     Record,
     Unknown,
     Unmap,
     Version,
+    unescape,
 )
 
 
@@ -136,10 +139,19 @@ def _kernel_access(ts: int, msg: str) -> KernelAccess | None:
 _DIRECTIONS = {"reads", "writes", "updates", "accesses"}
 
 
+def _map_info(ts: int, msg: str) -> MapInfo | None:
+    """A ``MARK`` of the form ``map ID PATH KIND [DEVICE [REGION...]]``, else ``None``."""
+    f = msg.split()
+    if len(f) < 4 or f[0] != "map" or f[3] not in MAP_KINDS or not f[1].isdigit():
+        return None
+    return MapInfo(ts, int(f[1]), unescape(f[2]), f[3], f[4] if len(f) > 4 else "", " ".join(f[5:]))
+
+
 def parse_line(line: str, line_no: int = 1, typed_marks: bool = True) -> Record | None:
     """One line to a record, ``None`` for blank and ``#`` lines.
 
-    A ``MARK`` line in kmmio's syscall form is a :class:`KernelAccess` (unless
+    A ``MARK`` line in kmmio's syscall form is a :class:`KernelAccess`, one in its map form
+    a :class:`MapInfo` (unless
     ``typed_marks`` is false: then every MARK is a :class:`Mark`, as for any reader that
     knows only the kernel's records).
     """
@@ -154,7 +166,11 @@ def parse_line(line: str, line_no: int = 1, typed_marks: bool = True) -> Record 
                 raise _Bad(f"unknown record type {head!r}")
             ts_tok, _, msg = rest.partition(" ")
             ts = _ts(ts_tok)
-            typed = _kernel_access(ts, msg) if typed_marks and msg.startswith("syscall ") else None
+            typed: Record | None = None
+            if typed_marks and msg.startswith("syscall "):
+                typed = _kernel_access(ts, msg)
+            elif typed_marks and msg.startswith("map "):
+                typed = _map_info(ts, msg)
             return typed if typed is not None else Mark(ts, msg)
         fields = stripped.split()
         parser = _PARSERS.get(fields[0])

@@ -116,4 +116,51 @@ class KernelAccess:
         return f"syscall {self.syscall} {self.direction} map {self.map_id} {where} tid {self.tid}"
 
 
-Record = Version | PciDev | Map | Unmap | Access | Unknown | Mark | KernelAccess
+def escape(path: str) -> str:
+    """A path as one word: whitespace and backslashes as octal escapes (as /proc/mounts)."""
+    return "".join(f"\\{ord(c):03o}" if c.isspace() or c == "\\" else c for c in path)
+
+
+def unescape(word: str) -> str:
+    """The path a :class:`MapInfo` line's word stands for."""
+    out, i = [], 0
+    while i < len(word):
+        if word[i] == "\\" and word[i + 1 : i + 4].isdigit() and len(word[i + 1 : i + 4]) == 3:
+            out.append(chr(int(word[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(word[i])
+            i += 1
+    return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class MapInfo:
+    """What a traced mapping is: a ``MARK`` line right after its ``MAP``.
+
+    ``MARK <ts> map <id> <path> <kind>[ <device>[ <region>]]``: the path as the program's
+    maps show it (whitespace and backslashes escaped as ``\\ooo``), ``kind`` one of
+    ``pci``, ``uio``, ``vfio``, ``mem`` (``/dev/mem``), ``file`` (a file or shared memory
+    object), ``anon`` (anonymous shared memory); a device (``0000:03:00.0``, ``uio0``) and
+    its region (``bar 0``, ``map 1``) where there is one.  A reader that knows only ``MARK``
+    lines reads it as free text.
+    """
+
+    ts: int
+    map_id: int
+    path: str
+    kind: str
+    device: str = ""
+    region: str = ""
+
+    @property
+    def text(self) -> str:
+        tail = " ".join(w for w in (self.kind, self.device, self.region) if w)
+        return f"map {self.map_id} {escape(self.path)} {tail}"
+
+
+#: The kinds a :class:`MapInfo` names.
+MAP_KINDS = ("pci", "uio", "vfio", "mem", "file", "anon")
+
+
+Record = Version | PciDev | Map | Unmap | Access | Unknown | Mark | KernelAccess | MapInfo

@@ -6,7 +6,19 @@ from collections.abc import Iterable
 from typing import TextIO
 
 from kmmio.errors import LogWriteError
-from kmmio.trace.records import Access, KernelAccess, Kind, Map, Mark, PciDev, Record, Unknown, Unmap, Version
+from kmmio.trace.records import (
+    Access,
+    KernelAccess,
+    Kind,
+    Map,
+    MapInfo,
+    Mark,
+    PciDev,
+    Record,
+    Unknown,
+    Unmap,
+    Version,
+)
 
 
 def format_ts(ts_us: int) -> str:
@@ -46,7 +58,7 @@ def format_record(rec: Record) -> str:
         case Unknown():
             code = ",".join(f"{b:02x}" for b in rec.code)
             return f"UNKNOWN {format_ts(rec.ts)} {rec.map_id} {rec.phys:#x} {code} {rec.pc:#x} {rec.pid}"
-        case Mark() | KernelAccess():
+        case Mark() | KernelAccess() | MapInfo():
             return f"MARK {format_ts(rec.ts)} {rec.text}"
         case Version():
             return f"VERSION {rec.version}"
