@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--output", metavar="FILE", default=None, help="also write the log to FILE")
     rd = sub.add_parser("check", help="parse an mmiotrace log and count its records")
     rd.add_argument("file", help="log file ('-' for standard input)")
+    from kmmio.cli_decode import add_decode_parser
+
+    add_decode_parser(sub)
     return parser
 
 
@@ -121,6 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from kmmio.cli_trace import run_check
 
             return run_check(args.file)
+        if args.command == "decode":
+            from kmmio.cli_decode import run_decode
+
+            return run_decode(args)
     except _ParserExit as done:
         return done.status
     except UsageError as exc:
