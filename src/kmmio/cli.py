@@ -92,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="end the trace after SECONDS: an attached program (-p) is let go (pages restored, detached); "
         "a spawned one is sent SIGTERM and traced until it exits",
     )
+    tr.add_argument(
+        "--regs",
+        metavar="FILE[@BASE]",
+        action="append",
+        default=[],
+        help="a register map (SystemRDL, IP-XACT or CMSIS-SVD; the 'maps' extra): every access is "
+        "also shown on standard error with its register and fields, as 'kmmio decode' shows it; "
+        "needs -o for the log (repeatable)",
+    )
     tr.add_argument("-q", "--quiet", action="store_true", help="no summary on standard error")
     tr.add_argument("program", nargs=argparse.REMAINDER, help="-- PROGRAM [ARG ...]")
     demo = sub.add_parser("demo", help="trace a bundled example driver on a simulated device")

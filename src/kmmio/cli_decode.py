@@ -28,6 +28,7 @@ def add_decode_parser(sub: Any) -> None:
     )
     dec.add_argument(
         "--map",
+        "--regs",
         metavar="FILE[@BASE]",
         action="append",
         required=True,

@@ -6,13 +6,19 @@ import argparse
 import contextlib
 import re
 import sys
-from typing import TextIO
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TextIO
 
+from kmmio.devices import Roots, pci_devices
 from kmmio.errors import LogWriteError, TraceFormatError, UsageError
 from kmmio.trace.reader import read_records
-from kmmio.trace.records import Access, Kind, Mark
+from kmmio.trace.records import Access, Kind, Mark, Record, Version
 from kmmio.trace.writer import TraceWriter
 from kmmio.tracer import Mode, Tracer, check_attachable, resolve_program
+
+if TYPE_CHECKING:
+    from kmmio.maps.model import RegisterMap
+    from kmmio.mmiotrace import TracedAccess
 
 
 def open_output(path: str | None) -> tuple[TextIO, bool]:
@@ -42,6 +48,34 @@ def _finish_log(writer: TraceWriter, owned: TextIO | None, report: bool) -> None
             raise LogWriteError(f"cannot write the log: {exc.strerror or exc}") from None
 
 
+def _live_decoding(
+    args: argparse.Namespace,
+) -> tuple[Callable[[TracedAccess], None] | None, RegisterMap | None]:
+    """With ``--regs``: the register map, and a callback showing each access decoded on
+    standard error (the log goes to ``-o``'s file or standard output)."""
+    if not args.regs:
+        return None, None
+    if args.output is None:
+        raise UsageError(
+            "--regs shows decoded accesses on standard error: give -o FILE (or -o -) for the log"
+        )
+    from kmmio.maps import MapError, load_maps
+    from kmmio.maps.format import Decoder, text_line
+
+    try:
+        regmap = load_maps(args.regs)
+    except MapError as exc:
+        raise UsageError(str(exc)) from None
+    decoder = Decoder(regmap)
+    err = sys.stderr
+
+    def show(a: TracedAccess) -> None:
+        middle = decoder.middle(a.kind.value, a.phys, a.width, a.value)
+        err.write(text_line(a.kind.value, a.width, a.ts, middle, a.pc, a.tid) + "\n")
+
+    return show, regmap
+
+
 def run_trace(args: argparse.Namespace) -> int:
     program = list(args.program)
     if program and program[0] == "--":
@@ -56,11 +90,15 @@ def run_trace(args: argparse.Namespace) -> int:
         resolve_program(program[0])
     for pid in args.pids:
         check_attachable(pid)
+    on_access, regmap = _live_decoding(args)
     stream, owned = open_output(args.output)
     # The writer's VERSION header waits for the first record or write_header(), called once
     # tracing starts: a refused spawn or attach leaves no log behind.
-    writer = TraceWriter(stream, flush_every=1 if stream is sys.stderr else 256)
-    tracer = Tracer(args.patterns, writer.write, mode=Mode(args.mode))
+    roots = Roots.from_env()
+    # VERSION, then one PCIDEV line per PCI device, as the kernel's log starts.
+    header: list[Record] = [Version(), *pci_devices(roots)]
+    writer = TraceWriter(stream, flush_every=1 if stream is sys.stderr else 256, header=header)
+    tracer = Tracer(args.patterns, writer.write, on_access, mode=Mode(args.mode), regmap=regmap, roots=roots)
     traced = False
     try:
         if program:

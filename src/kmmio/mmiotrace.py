@@ -24,6 +24,7 @@ from kmmio.x86.operands import AccessKind, MemAccess
 from kmmio.x86.regs import Registers
 
 if TYPE_CHECKING:
+    from kmmio.maps.model import Decoded
     from kmmio.process import Process
 
 
@@ -86,6 +87,17 @@ class TracedAccess:
     map_id: int
     path: str
     instruction: str
+    #: When it happened, in microseconds (the log line's timestamp).
+    ts: int = 0
+    #: The registers and fields it touched, when the tracer was given a register map
+    #: (``Tracer(..., regmap=)``, ``kmmio trace --regs``).
+    decoded: Decoded | None = None
+
+    @property
+    def register(self) -> str | None:
+        """The full path of the (first) register it touched; ``None`` without a map or
+        when no register covers it."""
+        return self.decoded.register if self.decoded is not None else None
 
 
 @dataclass
@@ -108,9 +120,12 @@ class MmioTrace:
         self,
         emit: Callable[[Record], None],
         on_access: Callable[[TracedAccess], None] | None = None,
+        decode: Callable[[str, int, int, int], Decoded] | None = None,
     ) -> None:
         self.emit = emit
         self.on_access = on_access
+        #: ``(kind, phys, width, value)`` to the registers touched, for ``on_access``.
+        self.decode = decode
         #: When ``emit`` is a log writer's ``write``: that writer, which gets the access
         #: lines in batches of its ``flush_every`` (see :meth:`flush`), no record built.
         owner = getattr(emit, "__self__", None)
@@ -289,8 +304,11 @@ class MmioTrace:
         else:
             self.emit(Access(kind, width, ts, owner.map_id, phys, value, pc, tid))
         if self.on_access is not None:
+            decoded = self.decode(char, phys, width, value) if self.decode is not None else None
             self.on_access(
-                TracedAccess(kind, width, addr, phys, value, pc, tid, owner.map_id, owner.path, form.text)
+                TracedAccess(
+                    kind, width, addr, phys, value, pc, tid, owner.map_id, owner.path, form.text, ts, decoded
+                )
             )
 
     def flush(self) -> None:

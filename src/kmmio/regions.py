@@ -76,11 +76,12 @@ class Pattern:
             raise UsageError(f"-m {spec}: the offset must not be negative, the length must be positive")
         return cls(spec, text, offset, length)
 
-    def window(self, entry: MapEntry, lo: int, hi: int) -> tuple[int, int] | None:
-        """The part of ``[lo, hi)`` of ``entry`` the pattern traces, or ``None``."""
+    def window(self, entry: MapEntry, lo: int, hi: int, offset: int) -> tuple[int, int] | None:
+        """The part of ``[lo, hi)`` of ``entry`` the pattern traces, or ``None``; ``offset``
+        is the object offset of ``entry.start`` (see :meth:`Regions._new_mapping`)."""
         if self.offset == 0 and self.length is None:
             return lo, hi
-        base = entry.start if entry.anonymous else entry.start - entry.offset  # object offset 0
+        base = entry.start - offset  # object offset 0
         first = max(lo, base + self.offset)
         last = hi if self.length is None else min(hi, base + self.offset + self.length)
         return (first, last) if first < last else None
@@ -261,13 +262,19 @@ class Regions:
         for e in entries:
             lo, hi = max(e.start, start), min(e.end, end)
             pat = self.matches(e) if lo < hi and e.start not in proc.alias_ranges else None
-            window = pat.window(e, lo, hi) if pat is not None else None
+            if pat is None:
+                continue
+            place = self.place(e.path, e.offset, proc.pid, fd) if not e.anonymous else None
+            offset = e.start if e.anonymous else e.offset
+            if place is not None and place.offset is not None:
+                offset = place.offset
+            window = pat.window(e, lo, hi, offset)
             if window is None:
                 continue
             lo, hi = window
             if any(p for m in proc.mappings for p in m.probes if p.addr < hi and p.end > lo):
                 continue
-            mapping = self._new_mapping(proc, e, lo, hi, thread, pc, fd)
+            mapping = self._new_mapping(proc, e, lo, hi, thread, pc, place, offset)
             proc.mappings.append(mapping)
             prot_of = _lookup(inherited or {}, e.prot)
             if self.probes_for is None:
@@ -282,15 +289,25 @@ class Regions:
             self.syscalls.cover(thread)
 
     def _new_mapping(
-        self, proc: Process, e: MapEntry, lo: int, hi: int, thread: Thread, pc: int, fd: int | None
+        self,
+        proc: Process,
+        e: MapEntry,
+        lo: int,
+        hi: int,
+        thread: Thread,
+        pc: int,
+        place: Place | None,
+        start_offset: int,
     ) -> Mapping:
         """The ``MAP`` (and its ``MARK map`` line) of the traced bytes ``[lo, hi)`` of ``e``:
-        its physical address where the device is known (a PCI BAR, a UIO map, a VFIO
-        region, ``/dev/mem``), else the file offset, or the virtual address if anonymous."""
-        offset = lo if e.anonymous else e.offset + (lo - e.start)
-        place = self.place(e.path, offset, proc.pid, fd) if not e.anonymous else None
+        its physical address where the device is known (``place``: a PCI BAR, a UIO map, a
+        VFIO region, ``/dev/mem``), else the file offset, or the virtual address if
+        anonymous.  ``start_offset`` is the object offset of ``e.start``: the file offset as
+        the program gave it to ``mmap`` (the kernel shows a device mapping's page frame in
+        its place in /proc/PID/maps), the virtual address for anonymous memory."""
+        offset = start_offset + (lo - e.start)
         if place is not None:
-            phys, info = place.phys, (place.kind, place.device, place.region)
+            phys, info = place.phys + (lo - e.start), (place.kind, place.device, place.region)
         else:
             phys, info = offset, ("anon" if e.anonymous else "file", "", "")
         size = self._page_size(proc, e)

@@ -30,6 +30,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from kmmio import sigsegv
 from kmmio.backend import _ptrace as pt
@@ -44,6 +45,8 @@ from kmmio.backend.waitstatus import (
     decode_status,
     exit_code,
 )
+from kmmio.devices import Place, Roots
+from kmmio.devices import place as place_device
 from kmmio.engine import Kmmio, Probe
 from kmmio.errors import KmmioError, LogWriteError, TraceeError, TraceeGone, UsageError
 from kmmio.fastloop import FastLoop
@@ -56,6 +59,9 @@ from kmmio.syscall_path import HOLD_LIMIT, Outcome, SyscallPath
 from kmmio.syscalls.filters import base_filter
 from kmmio.syscalls.i386 import AUDIT_ARCH_I386, as_x86_64
 from kmmio.trace.records import Record
+
+if TYPE_CHECKING:
+    from kmmio.maps.model import RegisterMap
 
 __all__ = ["Mode", "TraceStats", "Tracer", "check_attachable", "resolve_program", "trace_program"]
 
@@ -94,7 +100,6 @@ class _Wakeup(Exception):
     """A deadline passed while the loop waited (see :meth:`Tracer.watch`)."""
 
 
-
 def _signal_to_keep(ev: Stopped) -> int:
     """The signal a thread stopped with that it must still get when we detach.
 
@@ -117,14 +122,25 @@ class Tracer:
         on_map: Callable[[Mapping], None] | None = None,
         probes_for: Callable[[Mapping], list[Probe]] | None = None,
         mode: Mode = Mode.AUTO,
+        regmap: RegisterMap | None = None,
+        roots: Roots | None = None,
     ) -> None:
         self.queue: EventQueue = deque()
         self.procs: dict[int, Process] = {}
         self.threads: dict[int, Thread] = {}
         self.orphans: dict[int, WaitEvent] = {}
-        self.log = MmioTrace(emit, on_access)
+        decode = None
+        if regmap is not None:
+            from kmmio.maps.format import Decoder
+
+            decode = Decoder(regmap).decode_at
+        self.log = MmioTrace(emit, on_access, decode)
         self.syscalls = SyscallPath(self.log)
         self.regions = Regions(list(patterns), self.log, on_map, probes_for, self.syscalls)
+        #: Where sysfs and device nodes are read ($KMMIO_SYSFS, $KMMIO_DEV).
+        self.roots = Roots.from_env() if roots is None else roots
+        self.regions.place = self._place
+        self._unplaced: set[str] = set()
         self.root_pid = 0
         self.root_status: int | None = None
         self._stop_requested = False
@@ -141,8 +157,10 @@ class Tracer:
         self.attached = False
         #: The compiled loop serving plain loads and stores (not in step mode, and not
         #: with a per-access callback, which wants Python's records).
-        self.fast = None if mode is Mode.STEP or on_access is not None else FastLoop(
-            self.log, self.procs, self.threads, self._served
+        self.fast = (
+            None
+            if mode is Mode.STEP or on_access is not None
+            else FastLoop(self.log, self.procs, self.threads, self._served)
         )
         if self.fast is not None:
             self.faults.learn = self.fast.learn
@@ -423,6 +441,18 @@ class Tracer:
             return pt.wait_next()
         finally:
             self._in_wait = False
+
+    def _place(self, path: str, offset: int, pid: int, fd: int | None) -> Place | None:
+        """Where a newly traced mapping's bytes are (:func:`kmmio.devices.place`).  A device
+        whose sysfs files cannot be read or make no sense is logged with file offsets, as
+        any other file, and said once on standard error: the trace goes on."""
+        try:
+            return place_device(path, offset, pid=pid, fd=fd, roots=self.roots)
+        except (KmmioError, OSError) as exc:
+            if path not in self._unplaced:
+                self._unplaced.add(path)
+                print(f"kmmio: {path}: no physical address ({exc}); file offsets logged", file=sys.stderr)
+            return None
 
     def _served(self, tid: int, count: int) -> None:
         """The fast loop performed ``count`` accesses, some of thread ``tid``: stopped, it
@@ -749,11 +779,13 @@ def trace_program(
     emit: Callable[[Record], None],
     on_access: Callable[[TracedAccess], None] | None = None,
     mode: Mode = Mode.AUTO,
+    regmap: RegisterMap | None = None,
 ) -> int:
     """Spawn ``argv``, trace the mappings matching ``patterns``, return its exit status.
 
-    ``emit`` gets every log record; ``on_access`` every traced access, decoded.
+    ``emit`` gets every log record; ``on_access`` every traced access, decoded, with the
+    registers it touched when ``regmap`` is given (:func:`kmmio.maps.load_maps`).
     """
-    tracer = Tracer(patterns, emit, on_access, mode=mode)
+    tracer = Tracer(patterns, emit, on_access, mode=mode, regmap=regmap)
     tracer.spawn(argv)
     return tracer.run()

@@ -27,9 +27,7 @@ def test_attach_mid_way_and_detach_with_sigint(build, tmp_path: Path, mode: str)
     prog = Program(build("attachee"), tmp_path / "att-regs.bin", 4, 600_000)
     before = prog.maps()
     log = tmp_path / "att.log"
-    tracer = kmmio_async(
-        ["trace", "--mode", mode, "-o", str(log), "-m", "att-regs.bin", "-p", str(prog.pid)]
-    )
+    tracer = kmmio_async(["trace", "--mode", mode, "-o", str(log), "-m", "att-regs.bin", "-p", str(prog.pid)])
     wait_for_lines(log, 300)
     tracer.send_signal(signal.SIGINT)
     _, err = tracer.communicate(timeout=60)

@@ -83,7 +83,7 @@ def test_transparent_huge_pages_are_traced(build, tmp_path: Path, mode: str) -> 
     untraced = f"{shlex.quote(str(exe))} thp {shlex.quote(f'{mnt}/plain-regs')} >{shlex.quote(str(plain))}"
     script = (
         f"mount -t tmpfs -o huge=always none {shlex.quote(str(mnt))} && {untraced}"
-        f" && rm {shlex.quote(f'{mnt}/plain-regs')} && exec \"$@\""
+        f' && rm {shlex.quote(f"{mnt}/plain-regs")} && exec "$@"'
     )
     proc = subprocess.run(
         [

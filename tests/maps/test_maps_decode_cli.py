@@ -208,3 +208,17 @@ def test_decoder_caches_stay_bounded() -> None:
         assert decoder.text(acc) == decoder.text(acc)
     assert len(decoder._hits) <= 4 and len(decoder._texts) <= 4
     assert isinstance(decoder.regmap, RegisterMap)
+
+
+def test_the_readme_excerpt_is_what_decode_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every line of the README's ``kmmio decode`` example is a line of the real output."""
+    import re
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    command = r"\$ kmmio decode --map tdev\.rdl@0xf7c00000 tdev\.log\n"
+    block = re.search(r"```console\n" + command + r"(.*?)```", readme, re.S)
+    assert block is not None
+    shown = block.group(1).splitlines()
+    out = _decode(capsys, "--map", MAPS[0], str(LOG)).splitlines()
+    assert len(shown) >= 5 and all(line in out for line in shown), [x for x in shown if x not in out]
+    assert [out.index(line) for line in shown] == sorted(out.index(line) for line in shown)

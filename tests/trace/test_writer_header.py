@@ -8,7 +8,7 @@ import types
 from pathlib import Path
 
 import kmmio
-from kmmio.trace import Access, Kind, Map, Mark, TraceWriter, Unmap, Version, read_records
+from kmmio.trace import Access, Kind, Map, Mark, PciDev, TraceWriter, Unmap, Version, read_records
 
 README = Path(__file__).parents[2] / "README.md"
 
@@ -87,3 +87,25 @@ def test_another_header_or_none() -> None:
     bare = io.StringIO()
     TraceWriter(bare, header=None).write(Mark(2, "x"))
     assert bare.getvalue() == "MARK 0.000002 x\n"
+
+
+def test_a_header_of_several_records() -> None:
+    """The tracer's header: VERSION then the PCIDEV lines, before the first record; a
+    Version the caller writes first takes the header Version's place, the rest follows."""
+    starts, sizes = (0xF7C00000, 0, 0xE001, 0, 0, 0, 0), (0x20000, 0, 0x20, 0, 0, 0, 0)
+    dev = PciDev(0x0300, 0x8086_10D3, 0x1A, starts, sizes)
+    out = io.StringIO()
+    TraceWriter(out, header=[Version(), dev]).write(Mark(1, "x"))
+    assert out.getvalue().splitlines() == [
+        "VERSION 20070824",
+        "PCIDEV 0300 808610d3 1a f7c00000 0 e001 0 0 0 0 20000 0 20 0 0 0 0 ",
+        "MARK 0.000001 x",
+    ]
+    own = io.StringIO()
+    writer = TraceWriter(own, header=(Version(), dev))
+    writer.write(Version("20070824"))
+    writer.write(Mark(1, "x"))
+    assert [line.split()[0] for line in own.getvalue().splitlines()] == ["VERSION", "PCIDEV", "MARK"]
+    empty = io.StringIO()
+    TraceWriter(empty, header=[Version(), dev]).write_header()
+    assert len(empty.getvalue().splitlines()) == 2

@@ -114,4 +114,3 @@ def tids_of_rows() -> set[int]:
     """The threads of the rows waiting (before they are taken)."""
     n = _served.value
     return {int(_rows[i * ROW_WORDS + 7]) for i in range(n)}
-

@@ -77,7 +77,12 @@ def decoded_text(d: Decoded) -> str:
 
 
 def _text_line(acc: Access, middle: str) -> str:
-    return f"{acc.kind.value} {acc.width} {format_ts(acc.ts)} {middle} pc {acc.pc:#x} tid {acc.pid}"
+    return text_line(acc.kind.value, acc.width, acc.ts, middle, acc.pc, acc.pid)
+
+
+def text_line(kind: str, width: int, ts: int, middle: str, pc: int, tid: int) -> str:
+    """A decoded text line from its parts (``ts`` in microseconds), without the newline."""
+    return f"{kind} {width} {format_ts(ts)} {middle} pc {pc:#x} tid {tid}"
 
 
 def format_decoded(acc: Access, d: Decoded) -> str:
@@ -143,22 +148,30 @@ class Decoder:
 
     def text(self, acc: Access) -> str:
         """The access's text line (:func:`format_decoded`), without the newline."""
-        key = (acc.kind.value, acc.phys, acc.width, acc.value)
+        return _text_line(acc, self.middle(acc.kind.value, acc.phys, acc.width, acc.value))
+
+    def middle(self, kind: str, phys: int, width: int, value: int) -> str:
+        """Registers, value and fields of an access (:func:`decoded_text`), remembered."""
+        key = (kind, phys, width, value)
         middle = self._texts.get(key)
         if middle is None:
             if len(self._texts) >= self.cache_size:
                 self._texts.clear()
-            middle = self._texts[key] = decoded_text(self.decode(acc))
-        return _text_line(acc, middle)
+            middle = self._texts[key] = decoded_text(self.decode_at(kind, phys, width, value))
+        return middle
 
     def decode(self, acc: Access) -> Decoded:
-        key = (acc.phys, acc.width)
+        return self.decode_at(acc.kind.value, acc.phys, acc.width, acc.value)
+
+    def decode_at(self, kind: str, phys: int, width: int, value: int) -> Decoded:
+        """An access of ``kind`` (``"R"``/``"W"``) decoded, its registers remembered."""
+        key = (phys, width)
         hits = self._hits.get(key)
         if hits is None:
             if len(self._hits) >= self.cache_size:
                 self._hits.clear()
-            hits = self._hits[key] = self.regmap.lookup(acc.phys, acc.width)
-        return decode_hits(acc.phys, acc.width, acc.value, hits, acc.kind.value)
+            hits = self._hits[key] = self.regmap.lookup(phys, width)
+        return decode_hits(phys, width, value, hits, kind)
 
 
 def decode_log(

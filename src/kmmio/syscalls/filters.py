@@ -96,6 +96,7 @@ def base_filter() -> bytes:
 # Scratch memory of the range test: the extent [ptr, end) in halves.
 _PTR_LO, _PTR_HI, _END_LO, _END_HI = 0, 1, 2, 3
 
+
 def _near(p: Program, arg: int, ranges: Sequence[tuple[int, int]], hit: str) -> None:
     """Jump to ``hit`` when ``args[arg]`` lies in ``[lo - reach + 1, hi)`` of a range."""
     for lo, hi in ranges:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from kmmio.errors import LogWriteError
@@ -76,33 +76,45 @@ VERSION_HEADER: Record = Version()
 class TraceWriter:
     """Writes records to a text stream, one line each, flushing as asked.
 
-    ``header`` (by default ``VERSION 20070824``, which an mmiotrace log starts with) is
-    written just before the first record, or by :meth:`write_header`: a writer that is
-    given nothing (a trace refused before it started) writes nothing.  A ``Version``
-    written first takes the place of a ``Version`` header; ``header=None`` writes none.
+    ``header`` (by default ``VERSION 20070824``, which an mmiotrace log starts with; the
+    tracer adds the ``PCIDEV`` lines) is written just before the first record, or by
+    :meth:`write_header`: a writer that is given nothing (a trace refused before it
+    started) writes nothing.  A ``Version`` written first takes the place of the header's
+    ``Version``, the rest of the header following it; ``header=None`` writes none.
 
     ``flush_every`` lines are buffered at most, so a log stays whole up to a few records
     if the tracer is stopped, and memory stays flat however long the trace.
     """
 
     def __init__(
-        self, stream: TextIO, flush_every: int = 256, header: Record | None = VERSION_HEADER
+        self,
+        stream: TextIO,
+        flush_every: int = 256,
+        header: Record | Sequence[Record] | None = VERSION_HEADER,
     ) -> None:
         self.stream = stream
         self.flush_every = flush_every
         self._pending = 0
         self.count = 0
-        self._header = header
+        self._header: list[Record] = (
+            [] if header is None else list(header) if isinstance(header, Sequence) else [header]
+        )
 
     def write_header(self) -> None:
         """Write the header now, if it is not written yet (the log of an empty trace)."""
-        if self._header is not None:
-            header, self._header = self._header, None
-            self.write(header)
+        header, self._header = self._header, []
+        for rec in header:
+            self.write(rec)
 
     def write(self, rec: Record) -> None:
-        if isinstance(rec, Version) and isinstance(self._header, Version):
-            self._header = None  # the caller writes its own: one VERSION line, not two
+        if isinstance(rec, Version) and any(isinstance(h, Version) for h in self._header):
+            # The caller writes its own: one VERSION line, not two, and first.
+            rest = [h for h in self._header if not isinstance(h, Version)]
+            self._header = []
+            self._put(format_record(rec) + "\n")
+            for h in rest:
+                self.write(h)
+            return
         self._put(format_record(rec) + "\n")
 
     def write_accesses(self, rows: Iterable[AccessRow]) -> None:
@@ -121,7 +133,7 @@ class TraceWriter:
 
     def _put(self, text: str, lines: int = 1) -> None:
         """Write whole lines, newlines included."""
-        if self._header is not None:
+        if self._header:
             self.write_header()
         try:
             self.stream.write(text)
