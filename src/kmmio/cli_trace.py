@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from kmmio.devices import Roots, pci_devices
 from kmmio.errors import LogWriteError, TraceFormatError, UsageError
+from kmmio.tools.progress import Progress, human
 from kmmio.trace.reader import read_records
 from kmmio.trace.records import Access, Kind, Mark, Record, Version
 from kmmio.trace.writer import TraceWriter
@@ -99,6 +100,9 @@ def run_trace(args: argparse.Namespace) -> int:
     header: list[Record] = [Version(), *pci_devices(roots)]
     writer = TraceWriter(stream, flush_every=1 if stream is sys.stderr else 256, header=header)
     tracer = Tracer(args.patterns, writer.write, on_access, mode=Mode(args.mode), regmap=regmap, roots=roots)
+    # The status line shares standard error with nothing of kmmio's: not with the log,
+    # nor with --regs's decoded accesses.
+    status_line = status_progress(tracer, quiet=args.quiet or stream is sys.stderr or on_access is not None)
     traced = False
     try:
         if program:
@@ -106,9 +110,11 @@ def run_trace(args: argparse.Namespace) -> int:
         for pid in args.pids:
             tracer.attach(pid)
         writer.write_header()
+        status_line.in_background()
         status = tracer.run(args.duration)
         traced = True
     finally:
+        status_line.close()
         _finish_log(writer, stream if owned else None, report=traced)
     if not args.quiet and stream is not sys.stderr:
         c = tracer.log.counts
@@ -124,6 +130,27 @@ def run_trace(args: argparse.Namespace) -> int:
     if unmatched and not args.quiet:
         print(f"kmmio: no mapping matched {', '.join(map(repr, unmatched))}", file=sys.stderr)
     return status
+
+
+def status_progress(tracer: Tracer, quiet: bool) -> Progress:
+    """``kmmio trace``'s status line on a terminal: elapsed time, accesses, their rate
+    over the last second or so, lost, mappings traced; redrawn four times a second."""
+    last = [0.0, 0]  # when and at what count the rate was last measured
+    rate = [0.0]
+
+    def render(elapsed: float) -> str:
+        n = tracer.accesses_so_far()
+        c = tracer.log.counts
+        if elapsed - last[0] >= 1.0 or not last[0]:
+            span = elapsed - last[0]
+            rate[0] = (n - last[1]) / span if span > 0 else 0.0
+            last[0], last[1] = elapsed, n
+        return (
+            f"kmmio: {elapsed:.1f} s, {n:,} accesses, {human(rate[0])}/s, "
+            f"{c['LOST']} lost, {c['MAP']} mappings"
+        )
+
+    return Progress(render, sys.stderr, quiet=quiet)
 
 
 #: A ``MARK`` the kernel (and kmmio) writes when records were lost.

@@ -191,6 +191,10 @@ class FastLoop:
             return None
         return pt.NO_STATUS
 
+    def pending(self) -> int:
+        """Rows served and not yet handed to the log."""
+        return fast.served()
+
     def drain(self) -> None:
         """Hand the rows served to the log (the tracer does this on every way out too)."""
         n = fast.served()

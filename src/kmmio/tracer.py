@@ -169,6 +169,12 @@ class Tracer:
     def stats(self) -> TraceStats:
         return self.faults.stats
 
+    def accesses_so_far(self) -> int:
+        """Accesses traced so far, those the compiled loop served and has not yet handed
+        to the log included (it may be read from another thread, for a status line)."""
+        c = self.log.counts
+        return c["R"] + c["W"] + (self.fast.pending() if self.fast is not None else 0)
+
     @property
     def mode(self) -> Mode:
         return self.faults.mode

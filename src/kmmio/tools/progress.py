@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -64,6 +65,9 @@ class Progress:
         self._next = self.start + interval
         self._calls = 0
         self._shown = False
+        self._lock = threading.Lock()
+        self._ticker: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def update(self) -> None:
         """Redraw if ``interval`` has passed since the last drawing."""
@@ -79,30 +83,48 @@ class Progress:
 
     def draw(self, now: float | None = None) -> None:
         """Redraw now."""
-        if not self.enabled:
-            return
-        elapsed = (time.monotonic() if now is None else now) - self.start
-        text = self.render(elapsed)
-        width = _columns(self.stream)
-        if width and len(text) >= width:
-            text = text[: width - 1]
-        try:
-            self.stream.write("\r\x1b[K" + text)
-            self.stream.flush()
-            self._shown = True
-        except (OSError, ValueError):
-            self.enabled = False
+        with self._lock:
+            if not self.enabled:
+                return
+            elapsed = (time.monotonic() if now is None else now) - self.start
+            text = self.render(elapsed)
+            width = _columns(self.stream)
+            if width and len(text) >= width:
+                text = text[: width - 1]
+            try:
+                self.stream.write("\r\x1b[K" + text)
+                self.stream.flush()
+                self._shown = True
+            except (OSError, ValueError):
+                self.enabled = False
+
+    def in_background(self) -> Progress:
+        """Redraw every ``interval`` from a thread of its own, until :meth:`close`: for a
+        loop that blocks (a tracer waiting for its program) and cannot call :meth:`update`.
+        ``render`` then runs in that thread: it may only read what it shows."""
+        if self.enabled and self._ticker is None:
+            self._ticker = threading.Thread(target=self._tick, name="kmmio-progress", daemon=True)
+            self._ticker.start()
+        return self
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.draw()
 
     def close(self) -> None:
-        """Erase the line (once)."""
-        if self._shown:
-            try:
-                self.stream.write("\r\x1b[K")
-                self.stream.flush()
-            except (OSError, ValueError):
-                pass
-        self._shown = False
-        self.enabled = False
+        """Stop redrawing and erase the line (once)."""
+        self._stop.set()
+        if self._ticker is not None and self._ticker is not threading.current_thread():
+            self._ticker.join()
+        with self._lock:
+            if self._shown:
+                try:
+                    self.stream.write("\r\x1b[K")
+                    self.stream.flush()
+                except (OSError, ValueError):
+                    pass
+            self._shown = False
+            self.enabled = False
 
     def __enter__(self) -> Progress:
         return self
