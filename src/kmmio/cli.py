@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kmmio.cli_decode import add_decode_parser
 
     add_decode_parser(sub)
+    from kmmio.cli_summary import add_summary_parser
+
+    add_summary_parser(sub)
     return parser
 
 
@@ -137,6 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from kmmio.cli_decode import run_decode
 
             return run_decode(args)
+        if args.command == "summary":
+            from kmmio.cli_summary import run_summary
+
+            return run_summary(args)
     except _ParserExit as done:
         return done.status
     except UsageError as exc:

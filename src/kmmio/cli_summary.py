@@ -1,0 +1,109 @@
+"""``kmmio summary``: a table per register (or address) and the longest polling runs.
+
+``kmmio summary LOG [--map FILE[@BASE] ...] [--json] [--runs N] [-q]``: see
+:mod:`kmmio.tools.summary` for what is counted and :mod:`kmmio.tools.summary_format`
+for the text and JSON forms.  The log is streamed (bounded memory, whatever its length),
+with a progress line on a terminal's standard error unless ``-q``.  Nothing is printed
+before the whole log is read: a missing log or map, a malformed map or log line, a map
+whose library (the ``maps`` extra) is missing is one line on standard error and exit 2
+(a :class:`~kmmio.errors.UsageError` for ``kmmio.cli.main``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Iterable
+from typing import IO, Any
+
+from kmmio.errors import TraceFormatError, UsageError
+
+
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {n}")
+    return n
+
+
+def add_summary_parser(sub: Any) -> None:
+    """The ``summary`` subcommand, on ``kmmio``'s subparsers."""
+    from kmmio.tools.summary import MIN_RUN, TOP_RUNS
+
+    p = sub.add_parser(
+        "summary",
+        help="count a log's accesses per register or address, polling loops folded",
+        description="A table per register (with --map) or address: reads, writes, widths, distinct "
+        "values written, first and last value and time, threads; most accessed first.  Then the "
+        f"longest polling runs (a thread reading one address {MIN_RUN} times or more in a row).",
+    )
+    p.add_argument(
+        "--map",
+        "--regs",
+        metavar="FILE[@BASE]",
+        action="append",
+        default=[],
+        dest="maps",
+        help="a register map (SystemRDL, IP-XACT or CMSIS-SVD; the 'maps' extra) naming the "
+        "registers; @BASE is added to its addresses (repeatable)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per line (rows, runs, totals)")
+    p.add_argument(
+        "--runs",
+        metavar="N",
+        type=_count,
+        default=TOP_RUNS,
+        help=f"show the N longest polling runs (default {TOP_RUNS}; 0: none)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    p.add_argument("log", help="the log ('-' for standard input)")
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    """Summarize ``args.log``, writing to standard output."""
+    from kmmio.maps import MapError, RegisterMap, load_maps
+    from kmmio.tools.progress import FileProgress, file_size
+    from kmmio.tools.summary import summarize
+    from kmmio.tools.summary_format import format_json, format_text
+
+    name = "standard input" if args.log == "-" else args.log
+    with contextlib.ExitStack() as stack:
+        if args.log == "-":
+            stream: IO[bytes] = sys.stdin.buffer
+        else:
+            try:
+                stream = stack.enter_context(open(args.log, "rb"))
+            except OSError as exc:
+                raise UsageError(f"cannot read {args.log}: {exc.strerror}") from None
+        regmap: RegisterMap | None = None
+        if args.maps:
+            try:
+                regmap = load_maps(args.maps)
+            except MapError as exc:
+                raise UsageError(str(exc)) from None
+        progress = FileProgress(name, None if args.log == "-" else file_size(args.log), quiet=args.quiet)
+        stack.callback(progress.close)
+        try:
+            summary = summarize(stream, regmap, top=args.runs, progress=progress)
+        except TraceFormatError as exc:
+            raise UsageError(f"{name}: {exc}") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read {name}: {exc.strerror or exc}") from None
+        progress.close()
+    lines: Iterable[str] = (
+        (json.dumps(obj) for obj in format_json(summary)) if args.json else format_text(summary)
+    )
+    try:
+        for line in lines:
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `kmmio summary ... | head`
+        from kmmio.cli_decode import _quiet_stdout
+
+        _quiet_stdout()
+    return 0
