@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kmmio.cli_summary import add_summary_parser
 
     add_summary_parser(sub)
+    from kmmio.cli_diff import add_diff_parser
+
+    add_diff_parser(sub)
     return parser
 
 
@@ -144,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from kmmio.cli_summary import run_summary
 
             return run_summary(args)
+        if args.command == "diff":
+            from kmmio.cli_diff import run_diff
+
+            return run_diff(args)
     except _ParserExit as done:
         return done.status
     except UsageError as exc:
