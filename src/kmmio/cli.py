@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     from kmmio.cli_diff import add_diff_parser
 
     add_diff_parser(sub)
+    from kmmio.cli_export import add_export_parser
+
+    add_export_parser(sub)
+    from kmmio.cli_plot import add_plot_parser
+
+    add_plot_parser(sub)
     return parser
 
 
@@ -151,6 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from kmmio.cli_diff import run_diff
 
             return run_diff(args)
+        if args.command == "export":
+            from kmmio.cli_export import run_export
+
+            return run_export(args)
+        if args.command == "plot":
+            from kmmio.cli_plot import run_plot
+
+            return run_plot(args)
     except _ParserExit as done:
         return done.status
     except UsageError as exc:
