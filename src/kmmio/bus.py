@@ -14,7 +14,8 @@ from __future__ import annotations
 import bisect
 import errno
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from kmmio.backend.procmaps import MapEntry, read_maps
 from kmmio.backend.shadow import ProcMemView, ShadowView, View
@@ -45,6 +46,10 @@ class ProcessBus:
         self.code_cache = CodeCache()
         #: Ranges changed since the copy of the maps was read.
         self._dirty: list[tuple[int, int]] = []
+        #: Makes a traced mapping's view from the usual maker (:meth:`kmmio.serve.Serving.view`).
+        self.serve: Callable[[Mapping, Callable[[Mapping], Any]], Any] | None = None
+        #: With ``serve``: the thread and instruction of the access being served.
+        self.current = (0, 0)
 
     # -- the copy of /proc/PID/maps -------------------------------------------------------
 
@@ -90,7 +95,8 @@ class ProcessBus:
         """The mapping's view, made on first use; ``None`` if the tracer cannot have one."""
         if mapping.view is None and not mapping.view_failed:
             try:
-                mapping.view = self._make_view(mapping)
+                serve = self.serve
+                mapping.view = self._make_view(mapping) if serve is None else serve(mapping, self._make_view)
             except (TraceeError, OSError):
                 mapping.view_failed = True
         return mapping.view  # type: ignore[no-any-return]

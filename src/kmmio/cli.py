@@ -101,10 +101,22 @@ def build_parser() -> argparse.ArgumentParser:
         "also shown on standard error with its register and fields, as 'kmmio decode' shows it; "
         "needs -o for the log (repeatable)",
     )
+    tr.add_argument(
+        "--hook",
+        metavar="FILE.py",
+        default=None,
+        help="fault injection: FILE.py's on_read(access) may replace a read's value, its "
+        "on_write(access) may drop a write (return False); see kmmio.sim.hooks",
+    )
     tr.add_argument("-q", "--quiet", action="store_true", help="no summary on standard error")
     tr.add_argument("program", nargs=argparse.REMAINDER, help="-- PROGRAM [ARG ...]")
     demo = sub.add_parser("demo", help="trace a bundled example driver on a simulated device")
     demo.add_argument("-o", "--output", metavar="FILE", default=None, help="also write the log to FILE")
+    demo.add_argument(
+        "--sim",
+        action="store_true",
+        help="the device as a model: kmmio sim answers every access (needs root or user namespaces)",
+    )
     rd = sub.add_parser("check", help="parse an mmiotrace log and count its records")
     rd.add_argument("file", help="log file ('-' for standard input)")
     from kmmio.cli_decode import add_decode_parser
@@ -122,7 +134,25 @@ def build_parser() -> argparse.ArgumentParser:
     from kmmio.cli_plot import add_plot_parser
 
     add_plot_parser(sub)
+    from kmmio.cli_sim import add_sim_parsers
+
+    add_sim_parsers(sub)
     return parser
+
+
+def _parse(parser: argparse.ArgumentParser, args_list: list[str]) -> argparse.Namespace:
+    """Parse, the program's words after the first ``--`` kept whole: options may follow
+    positional arguments (``kmmio replay LOG -q -- PROGRAM``) and the program's own
+    options are never taken for kmmio's."""
+    if "--" in args_list:
+        cut = args_list.index("--")
+        args = parser.parse_args(args_list[:cut])
+        if hasattr(args, "program"):
+            if args.program:
+                raise UsageError(f"unexpected {args.program[0]!r} before --")
+            args.program = args_list[cut + 1 :]
+            return args
+    return parser.parse_args(args_list)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -132,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args_list:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
-        args = parser.parse_args(args_list)
+        args = _parse(parser, args_list)
         if args.command == "trace":
             from kmmio.cli_trace import run_trace
 
@@ -140,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from kmmio.demo import run_demo
 
-            return run_demo(args.output)
+            return run_demo(args.output, args.sim)
         if args.command == "check":
             from kmmio.cli_trace import run_check
 
@@ -165,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from kmmio.cli_plot import run_plot
 
             return run_plot(args)
+        if args.command in ("sim", "replay"):
+            from kmmio.cli_sim import run_replay, run_sim
+
+            return run_sim(args) if args.command == "sim" else run_replay(args)
     except _ParserExit as done:
         return done.status
     except UsageError as exc:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from kmmio.devices import Roots, pci_devices
 from kmmio.errors import LogWriteError, TraceFormatError, UsageError
+from kmmio.sim.hooks import OnRead, OnWrite, load_hooks
 from kmmio.tools.progress import Progress, human
 from kmmio.trace.reader import read_records
 from kmmio.trace.records import Access, Kind, Mark, Record, Version
@@ -92,6 +93,11 @@ def run_trace(args: argparse.Namespace) -> int:
     for pid in args.pids:
         check_attachable(pid)
     on_access, regmap = _live_decoding(args)
+    hooks: tuple[OnRead | None, OnWrite | None] = (None, None)
+    if args.hook is not None:
+        if args.mode == "step":
+            raise UsageError("--hook needs the accesses kmmio performs itself: not with --mode step")
+        hooks = load_hooks(args.hook)
     stream, owned = open_output(args.output)
     # The writer's VERSION header waits for the first record or write_header(), called once
     # tracing starts: a refused spawn or attach leaves no log behind.
@@ -99,7 +105,16 @@ def run_trace(args: argparse.Namespace) -> int:
     # VERSION, then one PCIDEV line per PCI device, as the kernel's log starts.
     header: list[Record] = [Version(), *pci_devices(roots)]
     writer = TraceWriter(stream, flush_every=1 if stream is sys.stderr else 256, header=header)
-    tracer = Tracer(args.patterns, writer.write, on_access, mode=Mode(args.mode), regmap=regmap, roots=roots)
+    tracer = Tracer(
+        args.patterns,
+        writer.write,
+        on_access,
+        mode=Mode(args.mode),
+        regmap=regmap,
+        roots=roots,
+        on_read=hooks[0],
+        on_write=hooks[1],
+    )
     # The status line shares standard error with nothing of kmmio's: not with the log,
     # nor with --regs's decoded accesses.
     status_line = status_progress(tracer, quiet=args.quiet or stream is sys.stderr or on_access is not None)

@@ -54,3 +54,11 @@ class TraceeError(KmmioError):
 
 class TraceeGone(TraceeError):
     """The thread or process went away under us (``ESRCH``)."""
+
+
+class ServedAccessError(KmmioError):
+    """Whatever serves a traced mapping's accesses in place of its memory (a device model,
+    a replayed trace, a user's hook) failed on one: the trace stops.  ``pc`` is the
+    instruction's address, filled in by the fault path."""
+
+    pc: int | None = None

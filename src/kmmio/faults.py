@@ -27,7 +27,7 @@ from kmmio.backend.shadow import ViewFault
 from kmmio.backend.waitstatus import WaitEvent
 from kmmio.backend.xstate import ThreadVectors
 from kmmio.engine import PROT_READ, PROT_WRITE, FaultAction, FaultDecision, Protect, StepCondition
-from kmmio.errors import TraceeError, TraceeGone
+from kmmio.errors import ServedAccessError, TraceeError, TraceeGone
 from kmmio.mmiotrace import Mapping, MmioTrace, now_us
 from kmmio.process import Process, Thread, resume
 from kmmio.trace.records import Kind
@@ -85,6 +85,14 @@ class FaultPath:
 
     def handle(self, thread: Thread) -> None:
         """A SIGSEGV: ``kmmio_handler``, the single step, ``post_kmmio_handler``."""
+        try:
+            self._handle(thread)
+        except ServedAccessError as exc:
+            if exc.pc is None:
+                exc.pc = pt.get_regs(thread.tid).rip
+            raise
+
+    def _handle(self, thread: Thread) -> None:
         proc = thread.proc
         engine = proc.engine
         code, addr, words = pt.get_fault(thread.tid)
@@ -92,6 +100,8 @@ class FaultPath:
             self._deliver(thread, (), signal.SIGSEGV)
             return
         emulating = self.mode is not Mode.STEP
+        if proc.bus.serve is not None:
+            proc.bus.current = (thread.tid, words[RIP])
         insn = self.decoded(proc, words[RIP])
         if emulating and self._quick(thread, words, insn):
             return
@@ -117,6 +127,7 @@ class FaultPath:
             if self._emulate(thread, regs, insn.form):
                 return
             decision = FaultDecision(FaultAction.TRACE, engine.open_context(thread.tid))
+        self._before_step(thread, insn.form, addr)
         self.stats.stepped += 1
         self._values(thread, AccessKind.READ)  # what the reads are about to load
         if len(proc.threads) > 1:
@@ -135,6 +146,20 @@ class FaultPath:
             raise
         finally:
             proc.resume_others()
+
+    def _before_step(self, thread: Thread, form: InstructionForm, addr: int) -> None:
+        """Tell the views of the pages a single step would open (a device model's refuses:
+        a step would reach the file standing for the device, not the model)."""
+        proc = thread.proc
+        if proc.bus.serve is None:
+            return
+        addrs = [addr, *(a.addr for a in self.log.accesses(thread.tid))]
+        for at in addrs:
+            mapping = proc.mapping_at(at)
+            view = proc.bus.view(mapping) if mapping is not None else None
+            stepping = getattr(view, "stepping", None)
+            if stepping is not None:
+                stepping(form.text, form.ip)
 
     def _step_traced(self, thread: Thread, decision: FaultDecision, regs: Registers) -> None:
         """Open the pages, single-step, re-arm; deliver the fault if it turns out genuine."""

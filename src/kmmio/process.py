@@ -66,6 +66,8 @@ class Thread:
     robust_handled: bool = False
     #: It just let the threads it held go (the tracer lets them run before it goes on).
     released_others: bool = False
+    #: A syscall a :class:`kmmio.serve.Serving` took over, until its exit.
+    served: Any = None
 
 
 class Process:
@@ -294,7 +296,12 @@ def resume(thread: Thread, sig: int) -> None:
     if sig == 0 and thread.pending_signals:
         sig = thread.pending_signals.pop(0)
     try:
-        if thread.syscall is not None or thread.kernel is not None or thread.proc.trace_syscalls:
+        if (
+            thread.syscall is not None
+            or thread.kernel is not None
+            or thread.served is not None
+            or proc.trace_syscalls
+        ):
             pt.syscall(thread.tid, sig)
         else:
             pt.cont(thread.tid, sig)

@@ -131,6 +131,8 @@ class SyscallPath:
         self._warned: set[int] = set()
         #: Told when a thread starts (and stops) holding its program's other threads.
         self.watch: Callable[[int, bool], None] = lambda tid, on: None
+        #: Told which traced mappings a syscall is about to hand the kernel (may refuse).
+        self.guard: Callable[[str, list[Mapping]], None] | None = None
         #: Syscalls redirected and lent, for the summary.
         self.redirected = 0
         self.lent = 0
@@ -348,6 +350,13 @@ class SyscallPath:
             plan = plan_syscall(sc, number, args, self.spans(proc), proc.read, regs.rsp)
             if plan is None:
                 return Outcome.NONE
+            if self.guard is not None:
+                reached = (
+                    {sp.map_id for sp in plan.spans}
+                    if isinstance(plan, NeedAliases)
+                    else {t.span.map_id for t in plan.touches}
+                )
+                self.guard(name, [m for m in proc.mappings if m.map_id in reached])
             if not isinstance(plan, NeedAliases):
                 break
             injected = False

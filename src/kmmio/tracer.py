@@ -55,6 +55,8 @@ from kmmio.launch import check_attachable, resolve_program, why_not_permitted
 from kmmio.mmiotrace import Mapping, MmioTrace, TracedAccess
 from kmmio.process import EventQueue, Process, Thread, resume
 from kmmio.regions import Regions
+from kmmio.serve import Serving
+from kmmio.sim.hooks import HookServing, OnRead, OnWrite
 from kmmio.syscall_path import HOLD_LIMIT, Outcome, SyscallPath
 from kmmio.syscalls.filters import base_filter
 from kmmio.syscalls.i386 import AUDIT_ARCH_I386, as_x86_64
@@ -96,6 +98,10 @@ class _StopTracing(Exception):
 TURN = 0.0005
 
 
+#: The deadline of a :class:`Serving`'s ticks.
+_TICK = ("tick", 0)
+
+
 class _Wakeup(Exception):
     """A deadline passed while the loop waited (see :meth:`Tracer.watch`)."""
 
@@ -124,8 +130,17 @@ class Tracer:
         mode: Mode = Mode.AUTO,
         regmap: RegisterMap | None = None,
         roots: Roots | None = None,
+        serving: Serving | None = None,
+        on_read: OnRead | None = None,
+        on_write: OnWrite | None = None,
     ) -> None:
         self.queue: EventQueue = deque()
+        if on_read is not None or on_write is not None:
+            if serving is not None:
+                raise UsageError("hooks (on_read, on_write) serve real devices: not with a serving")
+            serving = HookServing(on_read, on_write)
+        #: What serves traced accesses in place of memory (a device model...), if anything.
+        self.serving = serving
         self.procs: dict[int, Process] = {}
         self.threads: dict[int, Thread] = {}
         self.orphans: dict[int, WaitEvent] = {}
@@ -159,11 +174,20 @@ class Tracer:
         #: with a per-access callback, which wants Python's records).
         self.fast = (
             None
-            if mode is Mode.STEP or on_access is not None
+            if mode is Mode.STEP or on_access is not None or serving is not None
             else FastLoop(self.log, self.procs, self.threads, self._served)
         )
+        if serving is not None:
+            self.syscalls.guard = serving.kernel_reach
         if self.fast is not None:
             self.faults.learn = self.fast.learn
+
+    def _process(self, pid: int) -> Process:
+        """A new traced address space, its accesses served as :attr:`serving` says."""
+        proc = Process(pid, self.queue)
+        if self.serving is not None:
+            proc.bus.serve = self.serving.view
+        return proc
 
     @property
     def stats(self) -> TraceStats:
@@ -187,7 +211,7 @@ class Tracer:
             raise UsageError("no program to run")
         path = resolve_program(argv[0])
         pt.check_ptrace_permitted()
-        code = base_filter()
+        code = base_filter(self.serving.syscalls if self.serving is not None else ())
         go_r, go_w = os.pipe()
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
@@ -197,6 +221,8 @@ class Tracer:
                 os.close(err_r)
                 os.read(go_r, 1)
                 os.close(go_r)
+                if self.serving is not None:
+                    self.serving.prepare_child()
                 install_filter(code)
                 if env is None:
                     os.execv(path, list(argv))
@@ -223,7 +249,7 @@ class Tracer:
             self._reap(pid)
             raise UsageError(f"cannot run {argv[0]}: {failed.decode(errors='replace')}")
         self.queue.extend(early)
-        proc = Process(pid, self.queue)
+        proc = self._process(pid)
         self.procs[pid] = proc
         thread = proc.add_thread(pid, pid)
         thread.running = True
@@ -287,7 +313,7 @@ class Tracer:
 
     def _attach(self, pid: int) -> None:
         tgid = check_attachable(pid)
-        proc = Process(tgid, self.queue)
+        proc = self._process(tgid)
         proc.trace_syscalls = True
         self.procs[tgid] = proc
         seized: set[int] = set()
@@ -365,6 +391,9 @@ class Tracer:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         if duration is not None:
             self._deadlines["duration"] = time.monotonic() + duration
+        if self.serving is not None and self.serving.tick_interval is not None:
+            self._deadlines[_TICK] = time.monotonic() + self.serving.tick_interval
+        if self._deadlines:
             self._arm_timer()
         threads, fault = self.threads, self.faults.handle
         no_status = pt.NO_STATUS
@@ -452,6 +481,10 @@ class Tracer:
         """Where a newly traced mapping's bytes are (:func:`kmmio.devices.place`).  A device
         whose sysfs files cannot be read or make no sense is logged with file offsets, as
         any other file, and said once on standard error: the trace goes on."""
+        if self.serving is not None:
+            served = self.serving.place(path, offset)
+            if served is not None:
+                return served
         try:
             return place_device(path, offset, pid=pid, fd=fd, roots=self.roots)
         except (KmmioError, OSError) as exc:
@@ -490,6 +523,12 @@ class Tracer:
     def _overdue(self) -> None:
         due, self._due = self._due, []
         for key in due:
+            if key == _TICK:
+                assert self.serving is not None and self.serving.tick_interval is not None
+                self.serving.tick()
+                self._deadlines[_TICK] = time.monotonic() + self.serving.tick_interval
+                self._arm_timer()
+                continue
             thread = self.threads.get(key if isinstance(key, int) else key[1])
             if thread is None:
                 continue
@@ -608,13 +647,18 @@ class Tracer:
     def _syscall_stop(self, thread: Thread) -> None:
         """A syscall's entry (a seccomp stop, or any syscall of an attached program) or exit."""
         op, arch, first, args = pt.get_syscall_stop(thread.tid)
+        serving = self.serving
         if op == pt.SYSCALL_INFO_EXIT:
+            if serving is not None and serving.syscall_exit(thread):
+                return
             if thread.kernel is not None:
                 self.syscalls.exit(thread)
             if thread.syscall is not None:
                 self.regions.syscall_exit(thread)
             return
         if op not in (pt.SYSCALL_INFO_ENTRY, pt.SYSCALL_INFO_SECCOMP):
+            return
+        if serving is not None and arch != AUDIT_ARCH_I386 and serving.syscall_entry(thread, first, args):
             return
         if self.syscalls.entry(thread, first, args, arch) is Outcome.REWOUND:
             return  # the syscall is made again from the start: its next stop decides
@@ -649,7 +693,7 @@ class Tracer:
         if shares_vm:
             self._add_thread(proc, new_tid, tgid)
             return
-        child = Process(new_tid, self.queue)
+        child = self._process(new_tid)
         child.trace_syscalls = proc.trace_syscalls
         child.segv_action = proc.segv_action
         child.engine, twins = proc.engine.clone()
@@ -679,7 +723,7 @@ class Tracer:
             # A vfork child leaves its parent's address space for its own.
             proc.threads.pop(thread.tid)
             proc.engine.thread_removed(thread.tid)
-            proc = Process(thread.tid, self.queue)
+            proc = self._process(thread.tid)
             proc.trace_syscalls = thread.proc.trace_syscalls
             self.procs[thread.tid] = proc
             proc.threads[thread.tid] = thread
@@ -691,6 +735,8 @@ class Tracer:
         proc.engine.thread_added(thread.tid)
         proc.mappings = []
         proc.bus.invalidate()
+        if self.serving is not None:
+            self.serving.forget(proc.pid)
         sigsegv.exec_done(proc)
         proc.attach_image()
         self.regions.scan(proc, thread)
@@ -715,6 +761,8 @@ class Tracer:
             if proc.mem is not None:
                 proc.mem.close()
             self.procs.pop(proc.pid, None)
+            if self.serving is not None:
+                self.serving.forget(proc.pid)
 
     # -- leaving ------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from collections import Counter
 
 from kmmio.demo.registers import BLOCK_SIZE, DATA_OFFSET, REGISTERS
 from kmmio.errors import KmmioError
+from kmmio.trace.reader import read_records
 from kmmio.trace.records import Access, Record, Version
 from kmmio.trace.writer import TraceWriter, format_record
 from kmmio.tracer import Tracer
@@ -48,7 +49,31 @@ def _wait_ready(regfile: str, timeout: float = 10.0) -> None:
     raise KmmioError("the simulated device did not start")
 
 
-def run_demo(output: str | None = None) -> int:
+def run_sim_demo(output: str | None = None) -> int:
+    """The same driver, its device a model (``kmmio demo --sim``): every access answered by
+    :class:`kmmio.demo.model.ChecksumEngine` at ``/dev/uio0``, in a mount namespace."""
+    from kmmio.demo.model import ChecksumEngine
+    from kmmio.sim import run
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    driver = [sys.executable, os.path.join(here, "driver.py"), "/dev/uio0"]
+    result = run(driver, {"/dev/uio0": ChecksumEngine()}, env=env)
+    print("--- the log (mmiotrace format), every access answered by the model ---")
+    print(result.log, end="")
+    print("--- summary ---")
+    print(summarize(list(read_records(result.log.splitlines()))))
+    reads = len(result.reads())
+    print(f"{reads} reads, {len(result.accesses) - reads} writes; driver exit status {result.status}")
+    if output:
+        with open(output, "w") as log_file:
+            log_file.write(result.log)
+    return result.status
+
+
+def run_demo(output: str | None = None, sim: bool = False) -> int:
+    if sim:
+        return run_sim_demo(output)
     here = os.path.dirname(os.path.abspath(__file__))
     with tempfile.TemporaryDirectory(prefix="kmmio-demo-") as tmp:
         regfile = os.path.join(tmp, "device-regs")

@@ -64,8 +64,9 @@ EXITING = (nr.EXIT, nr.EXIT_GROUP)
 UNSIZED_REACH = 4096
 
 
-def base_filter() -> bytes:
-    """The filter installed before ``execve``: see the module docstring."""
+def base_filter(extra: Sequence[int] = ()) -> bytes:
+    """The filter installed before ``execve``: see the module docstring; ``extra``: more
+    syscall numbers to stop (a simulated device's ``read``/``poll``...)."""
     p = Program()
     trace, allow = "trace", "allow"
     p.load(ARCH)
@@ -80,7 +81,7 @@ def base_filter() -> bytes:
     p.jeq(INJECT_MARKER >> 32, allow, not_marked)
     p.place(not_marked)
     p.load(NR)
-    for n in WATCHED:
+    for n in (*WATCHED, *extra):
         p.jeq(n, trace)
     # rt_sigaction(SIGSEGV, ...): the tracer keeps a copy of the program's action
     p.jeq(nr.RT_SIGACTION, None, allow)

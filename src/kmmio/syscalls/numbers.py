@@ -30,3 +30,15 @@ I386_PKEY_MPROTECT = 380
 I386_SHMAT = 397
 I386_SHMDT = 398
 I386_RT_SIGACTION = 174
+
+# The syscalls a simulated UIO device's fd answers (kmmio.sim.uio).
+READ = 0
+WRITE = 1
+OPEN = 2
+POLL = 7
+GETPID = 39
+EPOLL_CTL = 233
+PPOLL = 271
+EVENTFD2 = 290
+OPENAT = 257
+OPENAT2 = 437

@@ -1,0 +1,296 @@
+"""A simulated UIO device's file descriptor: interrupts as UIO gives them.
+
+UIO's ``read(fd, &count, 4)`` blocks until an interrupt came since this fd last read, then
+gives the total count; ``write(fd, &on, 4)`` enables (1) or disables (0) the interrupt;
+``poll``/``epoll`` see the fd readable when ``read`` would not block.  Inside a simulation
+the device's path is a regular file (mappable, but always "readable"), so kmmio answers
+these calls itself, at their seccomp stops:
+
+* each program gets an eventfd of its own for each device (made inside it, on the first
+  call that needs one); the tracer holds a duplicate (``pidfd_getfd``) and writes 1 to it
+  when the model calls ``irq()``.
+* ``open``: a new fd on the device has seen the interrupts so far (UIO's listener).
+* ``read`` of 4 bytes: when an interrupt came since the fd last read, the call is skipped
+  and answered with the count at once; otherwise it becomes ``read(eventfd, scratch, 8)``,
+  which sleeps in the kernel (signals interrupt it as they would UIO's read), and its exit
+  writes the count into the program's buffer and returns 4.  A non-blocking fd gets
+  ``EAGAIN``; another size ``EINVAL`` (as UIO).
+* ``write`` of 4 bytes: ``irq_control(value)`` of the model if it has one, 4 returned.
+* ``poll``/``ppoll``: with nothing pending, the fd's entries point at the eventfd while
+  the call runs (and get their fd back after); ``epoll_ctl`` registers the eventfd for it.
+
+Interrupts the model raises while disabled are kept and given when it enables them.
+``select`` is not answered (a regular file is always ready to it).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from kmmio.backend import _ptrace as pt
+from kmmio.backend.devfd import borrow_fd
+from kmmio.errors import TraceeError
+from kmmio.syscalls import numbers as nr
+
+if TYPE_CHECKING:
+    from kmmio.process import Process, Thread
+    from kmmio.sim.device import SimDevice
+
+#: The syscalls the seccomp filter must stop for a simulated UIO device.
+SYSCALLS = (nr.READ, nr.WRITE, nr.POLL, nr.PPOLL, nr.EPOLL_CTL, nr.OPEN, nr.OPENAT, nr.OPENAT2)
+
+_EFD_CLOEXEC = 0o2000000
+_O_NONBLOCK = 0o4000
+_ARGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
+
+
+@dataclass
+class _Flight:
+    """A call taken over, until its exit: what to do then."""
+
+    what: str  # "answer", "read", "poll"
+    regs: object  # the thread's registers at entry
+    device: SimDevice | None = None
+    fd: int = -1
+    ret: int = 0
+    restore: list[tuple[int, bytes]] = field(default_factory=list)
+
+
+class UioIrqs:
+    """The interrupts of the UIO devices of a simulation (see the module docstring)."""
+
+    def __init__(self, devices: list[SimDevice]) -> None:
+        self.devices = devices
+        #: (pid, device path) → (the eventfd's number in the program, the tracer's duplicate).
+        self._eventfds: dict[tuple[int, str], tuple[int, int]] = {}
+        #: (pid, fd) → the count that fd read last.
+        self._seen: dict[tuple[int, int], int] = {}
+        self._latched: dict[str, int] = {}
+
+    # -- the model's side -------------------------------------------------------------------
+
+    def irq(self, device: SimDevice) -> None:
+        """The model raised its interrupt."""
+        if not device.irq_enabled:
+            self._latched[device.path] = self._latched.get(device.path, 0) + 1
+            return
+        device.irq_count = (device.irq_count + 1) & 0xFFFFFFFF
+        for (_, path), (_, mine) in self._eventfds.items():
+            if path == device.path:
+                try:
+                    os.write(mine, struct.pack("<Q", 1))
+                except OSError:
+                    pass
+
+    def control(self, device: SimDevice, value: int) -> None:
+        device.irq_enabled = bool(value)
+        handler = getattr(device.model, "irq_control", None)
+        if callable(handler):
+            handler(value)
+        if device.irq_enabled:
+            for _ in range(self._latched.pop(device.path, 0)):
+                self.irq(device)
+
+    # -- the program's side -----------------------------------------------------------------
+
+    def device_of(self, proc: Process, fd: int) -> SimDevice | None:
+        """The simulated device the program's ``fd`` is open on, if any."""
+        if fd < 0 or fd > 1 << 20:
+            return None
+        try:
+            st = os.stat(f"/proc/{proc.pid}/fd/{fd}")
+        except OSError:
+            return None
+        for d in self.devices:
+            if d.inode and st.st_ino == d.inode and d.path.startswith("/dev/uio"):
+                return d
+        return None
+
+    def entry(self, thread: Thread, number: int, args: tuple[int, ...]) -> bool:
+        proc = thread.proc
+        if number in (nr.OPEN, nr.OPENAT, nr.OPENAT2):
+            # Seen at its exit: a new fd has seen every interrupt so far, as UIO's open.
+            thread.served = _Flight("open", pt.get_regs(thread.tid))
+            return True
+        if number in (nr.READ, nr.WRITE, nr.EPOLL_CTL):
+            fd = args[2] if number == nr.EPOLL_CTL else args[0]
+            device = self.device_of(proc, _int(fd))
+            if device is None:
+                return False
+            if number == nr.WRITE:
+                return self._write(thread, device, args)
+            if number == nr.READ:
+                return self._read(thread, device, _int(fd), args)
+            return self._epoll_ctl(thread, device, args)
+        if number in (nr.POLL, nr.PPOLL):
+            return self._poll(thread, args)
+        return False
+
+    def _answer(self, thread: Thread, ret: int) -> bool:
+        """Skip the call (it becomes ``getpid``) and return ``ret`` at its exit."""
+        regs = pt.get_regs(thread.tid)
+        pt.set_regs(thread.tid, regs.replace(orig_rax=nr.GETPID))
+        thread.served = _Flight("answer", regs, ret=ret)
+        return True
+
+    def _write(self, thread: Thread, device: SimDevice, args: tuple[int, ...]) -> bool:
+        if args[2] != 4:
+            return self._answer(thread, -errno.EINVAL)
+        try:
+            (value,) = struct.unpack("<i", thread.proc.read(args[1], 4))
+        except TraceeError:
+            return self._answer(thread, -errno.EFAULT)
+        self.control(device, value)
+        return self._answer(thread, 4)
+
+    def _read(self, thread: Thread, device: SimDevice, fd: int, args: tuple[int, ...]) -> bool:
+        proc = thread.proc
+        if args[2] != 4:
+            return self._answer(thread, -errno.EINVAL)
+        key = (proc.pid, fd)
+        if device.irq_count != self._seen.get(key, 0):
+            self._drain(proc, device)
+            if not self._give(thread, device, key, args[1]):
+                return self._answer(thread, -errno.EFAULT)
+            return self._answer(thread, 4)
+        if _flags(proc.pid, fd) & _O_NONBLOCK:
+            return self._answer(thread, -errno.EAGAIN)
+        efd = self._eventfd(thread, device)
+        if efd is None:
+            return True  # made in the program: its read is made again, and comes back here
+        self._drain(proc, device)
+        regs = pt.get_regs(thread.tid)
+        scratch = (regs.rsp - 128 - 16) & ~15  # below the red zone
+        pt.set_regs(thread.tid, regs.replace(rdi=efd, rsi=scratch, rdx=8))
+        thread.served = _Flight("read", regs, device, fd)
+        return True
+
+    def _give(self, thread: Thread, device: SimDevice, key: tuple[int, int], buf: int) -> bool:
+        try:
+            assert thread.proc.mem is not None
+            thread.proc.mem.write(buf, struct.pack("<I", device.irq_count))
+        except (TraceeError, AssertionError):
+            return False
+        self._seen[key] = device.irq_count
+        return True
+
+    def _epoll_ctl(self, thread: Thread, device: SimDevice, args: tuple[int, ...]) -> bool:
+        efd = self._eventfd(thread, device)
+        if efd is None:
+            return True
+        regs = pt.get_regs(thread.tid)
+        pt.set_regs(thread.tid, regs.replace(rdx=efd))
+        thread.served = _Flight("restore", regs)
+        return True
+
+    def _poll(self, thread: Thread, args: tuple[int, ...]) -> bool:
+        proc = thread.proc
+        nfds = args[1]
+        if nfds == 0 or nfds > 4096:
+            return False
+        try:
+            table = proc.read(args[0], 8 * nfds)
+        except TraceeError:
+            return False
+        patches: list[tuple[int, bytes]] = []
+        restore: list[tuple[int, bytes]] = []
+        for i in range(nfds):
+            fd = struct.unpack_from("<i", table, 8 * i)[0]
+            device = self.device_of(proc, fd)
+            if device is None:
+                continue
+            if device.irq_count != self._seen.get((proc.pid, fd), 0):
+                continue  # pending: the regular file is ready, as the device would be
+            efd = self._eventfd(thread, device)
+            if efd is None:
+                return True  # made again
+            at = args[0] + 8 * i
+            patches.append((at, struct.pack("<i", efd)))
+            restore.append((at, struct.pack("<i", fd)))
+        if not patches:
+            return False
+        assert proc.mem is not None
+        for at, data in patches:
+            proc.mem.write(at, data)
+        thread.served = _Flight("poll", pt.get_regs(thread.tid), restore=restore)
+        return True
+
+    def exit(self, thread: Thread) -> bool:
+        flight = thread.served
+        if not isinstance(flight, _Flight):
+            return False
+        thread.served = None
+        proc = thread.proc
+        regs = pt.get_regs(thread.tid)
+        ret = _int(regs.rax)
+        entry = flight.regs
+        args = {name: getattr(entry, name) for name in _ARGS}
+        if flight.what == "answer":
+            ret = flight.ret
+        elif flight.what == "read" and ret == 8:
+            assert flight.device is not None
+            ret = (
+                4 if self._give(thread, flight.device, (proc.pid, flight.fd), args["rsi"]) else -errno.EFAULT
+            )
+        elif flight.what == "open" and ret >= 0:
+            device = self.device_of(proc, ret)
+            if device is not None:
+                self._seen[(proc.pid, ret)] = device.irq_count
+        elif flight.what == "poll":
+            assert proc.mem is not None
+            for at, data in flight.restore:
+                try:
+                    proc.mem.write(at, data)
+                except TraceeError:
+                    pass
+        pt.set_regs(thread.tid, regs.replace(rax=ret & (1 << 64) - 1, **args))
+        return True
+
+    def _eventfd(self, thread: Thread, device: SimDevice) -> int | None:
+        """The program's eventfd for ``device``; ``None`` when it was just made inside the
+        program (the thread's syscall is then made again)."""
+        proc = thread.proc
+        key = (proc.pid, device.path)
+        have = self._eventfds.get(key)
+        if have is not None:
+            return have[0]
+        efd = proc.inject_syscall(thread, nr.EVENTFD2, (0, _EFD_CLOEXEC))
+        if efd < 0:
+            raise TraceeError("eventfd2 in the program", -efd, proc.pid)
+        self._eventfds[key] = (efd, borrow_fd(proc.pid, efd))
+        return None
+
+    def _drain(self, proc: Process, device: SimDevice) -> None:
+        have = self._eventfds.get((proc.pid, device.path))
+        if have is None:
+            return
+        mine = have[1]
+        while select.select([mine], [], [], 0)[0]:
+            os.read(mine, 8)
+
+    def forget(self, pid: int) -> None:
+        """A program exec'd or ended: its eventfds are gone."""
+        for key in [k for k in self._eventfds if k[0] == pid]:
+            os.close(self._eventfds.pop(key)[1])
+        for seen in [k for k in self._seen if k[0] == pid]:
+            del self._seen[seen]
+
+
+def _int(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _flags(pid: int, fd: int) -> int:
+    try:
+        with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+            for line in f:
+                if line.startswith("flags:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0
