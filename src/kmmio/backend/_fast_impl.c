@@ -241,7 +241,8 @@ static int serve_one(const struct fast_thread *t, uint64_t *row)
 /* Wait for the tracees and serve what can be served here, writing log rows at `rows` (up
  * to max_rows).  Returns 1 with a status in `info` that Python must handle (as its own
  * waitid would have left it), 0 when the rows are full, -errno when waitid failed (EINTR:
- * a signal for the tracer; ECHILD: nobody left).  *served counts the rows written. */
+ * a signal for the tracer; ECHILD: nobody left); but for 1, `info` holds no status (its
+ * si_pid is 0).  *served counts the rows written. */
 static long kmmio_serve(uintptr_t info, int options, uintptr_t rows, int max_rows, uintptr_t served)
 {
     siginfo_t *si = (siginfo_t *)info;
@@ -258,6 +259,10 @@ static long kmmio_serve(uintptr_t info, int options, uintptr_t rows, int max_row
         const struct fast_thread *t = find_thread((uint64_t)si->si_pid);
         if (!t || !t->ok || serve_one(t, out + (size_t)*count * ROW_WORDS) != 0)
             return 1;
+        /* Served and resumed: the status is taken.  Returning with the rows full, it must
+         * not be left in the buffer as unclaimed (a signal that cuts Python short then
+         * keeps what the buffer holds: a stop of a thread that runs on). */
+        si->si_pid = 0;
         (*count)++;
     }
     return 0;
