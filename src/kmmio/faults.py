@@ -16,6 +16,7 @@ traced, a SIGSEGV sent with ``kill``) go to the program with their own ``siginfo
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import signal
 from collections.abc import Callable, MutableSequence
@@ -89,7 +90,8 @@ class FaultPath:
             self._handle(thread)
         except ServedAccessError as exc:
             if exc.pc is None:
-                exc.pc = pt.get_regs(thread.tid).rip
+                with contextlib.suppress(TraceeError):  # a thread gone: the failure stands
+                    exc.pc = pt.get_regs(thread.tid).rip
             raise
 
     def _handle(self, thread: Thread) -> None:

@@ -441,13 +441,13 @@ class Tracer:
             if self.fast is not None:
                 with contextlib.suppress(KmmioError):
                     self.fast.drain()
-            spawned = [] if self.attached else list(self.procs)
-            self.shutdown()
-            # A spawned program keeps the seccomp filter, whose stops fail without a tracer
-            # (ENOSYS): it could not run on as it would untraced.
-            for pid in spawned:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            if self.attached:
+                self.shutdown()
+            else:
+                # A spawned program keeps the seccomp filter, whose stops fail without a
+                # tracer (ENOSYS): it could not run on as it would untraced.  It is killed
+                # while still traced, its pages armed, so that it takes no step untraced.
+                self._kill_spawned()
             with contextlib.suppress(LogWriteError):
                 self.log.flush()  # what was traced before the error stays in the log
             raise
@@ -765,6 +765,32 @@ class Tracer:
                 self.serving.forget(proc.pid)
 
     # -- leaving ------------------------------------------------------------------------------
+
+    def _kill_spawned(self) -> None:
+        """Kill every traced process with SIGKILL and collect them (the tracer failed, or
+        what serves its accesses did): none runs another instruction."""
+        pids = list(self.procs)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in pids:
+            # Its other threads first: a thread group's leader is reported last.
+            tids = sorted({t.tid for t in self.procs[pid].threads.values()} | {pid}, key=lambda t: t == pid)
+            for tid in tids:
+                while True:  # its last stops, then its end
+                    try:
+                        got = pt.wait(tid)
+                    except TraceeError:
+                        break
+                    if got is None or not isinstance(decode_status(*got), Stopped):
+                        break
+                    with contextlib.suppress(TraceeError):
+                        pt.cont(tid, 0)
+        for proc in self.procs.values():
+            if proc.mem is not None:
+                proc.mem.close()
+        self.threads.clear()
+        self.procs.clear()
 
     def shutdown(self) -> None:
         """Stop every thread, restore every page, detach: the program runs on untraced."""

@@ -19,6 +19,7 @@ SOURCES = {
     "uio_wait": HERE / "programs" / "uio_wait.c",
     "two_devices": HERE / "programs" / "two_devices.c",
     "misuse": HERE / "programs" / "misuse.c",
+    "uio_more": HERE / "programs" / "uio_more.c",
 }
 
 

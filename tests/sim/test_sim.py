@@ -177,3 +177,69 @@ def test_dev_mem_at_the_models_physical_base(kmmio_sim: Callable[..., Any]) -> N
     assert engine.calls == [("R", "ID", ID_VALUE)]
     (a,) = result.accesses
     assert (a.phys, a.value) == (0xFE000000, ID_VALUE)
+
+
+class Memory:
+    """A model that is plain memory, keeping every call: (kind, offset, width); an
+    interrupt when offset 0 is written."""
+
+    size = 0x1000
+
+    def __init__(self) -> None:
+        self.bytes = bytearray(self.size)
+        self.calls: list[tuple[str, int, int]] = []
+
+    def read(self, offset: int, width: int) -> int:
+        self.calls.append(("R", offset, width))
+        return int.from_bytes(self.bytes[offset : offset + width], "little")
+
+    def write(self, offset: int, width: int, value: int) -> None:
+        self.calls.append(("W", offset, width))
+        self.bytes[offset : offset + width] = value.to_bytes(width, "little")
+        if offset == 0:
+            self.irq()  # type: ignore[attr-defined]
+
+
+def _stdout(capfd: pytest.CaptureFixture[str]) -> list[str]:
+    return capfd.readouterr().out.splitlines()
+
+
+def test_one_interrupt_wakes_a_reader_on_each_fd(
+    kmmio_sim: Callable[..., Any], program: Callable[[str], str], capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert kmmio_sim([program("uio_more"), UIO, "twowait"], {UIO: Memory()}).status == 0
+    assert sorted(_stdout(capfd)) == ["fd 0 count 1", "fd 1 count 1"]
+
+
+def test_epoll_sees_an_interrupt_pending_before_it_was_asked(
+    kmmio_sim: Callable[..., Any], program: Callable[[str], str], capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert kmmio_sim([program("uio_more"), UIO, "epollpend"], {UIO: Memory()}).status == 0
+    assert _stdout(capfd) == ["epoll 1"]
+
+
+def test_a_poll_stopped_and_continued_still_waits(
+    kmmio_sim: Callable[..., Any], program: Callable[[str], str], capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert kmmio_sim([program("uio_more"), UIO, "pollstop"], {UIO: Memory()}).status == 0
+    assert _stdout(capfd) == ["poll 0 revents 0"]
+
+
+def test_vector_and_string_copies_reach_the_model_access_by_access(
+    kmmio_sim: Callable[..., Any], program: Callable[[str], str], capfd: pytest.CaptureFixture[str]
+) -> None:
+    model = Memory()
+    result = kmmio_sim([program("uio_more"), UIO, "vectors"], {UIO: model})
+    assert result.status == 0
+    assert _stdout(capfd) == ["same"]
+    # Each access of the log is one call of the model, same kind, place and width.
+    assert model.calls == [(a.kind.value, a.phys, a.width) for a in result.accesses]
+    copies = [c for c in model.calls if c[1] < 0x400]
+    for kind in "RW":  # the 300 bytes at 256 each touched (glibc's tails may overlap)
+        touched = {b for k, o, w in copies if k == kind for b in range(o, o + w)}
+        assert touched == set(range(256, 556)), kind
+    assert {w for _, _, w in copies} - {1, 2, 4, 8, 16, 32, 64} == set()
+    assert max(w for _, _, w in copies) >= 16  # glibc copies with vector registers
+    # rep movsb: one call per byte, in order; then the program's byte reads.
+    movsb = [("W", 0x400 + i, 1) for i in range(20)]
+    assert [c for c in model.calls if c[1] >= 0x400] == movsb + [("R", 0x400 + i, 1) for i in range(20)]

@@ -197,3 +197,48 @@ def test_the_demo_shows_sim() -> None:
     assert "every access answered by the model" in run.stdout
     assert "driver: checksum 0x99c (expected 0x99c) after 1 polls" in run.stdout
     assert run.stdout.rstrip().endswith("17 reads, 13 writes; driver exit status 0")
+
+
+def test_a_failing_model_stops_the_program_where_it_is(tmp_path: Path, program: Callable[[str], str]) -> None:
+    """Killed while still traced: the program never runs the access again untraced, and never
+    prints what it would print after it (misuse's "done")."""
+    for _ in range(5):
+        run = kmmio("sim", "--device", f"{UIO}={MODEL}", "--", program("misuse"), UIO, "width")
+        assert (run.returncode, run.stdout) == (1, "")
+        assert "failed on R 2 at offset 0x0" in one_line(run.stderr)
+
+
+TICK_FAILS = "    def tick(self, now):\n        if self.on:\n            raise RuntimeError('late')\n"
+CONTROL_FAILS = "    def irq_control(self, v):\n        raise ValueError('no irq here')\n"
+POKE_THEN_SLEEP = (
+    "import mmap, os, time; m = memoryview(mmap.mmap(os.open('/dev/uio0', os.O_RDWR), 4096)).cast('I'); "
+    "m[1] = 1; time.sleep(2)"
+)
+ENABLE = "import os, struct; os.write(os.open('/dev/uio0', os.O_RDWR), struct.pack('<i', 1)); print('after')"
+
+
+@pytest.mark.parametrize(
+    ("cls", "source", "code", "said"),
+    [
+        ("TickFails", TICK_FAILS, POKE_THEN_SLEEP, "failed in tick(): RuntimeError: late"),
+        ("ControlFails", CONTROL_FAILS, ENABLE, "failed in irq_control(): ValueError: no irq here"),
+    ],
+)
+def test_a_model_failing_outside_an_access_is_one_line_and_exit_1(
+    tmp_path: Path, cls: str, source: str, code: str, said: str
+) -> None:
+    model = tmp_path / "m.py"
+    model.write_text(
+        f"class {cls}:\n    size = 4096\n    on = False\n"
+        "    def read(self, offset, width):\n        return 0\n"
+        "    def write(self, offset, width, value):\n        self.on = True\n" + source
+    )
+    run = kmmio("sim", "--device", f"{UIO}={model}:{cls}", "--", sys.executable, "-c", code)
+    assert (run.returncode, run.stdout) == (1, "")
+    assert one_line(run.stderr) == f"kmmio: the model of {UIO} {said}"
+
+
+def test_timeout_ends_the_program_with_sigterm() -> None:
+    run = kmmio("sim", "--timeout", "0.5", "--device", f"{UIO}={MODEL}", "--", "sleep", "30")
+    assert run.returncode == 143
+    assert run.stderr == "kmmio: 0 accesses answered (0 reads, 0 writes); exit status 143\n"

@@ -45,6 +45,8 @@ class ModelFailure(ServedAccessError):
         self.cause = cause
 
     def __str__(self) -> str:
+        if self.kind not in ("R", "W"):  # a call of the model's own: tick(), irq_control()
+            return f"the model of {self.device} failed in {self.kind}(): {self.message}"
         where = f" at pc {self.pc:#x}" if self.pc is not None else ""
         return (
             f"the model of {self.device} failed on {self.kind} {self.width} at offset "
@@ -70,7 +72,8 @@ class SimDevice:
     irq_count: int = 0
     #: Interrupts enabled (UIO's irqcontrol: a write of 1 enables, 0 disables).
     irq_enabled: bool = True
-    #: The inode of the backing file, which /proc/PID/fd and maps entries are told by.
+    #: The device and inode of the backing file, which the program's fds are told by.
+    dev: int = 0
     inode: int = 0
     #: The path the program's mappings of it have in /proc/PID/maps (``path`` with the
     #: symbolic links of its existing part resolved: a sysfs device link).
@@ -96,7 +99,8 @@ class SimDevice:
         self.backing = os.path.join(directory, f"device{index}")
         with open(self.backing, "wb") as f:
             f.truncate(self.base + self.size)  # sparse below base
-        self.inode = os.stat(self.backing).st_ino
+        st = os.stat(self.backing)
+        self.dev, self.inode = st.st_dev, st.st_ino
 
     def place(self, offset: int) -> Place:
         """Where the log says a mapping at ``offset`` of the device is: the model's ``phys``
@@ -159,7 +163,7 @@ class ModelView:
         except ServedAccessError:
             raise
         except Exception as exc:
-            raise ModelFailure(self.device.path, "R", off, width, _said(exc), exc) from exc
+            raise ModelFailure(self.device.path, "R", off, width, said(exc), exc) from exc
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << (8 * width):
             raise ModelFailure(
                 self.device.path,
@@ -184,7 +188,7 @@ class ModelView:
         except ServedAccessError:
             raise
         except Exception as exc:
-            raise ModelFailure(self.device.path, "W", off, width, _said(exc), exc) from exc
+            raise ModelFailure(self.device.path, "W", off, width, said(exc), exc) from exc
 
     def close(self) -> None:
         """The mapping ended (the model stays: another mapping may come)."""
@@ -198,6 +202,6 @@ class ModelView:
         )
 
 
-def _said(exc: BaseException) -> str:
+def said(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

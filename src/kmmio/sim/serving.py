@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from kmmio.mmiotrace import now_us
 from kmmio.serve import Serving
 from kmmio.sim import uio
-from kmmio.sim.device import ModelView, NotServable, SimDevice
+from kmmio.sim.device import ModelFailure, ModelView, NotServable, SimDevice, said
 
 if TYPE_CHECKING:
     from kmmio.devices.model import Place
@@ -91,4 +91,7 @@ class SimServing(Serving):
     def tick(self) -> None:
         now = now_us()
         for d in self._ticking:
-            d.model.tick(now)
+            try:
+                d.model.tick(now)
+            except Exception as exc:
+                raise ModelFailure(d.path, "tick", 0, 0, said(exc), exc) from exc

@@ -6,9 +6,10 @@ gives the total count; ``write(fd, &on, 4)`` enables (1) or disables (0) the int
 the device's path is a regular file (mappable, but always "readable"), so kmmio answers
 these calls itself, at their seccomp stops:
 
-* each program gets an eventfd of its own for each device (made inside it, on the first
-  call that needs one); the tracer holds a duplicate (``pidfd_getfd``) and writes 1 to it
-  when the model calls ``irq()``.
+* each fd of the program open on the device gets an eventfd of its own (made inside the
+  program, on the first call that needs one); the tracer holds a duplicate
+  (``pidfd_getfd``) and writes 1 to each when the model calls ``irq()``, so that a reader
+  blocked on every fd wakes, as UIO wakes every listener.
 * ``open``: a new fd on the device has seen the interrupts so far (UIO's listener).
 * ``read`` of 4 bytes: when an interrupt came since the fd last read, the call is skipped
   and answered with the count at once; otherwise it becomes ``read(eventfd, scratch, 8)``,
@@ -16,11 +17,16 @@ these calls itself, at their seccomp stops:
   writes the count into the program's buffer and returns 4.  A non-blocking fd gets
   ``EAGAIN``; another size ``EINVAL`` (as UIO).
 * ``write`` of 4 bytes: ``irq_control(value)`` of the model if it has one, 4 returned.
-* ``poll``/``ppoll``: with nothing pending, the fd's entries point at the eventfd while
-  the call runs (and get their fd back after); ``epoll_ctl`` registers the eventfd for it.
+* ``poll``/``ppoll``: with nothing pending, the fd's entries point at its eventfd while
+  the call runs (and get their fd back after; a ``poll`` cut short by a stop is made again
+  whole, not through ``restart_syscall``, which would find its own fd there);
+  ``epoll_ctl`` registers the fd's eventfd for it, written at once when an interrupt is
+  pending.
 
 Interrupts the model raises while disabled are kept and given when it enables them.
-``select`` is not answered (a regular file is always ready to it).
+``select`` is not answered (a regular file is always ready to it).  The count each fd has
+seen is kept per fd number: a ``dup`` of a device fd, or one inherited across ``fork``,
+has its own (UIO keeps it per open file).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import TYPE_CHECKING
 from kmmio.backend import _ptrace as pt
 from kmmio.backend.devfd import borrow_fd
 from kmmio.errors import TraceeError
+from kmmio.sim.device import ModelFailure, said
 from kmmio.syscalls import numbers as nr
 
 if TYPE_CHECKING:
@@ -45,6 +52,7 @@ if TYPE_CHECKING:
 SYSCALLS = (nr.READ, nr.WRITE, nr.POLL, nr.PPOLL, nr.EPOLL_CTL, nr.OPEN, nr.OPENAT, nr.OPENAT2)
 
 _EFD_CLOEXEC = 0o2000000
+_ERESTARTNOHAND, _ERESTART_RESTARTBLOCK = 514, 516
 _O_NONBLOCK = 0o4000
 _ARGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
 
@@ -66,8 +74,8 @@ class UioIrqs:
 
     def __init__(self, devices: list[SimDevice]) -> None:
         self.devices = devices
-        #: (pid, device path) → (the eventfd's number in the program, the tracer's duplicate).
-        self._eventfds: dict[tuple[int, str], tuple[int, int]] = {}
+        #: (pid, fd) → (the device, the eventfd's number in the program, the tracer's duplicate).
+        self._eventfds: dict[tuple[int, int], tuple[SimDevice, int, int]] = {}
         #: (pid, fd) → the count that fd read last.
         self._seen: dict[tuple[int, int], int] = {}
         self._latched: dict[str, int] = {}
@@ -80,18 +88,18 @@ class UioIrqs:
             self._latched[device.path] = self._latched.get(device.path, 0) + 1
             return
         device.irq_count = (device.irq_count + 1) & 0xFFFFFFFF
-        for (_, path), (_, mine) in self._eventfds.items():
-            if path == device.path:
-                try:
-                    os.write(mine, struct.pack("<Q", 1))
-                except OSError:
-                    pass
+        for dev, _, mine in self._eventfds.values():
+            if dev is device:
+                _signal(mine)
 
     def control(self, device: SimDevice, value: int) -> None:
         device.irq_enabled = bool(value)
         handler = getattr(device.model, "irq_control", None)
         if callable(handler):
-            handler(value)
+            try:
+                handler(value)
+            except Exception as exc:
+                raise ModelFailure(device.path, "irq_control", 0, 4, said(exc), exc) from exc
         if device.irq_enabled:
             for _ in range(self._latched.pop(device.path, 0)):
                 self.irq(device)
@@ -107,7 +115,7 @@ class UioIrqs:
         except OSError:
             return None
         for d in self.devices:
-            if d.inode and st.st_ino == d.inode and d.path.startswith("/dev/uio"):
+            if d.inode and (st.st_dev, st.st_ino) == (d.dev, d.inode) and d.path.startswith("/dev/uio"):
                 return d
         return None
 
@@ -154,16 +162,15 @@ class UioIrqs:
             return self._answer(thread, -errno.EINVAL)
         key = (proc.pid, fd)
         if device.irq_count != self._seen.get(key, 0):
-            self._drain(proc, device)
             if not self._give(thread, device, key, args[1]):
                 return self._answer(thread, -errno.EFAULT)
             return self._answer(thread, 4)
         if _flags(proc.pid, fd) & _O_NONBLOCK:
             return self._answer(thread, -errno.EAGAIN)
-        efd = self._eventfd(thread, device)
+        efd = self._eventfd(thread, device, fd)
         if efd is None:
             return True  # made in the program: its read is made again, and comes back here
-        self._drain(proc, device)
+        self._drain(proc.pid, fd)
         regs = pt.get_regs(thread.tid)
         scratch = (regs.rsp - 128 - 16) & ~15  # below the red zone
         pt.set_regs(thread.tid, regs.replace(rdi=efd, rsi=scratch, rdx=8))
@@ -177,10 +184,11 @@ class UioIrqs:
         except (TraceeError, AssertionError):
             return False
         self._seen[key] = device.irq_count
+        self._drain(*key)  # seen: its eventfd says nothing is pending
         return True
 
     def _epoll_ctl(self, thread: Thread, device: SimDevice, args: tuple[int, ...]) -> bool:
-        efd = self._eventfd(thread, device)
+        efd = self._eventfd(thread, device, _int(args[2]))
         if efd is None:
             return True
         regs = pt.get_regs(thread.tid)
@@ -206,7 +214,7 @@ class UioIrqs:
                 continue
             if device.irq_count != self._seen.get((proc.pid, fd), 0):
                 continue  # pending: the regular file is ready, as the device would be
-            efd = self._eventfd(thread, device)
+            efd = self._eventfd(thread, device, fd)
             if efd is None:
                 return True  # made again
             at = args[0] + 8 * i
@@ -248,37 +256,52 @@ class UioIrqs:
                     proc.mem.write(at, data)
                 except TraceeError:
                     pass
+            if ret == -_ERESTART_RESTARTBLOCK:
+                ret = -_ERESTARTNOHAND  # made again whole, through its seccomp stop
         pt.set_regs(thread.tid, regs.replace(rax=ret & (1 << 64) - 1, **args))
         return True
 
-    def _eventfd(self, thread: Thread, device: SimDevice) -> int | None:
-        """The program's eventfd for ``device``; ``None`` when it was just made inside the
-        program (the thread's syscall is then made again)."""
+    def _eventfd(self, thread: Thread, device: SimDevice, fd: int) -> int | None:
+        """The eventfd standing for the program's ``fd`` on ``device``; ``None`` when it
+        was just made inside the program (the thread's syscall is then made again).  A new
+        one is written at once when the fd has an interrupt it has not read."""
         proc = thread.proc
-        key = (proc.pid, device.path)
+        key = (proc.pid, fd)
         have = self._eventfds.get(key)
-        if have is not None:
-            return have[0]
+        if have is not None and have[0] is device:
+            return have[1]
+        if have is not None:  # the number now names another device's fd
+            os.close(self._eventfds.pop(key)[2])
         efd = proc.inject_syscall(thread, nr.EVENTFD2, (0, _EFD_CLOEXEC))
         if efd < 0:
             raise TraceeError("eventfd2 in the program", -efd, proc.pid)
-        self._eventfds[key] = (efd, borrow_fd(proc.pid, efd))
+        mine = borrow_fd(proc.pid, efd)
+        self._eventfds[key] = (device, efd, mine)
+        if device.irq_count != self._seen.get(key, 0):
+            _signal(mine)
         return None
 
-    def _drain(self, proc: Process, device: SimDevice) -> None:
-        have = self._eventfds.get((proc.pid, device.path))
+    def _drain(self, pid: int, fd: int) -> None:
+        have = self._eventfds.get((pid, fd))
         if have is None:
             return
-        mine = have[1]
+        mine = have[2]
         while select.select([mine], [], [], 0)[0]:
             os.read(mine, 8)
 
     def forget(self, pid: int) -> None:
         """A program exec'd or ended: its eventfds are gone."""
         for key in [k for k in self._eventfds if k[0] == pid]:
-            os.close(self._eventfds.pop(key)[1])
+            os.close(self._eventfds.pop(key)[2])
         for seen in [k for k in self._seen if k[0] == pid]:
             del self._seen[seen]
+
+
+def _signal(mine: int) -> None:
+    try:
+        os.write(mine, struct.pack("<Q", 1))
+    except OSError:
+        pass
 
 
 def _int(v: int) -> int:
