@@ -24,7 +24,8 @@ def _records_a_tracer_writes(writer: TraceWriter) -> None:
 
 def _readme_api_writer(stream: io.StringIO) -> TraceWriter:
     """The writer of the README's first Python API example, writing to ``stream``."""
-    example = re.search(r"```python\n(.*?)```", README.read_text(), re.S)
+    api = README.read_text().split("\n## Python API\n", 1)[1]
+    example = re.search(r"```python\n(.*?)```", api, re.S)
     assert example is not None, "README.md has no python example"
     line = next((x for x in example.group(1).splitlines() if x.startswith("writer = ")), None)
     assert line is not None, "the README's first python example makes no `writer = ...`"
