@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 from typing import Any, TextIO
 
+from kmmio.cli_common import add_map_option, load_regmap, quiet_stdout
 from kmmio.errors import TraceFormatError, UsageError
 
 
@@ -26,23 +26,14 @@ def add_decode_parser(sub: Any) -> None:
         description="Decode every R/W line of an mmiotrace log with register maps: SystemRDL (.rdl), "
         "IP-XACT (.xml) or CMSIS-SVD (.svd); needs the 'maps' extra (pip install 'kmmio[maps]').",
     )
-    dec.add_argument(
-        "--map",
-        "--regs",
-        metavar="FILE[@BASE]",
-        action="append",
-        required=True,
-        dest="maps",
-        help="a register map; @BASE (e.g. @0xf7c00000) is added to its addresses, which are "
-        "otherwise taken as they are (repeatable)",
-    )
+    add_map_option(dec, "", required=True)
     dec.add_argument("--json", action="store_true", help="one JSON object per access (other lines left out)")
     dec.add_argument("log", help="the log ('-' for standard input)")
 
 
 def run_decode(args: argparse.Namespace) -> int:
     """Decode ``args.log`` with ``args.maps``, writing to standard output."""
-    from kmmio.maps import MapError, decode_log, load_maps
+    from kmmio.maps import decode_log
 
     name = "standard input" if args.log == "-" else args.log
     with contextlib.ExitStack() as stack:
@@ -53,26 +44,12 @@ def run_decode(args: argparse.Namespace) -> int:
                 stream = stack.enter_context(open(args.log, encoding="utf-8", errors="replace"))
             except OSError as exc:
                 raise UsageError(f"cannot read {args.log}: {exc.strerror}") from None
-        try:
-            regmap = load_maps(args.maps)
-        except MapError as exc:
-            raise UsageError(str(exc)) from None
+        regmap = load_regmap(args.maps)
         try:
             decode_log(stream, regmap, sys.stdout.write, as_json=args.json)
             sys.stdout.flush()
         except TraceFormatError as exc:
             raise UsageError(f"{name}: {exc}") from None
         except BrokenPipeError:  # `kmmio decode ... | head`: the reader has seen enough
-            _quiet_stdout()
+            quiet_stdout()
     return 0
-
-
-def _quiet_stdout() -> None:
-    """Point standard output at /dev/null, so that the interpreter's last flush of what
-    is left in its buffer does not fail again on the closed pipe."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass

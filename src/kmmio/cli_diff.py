@@ -11,31 +11,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
-from typing import IO, Any
+from typing import Any
 
+from kmmio.cli_common import add_map_option, count, load_regmap, open_log, positive, quiet_stdout
 from kmmio.errors import UsageError
 
 #: Seconds between two drawings of the progress line.
 PROGRESS_INTERVAL = 0.25
-
-
-def _count(text: str) -> int:
-    try:
-        n = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
-    return n
-
-
-def _positive(text: str) -> int:
-    n = _count(text)
-    if n == 0:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return n
 
 
 def add_diff_parser(sub: Any) -> None:
@@ -52,28 +35,19 @@ def add_diff_parser(sub: Any) -> None:
     )
     p.add_argument("a", metavar="A", help="the first log ('-' for standard input)")
     p.add_argument("b", metavar="B", help="the second log ('-' for standard input)")
-    p.add_argument(
-        "--map",
-        "--regs",
-        metavar="FILE[@BASE]",
-        action="append",
-        default=[],
-        dest="maps",
-        help="a register map (SystemRDL, IP-XACT or CMSIS-SVD; the 'maps' extra): align on registers "
-        "and show accesses decoded (repeatable)",
-    )
+    add_map_option(p, ": align on registers and show accesses decoded")
     p.add_argument(
         "-U",
         "--context",
         metavar="N",
-        type=_count,
+        type=count,
         default=3,
         help="tokens of context around each divergence (3)",
     )
     p.add_argument(
         "--max",
         metavar="N",
-        type=_count,
+        type=count,
         default=10,
         dest="max_shown",
         help="print the first N divergences (10); all are counted",
@@ -81,7 +55,7 @@ def add_diff_parser(sub: Any) -> None:
     p.add_argument(
         "--window",
         metavar="W",
-        type=_positive,
+        type=positive,
         default=WINDOW,
         help=f"tokens looked ahead on each side to find where the logs agree again ({WINDOW})",
     )
@@ -90,7 +64,7 @@ def add_diff_parser(sub: Any) -> None:
 
 def run_diff(args: argparse.Namespace) -> int:
     """Diff ``args.a`` against ``args.b``; the exit status (0 same, 1 different)."""
-    from kmmio.maps import MapError, RegisterMap, load_maps
+    from kmmio.maps import RegisterMap
     from kmmio.tools.diff import LogFormatError, diff_logs, lost_notes
     from kmmio.tools.progress import FileProgress, Progress, file_size
 
@@ -98,13 +72,10 @@ def run_diff(args: argparse.Namespace) -> int:
         raise UsageError("only one of A and B can be standard input")
     regmap: RegisterMap | None = None
     if args.maps:
-        try:
-            regmap = load_maps(args.maps)
-        except MapError as exc:
-            raise UsageError(str(exc)) from None
+        regmap = load_regmap(args.maps)
     names = (_name(args.a), _name(args.b))
     with contextlib.ExitStack() as stack:
-        streams = [_open(path, stack) for path in (args.a, args.b)]
+        streams = [open_log(path, stack) for path in (args.a, args.b)]
         counters = [
             FileProgress(name, None if path == "-" else file_size(path), enabled=False)
             for name, path in zip(names, (args.a, args.b), strict=True)
@@ -133,7 +104,7 @@ def run_diff(args: argparse.Namespace) -> int:
         except LogFormatError as exc:
             raise UsageError(f"{names[exc.side]}: {exc}") from None
         except BrokenPipeError:  # `kmmio diff A B | head`: the reader has seen enough
-            _quiet_stdout()
+            quiet_stdout()
             return 1
     for note in lost_notes(result, names):
         print(f"kmmio: warning: {note}", file=sys.stderr)
@@ -142,23 +113,3 @@ def run_diff(args: argparse.Namespace) -> int:
 
 def _name(path: str) -> str:
     return "standard input" if path == "-" else path
-
-
-def _open(path: str, stack: contextlib.ExitStack) -> IO[bytes]:
-    if path == "-":
-        return sys.stdin.buffer
-    try:
-        return stack.enter_context(open(path, "rb"))
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-
-
-def _quiet_stdout() -> None:
-    """Point standard output at /dev/null, so that the interpreter's last flush of what
-    is left in its buffer does not fail again on the closed pipe."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass

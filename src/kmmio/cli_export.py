@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
+from kmmio.cli_common import add_map_option, load_regmap
 from kmmio.errors import TraceFormatError, UsageError
 
 FORMATS = ("perfetto", "vcd", "parquet")
@@ -42,16 +43,7 @@ def add_export_parser(sub: Any) -> None:
         help="the output format (default: from OUT's extension: .pftrace, .vcd, .parquet)",
     )
     ex.add_argument("-o", "--output", metavar="OUT", required=True, help="the file to write")
-    ex.add_argument(
-        "--map",
-        "--regs",
-        metavar="FILE[@BASE]",
-        action="append",
-        default=[],
-        dest="maps",
-        help="a register map (SystemRDL, IP-XACT or CMSIS-SVD; the 'maps' extra): registers are named "
-        "instead of addresses (repeatable)",
-    )
+    add_map_option(ex, ": registers are named instead of addresses")
     ex.add_argument("-q", "--quiet", action="store_true", help="no progress line and no summary")
 
 
@@ -72,12 +64,7 @@ def namer_for(specs: list[str]) -> Any:
 
     if not specs:
         return Namer(None)
-    from kmmio.maps import MapError, load_maps
-
-    try:
-        return Namer(load_maps(specs))
-    except MapError as exc:
-        raise UsageError(str(exc)) from None
+    return Namer(load_regmap(specs))
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ import os
 import sys
 from typing import Any
 
+from kmmio.cli_common import add_map_option
 from kmmio.errors import UsageError
 
 
@@ -29,16 +30,7 @@ def add_plot_parser(sub: Any) -> None:
     )
     pl.add_argument("log", help="the log ('-' for standard input)")
     pl.add_argument("-o", "--output", metavar="FILE", required=True, help="the image to write: .png or .svg")
-    pl.add_argument(
-        "--map",
-        "--regs",
-        metavar="FILE[@BASE]",
-        action="append",
-        default=[],
-        dest="maps",
-        help="a register map (SystemRDL, IP-XACT or CMSIS-SVD; the 'maps' extra) to name registers "
-        "(repeatable)",
-    )
+    add_map_option(pl, " to name registers")
     pl.add_argument(
         "--registers",
         metavar="R1,R2",

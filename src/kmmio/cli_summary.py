@@ -16,19 +16,10 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterable
-from typing import IO, Any
+from typing import Any
 
+from kmmio.cli_common import add_map_option, count, load_regmap, open_log, quiet_stdout
 from kmmio.errors import TraceFormatError, UsageError
-
-
-def _count(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {n}")
-    return n
 
 
 def add_summary_parser(sub: Any) -> None:
@@ -42,21 +33,12 @@ def add_summary_parser(sub: Any) -> None:
         "values written, first and last value and time, threads; most accessed first.  Then the "
         f"longest polling runs (a thread reading one address {MIN_RUN} times or more in a row).",
     )
-    p.add_argument(
-        "--map",
-        "--regs",
-        metavar="FILE[@BASE]",
-        action="append",
-        default=[],
-        dest="maps",
-        help="a register map (SystemRDL, IP-XACT or CMSIS-SVD; the 'maps' extra) naming the "
-        "registers; @BASE is added to its addresses (repeatable)",
-    )
+    add_map_option(p, " naming the registers")
     p.add_argument("--json", action="store_true", help="one JSON object per line (rows, runs, totals)")
     p.add_argument(
         "--runs",
         metavar="N",
-        type=_count,
+        type=count,
         default=TOP_RUNS,
         help=f"show the N longest polling runs (default {TOP_RUNS}; 0: none)",
     )
@@ -66,26 +48,14 @@ def add_summary_parser(sub: Any) -> None:
 
 def run_summary(args: argparse.Namespace) -> int:
     """Summarize ``args.log``, writing to standard output."""
-    from kmmio.maps import MapError, RegisterMap, load_maps
     from kmmio.tools.progress import FileProgress, file_size
     from kmmio.tools.summary import summarize
     from kmmio.tools.summary_format import format_json, format_text
 
     name = "standard input" if args.log == "-" else args.log
     with contextlib.ExitStack() as stack:
-        if args.log == "-":
-            stream: IO[bytes] = sys.stdin.buffer
-        else:
-            try:
-                stream = stack.enter_context(open(args.log, "rb"))
-            except OSError as exc:
-                raise UsageError(f"cannot read {args.log}: {exc.strerror}") from None
-        regmap: RegisterMap | None = None
-        if args.maps:
-            try:
-                regmap = load_maps(args.maps)
-            except MapError as exc:
-                raise UsageError(str(exc)) from None
+        stream = open_log(args.log, stack)
+        regmap = load_regmap(args.maps) if args.maps else None
         progress = FileProgress(name, None if args.log == "-" else file_size(args.log), quiet=args.quiet)
         stack.callback(progress.close)
         try:
@@ -103,7 +73,5 @@ def run_summary(args: argparse.Namespace) -> int:
             sys.stdout.write(line + "\n")
         sys.stdout.flush()
     except BrokenPipeError:  # `kmmio summary ... | head`
-        from kmmio.cli_decode import _quiet_stdout
-
-        _quiet_stdout()
+        quiet_stdout()
     return 0

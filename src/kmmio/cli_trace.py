@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
+from kmmio.cli_common import load_regmap
 from kmmio.devices import Roots, pci_devices
 from kmmio.errors import LogWriteError, TraceFormatError, UsageError
 from kmmio.sim.hooks import OnRead, OnWrite, load_hooks
@@ -61,13 +62,9 @@ def _live_decoding(
         raise UsageError(
             "--regs shows decoded accesses on standard error: give -o FILE (or -o -) for the log"
         )
-    from kmmio.maps import MapError, load_maps
     from kmmio.maps.format import Decoder, text_line
 
-    try:
-        regmap = load_maps(args.regs)
-    except MapError as exc:
-        raise UsageError(str(exc)) from None
+    regmap = load_regmap(args.regs)
     decoder = Decoder(regmap)
     err = sys.stderr
 
