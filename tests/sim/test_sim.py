@@ -218,6 +218,13 @@ def test_epoll_sees_an_interrupt_pending_before_it_was_asked(
     assert _stdout(capfd) == ["epoll 1"]
 
 
+def test_what_a_fd_has_seen_is_shared_by_its_dup_and_a_forked_child(
+    kmmio_sim: Callable[..., Any], program: Callable[[str], str], capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert kmmio_sim([program("uio_more"), UIO, "dupfork"], {UIO: Memory()}).status == 0
+    assert _stdout(capfd) == ["dup -1 11", "child -1 11", "dup 4 count 2"]
+
+
 def test_a_poll_stopped_and_continued_still_waits(
     kmmio_sim: Callable[..., Any], program: Callable[[str], str], capfd: pytest.CaptureFixture[str]
 ) -> None:

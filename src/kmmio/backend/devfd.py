@@ -20,11 +20,15 @@ from contextlib import contextmanager
 from kmmio.errors import TraceeError
 
 _SYS_PIDFD_GETFD = 438  # the same number on every architecture since the 5.x unification
+_SYS_KCMP, _KCMP_FILE = 312, 0
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 _syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_int, ctypes.c_uint]
+_kcmp = _libc["syscall"]  # another handle of syscall(), with kcmp's arguments
+_kcmp.restype = ctypes.c_long
+_kcmp.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong]
 
 
 def borrow_fd(pid: int, fd: int) -> int:
@@ -44,6 +48,12 @@ def borrow_fd(pid: int, fd: int) -> int:
         return got
     finally:
         os.close(pidfd)
+
+
+def same_file(pid1: int, fd1: int, pid2: int, fd2: int) -> bool:
+    """Whether two programs' fds are the same open file (a ``dup``, or inherited across
+    ``fork``): ``kcmp(KCMP_FILE)``, which a tracer may ask.  False when it cannot tell."""
+    return int(_kcmp(_SYS_KCMP, pid1, pid2, _KCMP_FILE, fd1, fd2)) == 0
 
 
 @contextmanager

@@ -24,9 +24,9 @@ these calls itself, at their seccomp stops:
   pending.
 
 Interrupts the model raises while disabled are kept and given when it enables them.
-``select`` is not answered (a regular file is always ready to it).  The count each fd has
-seen is kept per fd number: a ``dup`` of a device fd, or one inherited across ``fork``,
-has its own (UIO keeps it per open file).
+``select`` is not answered (a regular file is always ready to it).  What a fd has seen is
+kept per open file, as UIO keeps it: a ``dup`` of a device fd, or one inherited across
+``fork``, shares it (told by ``kcmp``).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kmmio.backend import _ptrace as pt
-from kmmio.backend.devfd import borrow_fd
+from kmmio.backend.devfd import borrow_fd, same_file
 from kmmio.errors import TraceeError
 from kmmio.sim.device import ModelFailure, said
 from kmmio.syscalls import numbers as nr
@@ -76,8 +76,10 @@ class UioIrqs:
         self.devices = devices
         #: (pid, fd) → (the device, the eventfd's number in the program, the tracer's duplicate).
         self._eventfds: dict[tuple[int, int], tuple[SimDevice, int, int]] = {}
-        #: (pid, fd) → the count that fd read last.
+        #: An open file (named by the first (pid, fd) seen of it) → the count it read last.
         self._seen: dict[tuple[int, int], int] = {}
+        #: (pid, fd) → the open file it is (a ``dup`` or an inherited fd shares its count).
+        self._file: dict[tuple[int, int], tuple[int, int]] = {}
         self._latched: dict[str, int] = {}
 
     # -- the model's side -------------------------------------------------------------------
@@ -160,7 +162,7 @@ class UioIrqs:
         proc = thread.proc
         if args[2] != 4:
             return self._answer(thread, -errno.EINVAL)
-        key = (proc.pid, fd)
+        key = self._open_file(proc.pid, fd)
         if device.irq_count != self._seen.get(key, 0):
             if not self._give(thread, device, key, args[1]):
                 return self._answer(thread, -errno.EFAULT)
@@ -184,7 +186,9 @@ class UioIrqs:
         except (TraceeError, AssertionError):
             return False
         self._seen[key] = device.irq_count
-        self._drain(*key)  # seen: its eventfd says nothing is pending
+        for fd_key, file in self._file.items():  # seen: their eventfds say nothing is pending
+            if file == key:
+                self._drain(*fd_key)
         return True
 
     def _epoll_ctl(self, thread: Thread, device: SimDevice, args: tuple[int, ...]) -> bool:
@@ -212,7 +216,7 @@ class UioIrqs:
             device = self.device_of(proc, fd)
             if device is None:
                 continue
-            if device.irq_count != self._seen.get((proc.pid, fd), 0):
+            if device.irq_count != self._seen.get(self._open_file(proc.pid, fd), 0):
                 continue  # pending: the regular file is ready, as the device would be
             efd = self._eventfd(thread, device, fd)
             if efd is None:
@@ -247,7 +251,8 @@ class UioIrqs:
             )
         elif flight.what == "open" and ret >= 0:
             device = self.device_of(proc, ret)
-            if device is not None:
+            if device is not None:  # a new open file
+                self._file[(proc.pid, ret)] = (proc.pid, ret)
                 self._seen[(proc.pid, ret)] = device.irq_count
         elif flight.what == "poll":
             assert proc.mem is not None
@@ -277,9 +282,25 @@ class UioIrqs:
             raise TraceeError("eventfd2 in the program", -efd, proc.pid)
         mine = borrow_fd(proc.pid, efd)
         self._eventfds[key] = (device, efd, mine)
-        if device.irq_count != self._seen.get(key, 0):
+        if device.irq_count != self._seen.get(self._open_file(*key), 0):
             _signal(mine)
         return None
+
+    def _open_file(self, pid: int, fd: int) -> tuple[int, int]:
+        """The open file ``fd`` of ``pid`` is, named by its first (pid, fd) seen: a ``dup``
+        or an fd inherited across ``fork`` is found the same (``kcmp``) and shares what it
+        has seen, as UIO keeps it per open file."""
+        key = (pid, fd)
+        file = self._file.get(key)
+        if file is None:
+            file = next(
+                (f for f in set(self._file.values()) if f != key and same_file(pid, fd, *f)),
+                key,
+            )
+            self._file[key] = file
+            if file != key and key in self._seen:
+                del self._seen[key]
+        return file
 
     def _drain(self, pid: int, fd: int) -> None:
         have = self._eventfds.get((pid, fd))
@@ -295,6 +316,8 @@ class UioIrqs:
             os.close(self._eventfds.pop(key)[2])
         for seen in [k for k in self._seen if k[0] == pid]:
             del self._seen[seen]
+        for fd_key in [k for k, f in self._file.items() if pid in (k[0], f[0])]:
+            del self._file[fd_key]
 
 
 def _signal(mine: int) -> None:

@@ -7,10 +7,15 @@
  *   uio_more PATH pollstop   poll() with no interrupt, stopped and continued meanwhile
  *                            (SIGSTOP, SIGCONT from a child): still no event, it times out
  *                            after its whole 600 ms: prints "poll 0 revents 0x0"
+ *   uio_more PATH dupfork    an interrupt read on fd; then a dup of fd and a forked child's
+ *                            inherited fd have seen it too (UIO keeps it per open file):
+ *                            prints "dup -1 11", "child -1 11", then after one more
+ *                            interrupt "dup 4 count 2"
  *   uio_more PATH vectors    memcpy of 300 bytes to offset 0x100 of the device and back
  *                            (glibc's vector copies), then a rep movsb of 20 bytes to offset
  *                            0x400: prints "same" when all the bytes came back
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -73,6 +78,29 @@ int main(int argc, char **argv)
         int n = poll(&p, 1, 600);
         printf("poll %d revents %#x\n", n, p.revents);
         waitpid(child, NULL, 0);
+    } else if (!strcmp(argv[2], "dupfork")) {
+        uint32_t count = 0;
+        r[0] = 1;
+        if (read(fd, &count, 4) != 4)
+            return 1;
+        int d = dup(fd);
+        fcntl(d, F_SETFL, O_NONBLOCK); /* the open file's flag: fd's too */
+        errno = 0;
+        ssize_t got = read(d, &count, 4);
+        printf("dup %zd %d\n", got, errno);
+        fflush(stdout);
+        pid_t child = fork();
+        if (child == 0) {
+            errno = 0;
+            got = read(fd, &count, 4);
+            printf("child %zd %d\n", got, errno);
+            fflush(stdout);
+            _exit(0);
+        }
+        waitpid(child, NULL, 0);
+        r[0] = 1;
+        got = read(d, &count, 4);
+        printf("dup %zd count %u\n", got, count);
     } else if (!strcmp(argv[2], "vectors")) {
         unsigned char out[300], back[300];
         volatile size_t n = sizeof out; /* not known when compiling: glibc's memcpy, not rep movsq */
