@@ -1,6 +1,7 @@
 """``kmmio diff``: what one program does differently from another to the same device.
 
-``kmmio diff A B [--map FILE[@BASE] ...] [--context N] [--max N] [--window W] [-q]``.
+``kmmio diff A B [--map FILE[@BASE] ...] [--context N] [--max N] [--window W] [--backlog N]
+[-q]``.
 Exit status as ``diff``'s: 0 when the logs do not differ (nothing printed), 1 when they
 do, 2 for bad input (a missing log or map, a malformed line: one line on standard error).
 The rules are in :mod:`kmmio.tools.diff`.  On a terminal, a progress line on standard
@@ -23,15 +24,16 @@ PROGRESS_INTERVAL = 0.25
 
 def add_diff_parser(sub: Any) -> None:
     """The ``diff`` subcommand, on ``kmmio``'s subparsers."""
-    from kmmio.tools.diff_align import WINDOW
+    from kmmio.tools.diff_align import BACKLOG, WINDOW
 
     p = sub.add_parser(
         "diff",
         help="what one log's program does differently from another's to the same device",
         description="Align the accesses of two mmiotrace logs on (kind, register or address, width), "
-        "written values compared, polling runs folded, threads paired by first appearance; print the "
-        "divergences like diff -u and, per register, the writes whose values differ. Exit 0 when they "
-        "do not differ, 1 when they do, 2 for bad input.",
+        "written values compared (a different value is a substitution), polling runs folded, threads "
+        "paired by first appearance; print the divergences like diff -u and, per register, the writes "
+        "whose values differ and those found in one log only. Exit 0 when they do not differ, 1 when they "
+        "do, 2 for bad input.",
     )
     p.add_argument("a", metavar="A", help="the first log ('-' for standard input)")
     p.add_argument("b", metavar="B", help="the second log ('-' for standard input)")
@@ -58,6 +60,14 @@ def add_diff_parser(sub: Any) -> None:
         type=positive,
         default=WINDOW,
         help=f"tokens looked ahead on each side to find where the logs agree again ({WINDOW})",
+    )
+    p.add_argument(
+        "--backlog",
+        metavar="N",
+        type=positive,
+        default=BACKLOG,
+        help="tokens of one thread kept while its partner in the other log is busy elsewhere; past them "
+        f"they are taken as found in one log only ({BACKLOG:,}; memory: a few hundred bytes each)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
 
@@ -97,6 +107,7 @@ def run_diff(args: argparse.Namespace) -> int:
                 context=args.context,
                 max_shown=args.max_shown,
                 window=args.window,
+                backlog=args.backlog,
                 progress=(counters[0], counters[1]),
                 tick=shown.update,
             )

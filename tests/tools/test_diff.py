@@ -71,8 +71,18 @@ def context(out: str) -> list[tuple[int, int]]:
 
 
 def tokens(log: str, regmap: object = None) -> list[tuple[int, Key, int, int, int]]:
+    """(thread, full key: a write's value in it, line, last line, count) of each token."""
     src = TokenSource(io.BytesIO(log.encode()), Locator(None))
-    return [(n, t.key, t.line, t.last, t.count) for n, t in src]
+    return [(n, t.full, t.line, t.last, t.count) for n, t in src]
+
+
+def test_a_writes_value_is_not_in_its_key() -> None:
+    """The alignment pairs writes on (kind, where, width); the value is kept apart."""
+    src = TokenSource(io.BytesIO(text([w(0, 9), r(4, 3)]).encode()), Locator(None))
+    assert [(t.key, t.value, t.full) for _, t in src] == [
+        (("W", BASE, 4, None), 9, ("W", BASE, 4, 9)),
+        (("R", BASE + 4, 4, None), None, ("R", BASE + 4, 4, None)),
+    ]
 
 
 def test_polling_runs_fold_per_thread_and_read_values_are_not_kept() -> None:
@@ -104,7 +114,7 @@ def test_threads_are_numbered_by_first_appearance_and_lost_events_counted() -> N
         [r(4, tid=7), w(0, 1, tid=5), Mark(1, "Lost 12 events."), w(0, 2, tid=7), Mark(2, "Lost 3 events.")]
     )
     src = TokenSource(io.BytesIO(log.encode()), Locator(None))
-    assert [(n, t.key[3]) for n, t in src] == [(1, 1), (0, None), (0, 2)]
+    assert [(n, t.value) for n, t in src] == [(1, 1), (0, None), (0, 2)]
     assert (src.stats.tids, src.stats.accesses, src.stats.lost, src.stats.lines) == ([7, 5], 3, 15, 5)
 
 
@@ -216,18 +226,20 @@ def test_output_exactly() -> None:
         "        3        3  R 4 12.000141 1 0xf7c00004 0x0 0x401000 4242  [x3 reads in A, x1 in B]\n"
         "        6        4  W 1 12.000178 1 0xf7c00001 0xff 0x401000 4242\n"
         "-       7           W 2 12.000215 1 0xf7c00002 0x40 0x401000 4242\n"
-        "+                5  W 2 20.000215 3 0xf7c00002 0x41 0x401000 99\n"
+        "+                5  W 2 20.000215 3 0xf7c00002 0x41 0x401000 99  [value differs]\n"
         "        8        6  W 4 12.000474 1 0xf7c0000c 0x5 0x401000 4242\n"
         "        9        7  W 4 12.000511 1 0xf7c00014 0x3123456 0x401000 4242\n"
         "+                8  W 4 20.000520 3 0xf7c00018 0x3123456 0x401000 99\n"
         "       10        9  W 8 12.000548 1 0xf7c00010 0x300000102abcdef 0x401000 4242\n"
         "       11       10  R 4 12.000585 1 0xf7c00010 0x0 0x401000 4242\n"
-        "2 divergences: 1 access only in A, 2 only in B (polling runs folded)\n"
-        "writes whose values differ, per register (A -> B; '-': no such write):\n"
+        "2 divergences: 1 write with a different value, 0 accesses only in A, 1 only in B"
+        " (polling runs folded)\n"
+        "writes whose values differ at the same place, per register (A -> B):\n"
         "  0xf7c00002/2  0x40 -> 0x41\n"
-        "  0xf7c00018/4  - -> 0x3123456\n"
+        "writes only in B, per register:\n"
+        "  0xf7c00018/4  0x3123456\n"
     )
-    assert (res.divergences, res.shown, res.only_a, res.only_b) == (2, 2, 1, 2)
+    assert (res.divergences, res.shown, res.changed, res.only_a, res.only_b) == (2, 2, 1, 0, 1)
     assert (res.a.tids, res.b.tids, res.a.accesses, res.b.accesses) == ([4242], [99], 10, 9)
 
 
@@ -240,13 +252,16 @@ def test_with_a_map_registers_are_named() -> None:
         "+++ B",
         "@@ -7 +5 @@ thread 1: tid 4242 in A, 99 in B",
         "-       7           W 2 12.000215 tdev.CTRL[31:16] 0x40 DIV=0x0040 pc 0x401000 tid 4242",
-        "+                5  W 2 20.000215 tdev.CTRL[31:16] 0x41 DIV=0x0041 pc 0x401000 tid 99",
+        "+                5  W 2 20.000215 tdev.CTRL[31:16] 0x41 DIV=0x0041 pc 0x401000 tid 99"
+        "  [value differs]",
         "@@ -10 +8 @@ thread 1: tid 4242 in A, 99 in B",
         "+                8  W 4 20.000520 ?@0xf7c00018 0x3123456 pc 0x401000 tid 99",
-        "2 divergences: 1 access only in A, 2 only in B (polling runs folded)",
-        "writes whose values differ, per register (A -> B; '-': no such write):",
+        "2 divergences: 1 write with a different value, 0 accesses only in A, 1 only in B"
+        " (polling runs folded)",
+        "writes whose values differ at the same place, per register (A -> B):",
         "  tdev.CTRL[31:16]/2  0x40 -> 0x41",
-        "  ?@0xf7c00018/4      - -> 0x3123456",
+        "writes only in B, per register:",
+        "  ?@0xf7c00018/4  0x3123456",
     ]
 
 
@@ -271,7 +286,7 @@ def test_max_shown_and_all_counted() -> None:
     a = _series(100)
     b = [w(0x20, 0x1000 + i) if i % 10 == 5 else acc for i, acc in enumerate(a)]
     res, out = run(text(a), text(b), max_shown=3, context=1)
-    assert (res.divergences, res.shown, res.only_a, res.only_b) == (10, 3, 10, 10)
+    assert (res.divergences, res.shown, res.changed, res.only_a, res.only_b) == (10, 3, 10, 0, 0)
     assert changes(out) == [("-", 6), ("+", 6), ("-", 16), ("+", 16), ("-", 26), ("+", 26)]
     assert "the first 3 shown (--max)" in out
     assert res.writes[(BASE + 0x20, 4)].count == 10
@@ -279,9 +294,14 @@ def test_max_shown_and_all_counted() -> None:
     assert "  0xf7c00020/4  0x5 -> 0x1005, 0xf -> 0x100f, 0x19 -> 0x1019, 0x23 -> 0x1023 (+6 more)" in out
 
 
+def _other(n: int) -> list[Access]:
+    """``n`` writes to another register than :func:`_series`'s."""
+    return [w(0x24, 0x10000 + i) for i in range(n)]
+
+
 def test_a_long_insertion_within_the_window_is_one_divergence() -> None:
     tail = _series(50)
-    a = _series(300, start=0x10000) + tail
+    a = _other(300) + tail
     res, out = run(text(a), text(tail))
     assert (res.divergences, res.only_a, res.only_b) == (1, 300, 0)
     assert changes(out) == [("-", n) for n in range(1, 301)]
@@ -290,7 +310,7 @@ def test_a_long_insertion_within_the_window_is_one_divergence() -> None:
 def test_past_the_window_the_divergence_takes_the_other_sides_window_too() -> None:
     """The documented price of a bounded window: 300 tokens only in A, a window of 100."""
     tail = _series(50)
-    a = _series(300, start=0x10000) + tail
+    a = _other(300) + tail
     res, _ = run(text(a), text(tail), window=100)
     assert (res.divergences, res.only_a, res.only_b) == (1, 350, 50)
 
@@ -362,7 +382,7 @@ def render(program: list[list[Op]], seed: int, polls: dict[tuple[int, int], int]
     rng = random.Random(seed)
     tids = rng.sample(range(100, 60000), len(program))
     map_id = rng.randrange(1, 9)
-    out = [Map(0, map_id, BASE, rng.randrange(1, 1 << 20) << 12, 0x1000)]
+    out: list[Record] = [Map(0, map_id, BASE, rng.randrange(1, 1 << 20) << 12, 0x1000)]
     order = [t for t, ops in enumerate(program) if ops]
     rest = [t for t, ops in enumerate(program) for _ in ops[1:]]
     rng.shuffle(rest)
@@ -385,7 +405,8 @@ def render(program: list[list[Op]], seed: int, polls: dict[tuple[int, int], int]
 @st.composite
 def programs(draw: st.DrawFn) -> list[list[Op]]:
     """1 to 3 threads of 1 to 25 ops on 6 registers; every written value differs from every
-    other (so that the access a diff shows is the only one it can be)."""
+    other (so that the access a diff shows is the only one it can be), and fits in a byte
+    (the narrowest width)."""
     counter = iter(range(10**6))
     threads = []
     for _ in range(draw(st.integers(1, 3))):
@@ -396,11 +417,11 @@ def programs(draw: st.DrawFn) -> list[list[Op]]:
                 max_size=25,
             )
         )
-        threads.append([(k, reg, width, 0x100 + next(counter) if k == "W" else 0) for k, reg, width in ops])
+        threads.append([(k, reg, width, 0x10 + next(counter) if k == "W" else 0) for k, reg, width in ops])
     return threads
 
 
-FRESH = 0xFFFF  # a value no generated write has
+FRESH = 0xFF  # a value no generated write has (at most 75 writes: 0x10 to 0x5a)
 
 
 @settings(max_examples=150, deadline=None)
@@ -426,7 +447,8 @@ def test_property_one_changed_value_is_that_access(
     a, b = render(program, s1), render(changed, s2)
     res, out = run(a.text, b.text)
     assert changes(out) == [("-", a.lines[(t, i)]), ("+", b.lines[(t, i)])]
-    assert (res.divergences, res.only_a, res.only_b) == (1, 1, 1)
+    assert (res.divergences, res.changed, res.only_a, res.only_b) == (1, 1, 0, 0)
+    assert res.writes_only == ({}, {})
     assert {k: (v.count, v.samples) for k, v in res.writes.items()} == {
         (BASE + 8 * reg, width): (1, [(old, FRESH)])
     }
@@ -447,9 +469,14 @@ def test_property_one_extra_write_is_that_access(
     a, b = render(program, s1), render(extra, s2)
     res, out = run(a.text, b.text)
     assert changes(out) == [("+", b.lines[(t, i)])]
-    assert (res.divergences, res.only_a, res.only_b) == (1, 0, 1)
-    _, out2 = run(b.text, a.text)  # and the other way round: a write only in A
+    assert (res.divergences, res.changed, res.only_a, res.only_b) == (1, 0, 0, 1)
+    assert (res.writes, {k: (v.count, v.samples) for k, v in res.writes_only[1].items()}) == (
+        {},
+        {(BASE + 16, 4): (1, [FRESH])},
+    )
+    res2, out2 = run(b.text, a.text)  # and the other way round: a write only in A
     assert changes(out2) == [("-", b.lines[(t, i)])]
+    assert (res2.divergences, res2.changed, res2.only_a, res2.only_b) == (1, 0, 1, 0)
 
 
 # -- the command ------------------------------------------------------------------------
@@ -500,6 +527,7 @@ def test_cli_standard_input(
         (["-", "-"], "kmmio: only one of A and B can be standard input"),
         (["--context", "-1", "{a}", "{b}"], "kmmio: argument -U/--context: must not be negative, got -1"),
         (["--window", "0", "{a}", "{b}"], "kmmio: argument --window: must be at least 1"),
+        (["--backlog", "0", "{a}", "{b}"], "kmmio: argument --backlog: must be at least 1"),
         (["{a}"], "kmmio: the following arguments are required: B"),
         (["{a}", "{bad}"], "kmmio: {bad}: line 2: W needs 7 fields, got 2"),
         (["{bad}", "{a}"], "kmmio: {bad}: line 2: W needs 7 fields, got 2"),

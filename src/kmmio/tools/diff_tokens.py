@@ -1,9 +1,12 @@
 """``kmmio diff``'s input side: a log as per-thread streams of tokens.
 
 A token is what the alignment compares: its :attr:`Token.key` is ``(kind, where, width,
-value)``:
+detail)``:
 
-* ``("W", where, width, value)`` for a write: the written value is part of the key;
+* ``("W", where, width, None)`` for a write: the written value is *not* part of the key
+  (the alignment pairs writes to the same place whatever their values), it is kept apart
+  in :attr:`Token.value` and compared once two writes are paired (a different value is a
+  substitution, see :mod:`kmmio.tools.diff_align`);
 * ``("R", where, width, None)`` for a read, or a *polling run*: a maximal sequence of
   consecutive accesses of one thread that are all reads of the same (phys, width) is one
   token, whatever its length (1, 2 or 10,000 reads), so a different number of polls is no
@@ -36,7 +39,8 @@ from kmmio.tools.scan import Batch, Progress, scan
 from kmmio.trace.records import KernelAccess, Mark, Record, Unknown
 from kmmio.trace.writer import format_access, format_record
 
-#: A token's key: kind ("R", "W", "K", "U"), where (phys or register), width, value.
+#: A token's key: kind ("R", "W", "K", "U"), where (phys or register), width, detail (the
+#: syscall and direction of a "K" token, else None: a write's value is not in its key).
 Key = tuple[str, int | str, int, int | str | None]
 #: An access's fields as :func:`~kmmio.trace.writer.format_access` takes them.
 Row = tuple[str, int, int, int, int, int, int, int]
@@ -50,10 +54,13 @@ _LOST = re.compile(r"Lost (\d+) events\.")
 class Token:
     """One access, or one polling run, of one thread."""
 
-    __slots__ = ("count", "key", "last", "line", "rec")
+    __slots__ = ("_full", "count", "key", "last", "line", "rec", "value")
 
-    def __init__(self, key: Key, line: int, rec: Row | Record) -> None:
+    def __init__(self, key: Key, line: int, rec: Row | Record, value: int | None = None) -> None:
         self.key = key
+        #: The written value (a write), else None.
+        self.value = value
+        self._full: Key | None = None
         #: The line of the (first) access, and of the last one of a polling run.
         self.line = line
         self.last = line
@@ -66,8 +73,21 @@ class Token:
     def is_write(self) -> bool:
         return self.key[0] == "W"
 
+    @property
+    def full(self) -> Key:
+        """The key with the written value in it: equal only for equal tokens (made when
+        first asked for: only a look ahead on values needs it)."""
+        if self.value is None:
+            return self.key
+        full = self._full
+        if full is None:
+            key = self.key
+            full = self._full = (key[0], key[1], key[2], self.value)
+        return full
+
     def __repr__(self) -> str:
-        return f"Token({self.key!r}, line={self.line}, count={self.count})"
+        value = "" if self.value is None else f", value={self.value:#x}"
+        return f"Token({self.key!r}{value}, line={self.line}, count={self.count})"
 
 
 def log_text(tok: Token) -> str:
@@ -219,7 +239,7 @@ class TokenSource:
                 thread = self._thread(tid)
             value = wide.get(i, values[i]) if wide else values[i]
             row = ("W", width, ts[i], maps[i], phys, value, pcs[i], tid)
-            yield thread, Token(("W", locate("W", phys, width), width, value), first + i, row)
+            yield thread, Token(("W", locate("W", phys, width), width, None), first + i, row, value)
 
     def _record(self, rec: Record, line: int) -> Iterator[tuple[int, Token]]:
         key: Key
