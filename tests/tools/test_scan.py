@@ -3,12 +3,16 @@ whatever the chunk and batch boundaries, and the same errors at the same line nu
 
 from __future__ import annotations
 
+import gc
 import io
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kmmio.cli import main
 from kmmio.errors import TraceFormatError
 from kmmio.tools import scan as scan_mod
 from kmmio.tools.scan import Batch, scan
@@ -153,3 +157,152 @@ def test_progress_counts_every_byte_and_line() -> None:
     for _ in scan(io.BytesIO(data), progress=c, chunk=333):
         pass
     assert (c.nbytes, c.nlines) == (len(data), 1001)
+
+
+def test_wide_values_are_parsed_by_the_compiled_scanner(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_python(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"parse_line called on {args[0]!r}")
+
+    monkeypatch.setattr(scan_mod, "parse_line", no_python)
+    v16 = int("0f1e2d3c4b5a69788796a5b4c3d2e1f0", 16)
+    v64 = (1 << 512) - 1
+    data = (
+        f"W 16 1.000000 1 0x40 {v16:#x} 0x1 2\n"
+        "R 4 1.000001 1 0x44 0x5 0x1 2\n"
+        f"R 32 1.000002 1 0x60 0x{'0' * 90}1f 0x1 2\r\n"  # leading zeros, a small value
+        f"W 64 1.000003 1 0x80 {v64:#x} 0x1 2\n"
+    ).encode()
+    (b,) = list(scan(io.BytesIO(data)))
+    assert isinstance(b, Batch)
+    assert b.n == 4 and b.has_wide
+    assert list(b.value) == [v16 & (1 << 64) - 1, 5, 0x1F, (1 << 64) - 1]
+    assert b.wide_offsets.tolist() == [0, 16, 16, 48, 112]
+    assert bytes(b.wide_bytes) == v16.to_bytes(16, "little") + (0x1F).to_bytes(32, "little") + b"\xff" * 64
+    assert [b.wide_value(i) for i in range(4)] == [v16, 5, 0x1F, v64]
+    assert b.wide == {0: v16, 3: v64}  # the rows whose value is over 64 bits
+
+
+def test_a_batch_without_wide_rows_has_an_empty_wide_area() -> None:
+    (b,) = list(scan(io.BytesIO(b"R 8 1.000000 1 0x40 0xffffffffffffffff 0x1 2\n")))
+    assert isinstance(b, Batch)
+    assert (b.has_wide, b.wide_offsets.tolist(), bytes(b.wide_bytes), b.wide) == (False, [0, 0], b"", {})
+
+
+def test_rows_the_reader_parses_land_in_the_wide_area_too() -> None:
+    v = (1 << 100) + 7
+    data = f"R 4 1.000000 1 0x10 0x0 0x0 1\nW 16 1.000001 -2147483648 0x40 {v:#x} 0x1 2\n".encode()
+    (b,) = list(scan(io.BytesIO(data)))  # the map id is out of the compiled scanner's range
+    assert isinstance(b, Batch)
+    assert list(b.map_id) == [1, -(2**31)]
+    assert b.wide_offsets.tolist() == [0, 0, 16]
+    assert b.wide == {1: v}
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("W 4 1.000000 1 0x10 0x100000000 0x0 1", "value 0x100000000 is wider than the access (4 bytes)"),
+        ("W 1 1.000000 1 0x10 0x100 0x0 1", "value 0x100 is wider than the access (1 bytes)"),
+        (
+            f"W 16 1.000000 1 0x10 {1 << 128:#x} 0x0 1",
+            f"value {1 << 128:#x} is wider than the access (16 bytes)",
+        ),
+        ("R 65 1.000000 1 0x10 0x0 0x0 1", "width 65 is more than 64 bytes"),
+        ("R 4 1.000000 1 0x10 0x0 0x0 4294967296", "tid 4294967296 is out of range (0..4294967295)"),
+        (
+            "R 4 1.000000 2147483648 0x10 0x0 0x0 1",
+            "map id 2147483648 is out of range (-2147483648..2147483647)",
+        ),
+        ("R 4 1.000000 1 0x10000000000000000 0x0 0x0 1", "phys 0x10000000000000000 is wider than 64 bits"),
+    ],
+)
+def test_nothing_is_truncated(line: str, message: str) -> None:
+    data = ("R 4 1.000000 1 0x10 0x0 0x0 1\n" + line + "\n").encode()
+    with pytest.raises(TraceFormatError) as info:
+        flat(data)
+    assert str(info.value) == f"line 2: {message}"
+
+
+class Endless(io.RawIOBase):
+    """An endless line: ``b"x"`` forever, counting what was read."""
+
+    def __init__(self) -> None:
+        self.given = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = len(b)
+        b[:n] = b"x" * n
+        self.given += n
+        return n
+
+
+def test_a_line_without_end_is_refused_after_a_chunk() -> None:
+    stream = Endless()
+    with pytest.raises(TraceFormatError) as info:
+        for _ in scan(stream, chunk=1 << 20):  # type: ignore[arg-type]
+            pass
+    assert str(info.value) == "line 1: the line is longer than 1,048,576 bytes"
+    assert stream.given == 2 << 20  # two chunks: the cap and a byte more need two
+
+
+@pytest.mark.parametrize("length", [scan_mod.MAX_LINE, scan_mod.MAX_LINE + 1])
+def test_the_line_cap_is_exact(length: int) -> None:
+    head = "MARK 1.000000 "
+    line = head + "y" * (length - len(head))
+    data = ("R 4 1.000000 1 0x10 0x0 0x0 1\n" + line + "\r\nR 4 1.000000 1 0x10 0x0 0x0 1\n").encode()
+    if length <= scan_mod.MAX_LINE:
+        assert len(flat(data, 1 << 16)) == 3
+    else:
+        with pytest.raises(TraceFormatError, match=r"^line 2: the line is longer than 1,048,576 bytes$"):
+            flat(data, 1 << 16)
+
+
+BAD_LINES = [
+    (
+        "MAP 1.000000 1 0x0 0x0 0x1000 0x0 99999999999",
+        "line 3: pid 99999999999 is out of range (0..4294967295)",
+    ),
+    ("R 4 1.000000 1 0x10 0x1 0x0 4294967296", "line 3: tid 4294967296 is out of range (0..4294967295)"),
+    (
+        "UNKNOWN 1.000000 1 0x10000000000000000 f0,0f 0x0 0",
+        "line 3: phys 0x10000000000000000 is wider than 64 bits",
+    ),
+    (
+        "MARK 1.000000 syscall write reads map 1 0x0+0x400 tid 99999999999",
+        "line 3: tid 99999999999 is out of range (0..4294967295)",
+    ),
+    (
+        "R 4 99999999999999999999.000000 1 0x10 0x1 0x0 1",
+        "line 3: timestamp 99999999999999999999.000000 is out of range (at most 9223372036854 s)",
+    ),
+    ("W 2 1.000000 1 0x10 0x12345 0x0 1", "line 3: value 0x12345 is wider than the access (2 bytes)"),
+]
+TOOLS = {
+    "summary": ["summary", "{log}"],
+    "parquet": ["export", "{log}", "-f", "parquet", "-o", "{out}.parquet"],
+    "perfetto": ["export", "{log}", "-f", "perfetto", "-o", "{out}.pftrace"],
+    "vcd": ["export", "{log}", "-f", "vcd", "-o", "{out}.vcd"],
+    "plot": ["plot", "{log}", "-o", "{out}.png"],
+    "diff": ["diff", "{good}", "{log}"],
+}
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize(("line", "message"), BAD_LINES)
+def test_every_tool_refuses_an_out_of_range_line_in_one_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], tool: str, line: str, message: str
+) -> None:
+    good = tmp_path / "good.log"
+    good.write_text("VERSION 20070824\nR 4 1.000000 1 0x10 0x1 0x0 1\n")
+    log = tmp_path / "bad.log"
+    log.write_text("VERSION 20070824\nR 4 1.000000 1 0x10 0x1 0x0 1\n" + line + "\n")
+    out = tmp_path / "out"
+    args = [a.format(log=log, good=good, out=out) for a in TOOLS[tool]]
+    assert main(args) == 2
+    gc.collect()  # an unclosed writer would complain now
+    captured = capfd.readouterr()
+    assert captured.err == f"kmmio: {log}: {message}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.log", "good.log"]

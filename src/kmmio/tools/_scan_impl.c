@@ -5,7 +5,14 @@
  * buf[*pos] on, into the columns at row *rows, until the columns are full, the buffer ends
  * without a newline, or a line is anything else.  It never judges that other line: Python's
  * parser does (other records, ftrace's trace-file prefixes, malformed lines with their exact
- * error, values wider than 64 bits).  Pure: no I/O, no allocation.
+ * error, numbers out of range, lines longer than max_line bytes).  Pure: no I/O, no
+ * allocation.
+ *
+ * Widths are 1 to 64 bytes and a value is less than 2**(8 * width).  The value column holds
+ * its low 64 bits; the whole value of a row wider than 8 bytes is also written, width bytes
+ * little-endian, to wide_data at wide_off[row] (wide_off[row + 1] = wide_off[row] + width,
+ * wide_off[row] for the other rows: Arrow's layout of a binary column, wide_off[0] set by the
+ * caller); wide_data holds cap * 64 bytes.
  */
 #include <stdint.h>
 #include <string.h>
@@ -31,15 +38,49 @@ static const char *dec_u(const char *p, const char *end, uint64_t *out)
     return p;
 }
 
-static int hexval(char c)
+#define MAX_WIDTH 64
+
+/* A hex digit's value, -1 for anything else. */
+static const signed char HEX[256] = {
+    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8,
+    ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15,
+    ['f'] = 16, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+};
+
+static int hexval(char c) { return HEX[(unsigned char)c] - 1; }
+
+/* "0x" and a value of at most 2 * w significant hex digits (any leading zeros): its low 64
+ * bits to *lo and, when w > 8, its w bytes little-endian to out. */
+static const char *hex_value(const char *p, const char *end, unsigned w, uint64_t *lo, uint8_t *out)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    if (end - p < 3 || p[0] != '0' || p[1] != 'x')
+        return NULL;
+    p += 2;
+    const char *digits = p;
+    while (p < end && *p == '0')
+        p++;
+    const char *start = p;
+    while (p < end && hexval(*p) >= 0)
+        p++;
+    if (p == digits || p - start > 2 * (long)w)
+        return NULL;
+    uint64_t v = 0;
+    for (const char *q = p - start > 16 ? p - 16 : start; q < p; q++)
+        v = (v << 4) | (uint64_t)hexval(*q);
+    *lo = v;
+    if (w > 8) {
+        const char *d = p;
+        for (unsigned i = 0; i < w; i++) {
+            unsigned b = 0;
+            if (d > start) {
+                b = (unsigned)hexval(*--d);
+                if (d > start)
+                    b |= (unsigned)hexval(*--d) << 4;
+            }
+            out[i] = (uint8_t)b;
+        }
+    }
+    return p;
 }
 
 /* "0x" and 1 to 16 hex digits (leading zeros beyond 16 digits are left to Python). */
@@ -73,9 +114,10 @@ static const char *sep(const char *p, const char *end)
     return p;
 }
 
-int kmmio_scan(const char *buf, long len, long *pos, long *rows, long cap, uint8_t *kind,
-               uint8_t *width, uint64_t *ts, int32_t *map_id, uint64_t *phys, uint64_t *value,
-               uint64_t *pc, uint32_t *tid)
+int kmmio_scan(const char *buf, long len, long *pos, long *rows, long cap, long max_line,
+               uint8_t *kind, uint8_t *width, uint64_t *ts, int32_t *map_id, uint64_t *phys,
+               uint64_t *value, uint64_t *pc, uint32_t *tid, uint32_t *wide_off,
+               uint8_t *wide_data)
 {
     const char *end = buf + len;
     long row = *rows;
@@ -90,6 +132,8 @@ int kmmio_scan(const char *buf, long len, long *pos, long *rows, long cap, uint8
         const char *e = nl;
         if (e > p && e[-1] == '\r')
             e--;
+        if (e - p > max_line)
+            goto other;
         while (p < e && is_space(*p))
             p++;
         uint64_t w, sec, usec, map, ph, val, ip, t;
@@ -98,7 +142,7 @@ int kmmio_scan(const char *buf, long len, long *pos, long *rows, long cap, uint8
             goto other;
         uint8_t k = p[0] == 'W';
         p = sep(p + 1, e);
-        if (!p || !(p = dec_u(p, e, &w)) || w == 0 || w > 255 || !(p = sep(p, e)))
+        if (!p || !(p = dec_u(p, e, &w)) || w == 0 || w > MAX_WIDTH || !(p = sep(p, e)))
             goto other;
         if (!(p = dec_u(p, e, &sec)) || sec > 1000000000000ull || p >= e || *p != '.')
             goto other;
@@ -117,7 +161,8 @@ int kmmio_scan(const char *buf, long len, long *pos, long *rows, long cap, uint8
             goto other;
         if (!(p = hex_u(p, e, &ph)) || !(p = sep(p, e)))
             goto other;
-        if (!(p = hex_u(p, e, &val)) || !(p = sep(p, e)))
+        uint32_t off = wide_off[row];
+        if (!(p = hex_value(p, e, (unsigned)w, &val, wide_data + off)) || !(p = sep(p, e)))
             goto other;
         if (!(p = hex_u(p, e, &ip)) || !(p = sep(p, e)))
             goto other;
@@ -135,6 +180,7 @@ int kmmio_scan(const char *buf, long len, long *pos, long *rows, long cap, uint8
         value[row] = val;
         pc[row] = ip;
         tid[row] = (uint32_t)t;
+        wide_off[row + 1] = w > 8 ? off + (uint32_t)w : off;
         row++;
         *pos = (long)(nl + 1 - buf);
         continue;

@@ -3,6 +3,14 @@
 Blank lines and ftrace's ``#`` header lines are skipped.  Anything else that is not a
 well-formed record raises :class:`~kmmio.errors.TraceFormatError` with its line number,
 never another exception.
+
+Every number is range-checked, so a record's fields fit the columns the tools store them
+in: a map id is a signed 32-bit integer, a pid or tid an unsigned 32-bit one, an address,
+a length or a pc (and each PCIDEV field) at most 64 bits, a timestamp's seconds such that
+the whole timestamp fits in a signed 64-bit count of microseconds (``MAX_TS``), an
+access's width 1 to ``MAX_WIDTH`` bytes and its value at most ``MAX_WIDTH`` bytes (the
+reader does not hold a value to its access's width: :mod:`kmmio.tools.scan` does).  A line
+longer than ``MAX_LINE`` bytes (characters here) is refused too.
 """
 
 from __future__ import annotations
@@ -26,9 +34,44 @@ from kmmio.trace.records import (
     unescape,
 )
 
+#: The widest access (AVX-512: 64 bytes).
+MAX_WIDTH = 64
+#: The longest line, in bytes, without its newline.
+MAX_LINE = 1 << 20
+#: The latest timestamp, in microseconds (a signed 64-bit integer).
+MAX_TS = (1 << 63) - 1
+
+_U32 = (1 << 32) - 1
+_U64 = (1 << 64) - 1
+_I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
+
 
 class _Bad(Exception):
     pass
+
+
+def _bounded(value: int, low: int, high: int, what: str) -> int:
+    if not low <= value <= high:
+        raise _Bad(f"{what} {value} is out of range ({low}..{high})")
+    return value
+
+
+def _map_id(tok: str) -> int:
+    """A map id: a signed 32-bit integer."""
+    return _bounded(_dec(tok, True), _I32_MIN, _I32_MAX, "map id")
+
+
+def _tid(tok: str, what: str = "tid") -> int:
+    """A pid or tid: an unsigned 32-bit integer."""
+    return _bounded(_dec(tok), 0, _U32, what)
+
+
+def _addr(tok: str, what: str) -> int:
+    """An address, a length or a pc: ``0x`` and at most 64 bits."""
+    value = _hex(tok)
+    if value > _U64:
+        raise _Bad(f"{what} {tok[:40]} is wider than 64 bits")
+    return value
 
 
 def _hex(tok: str) -> int:
@@ -54,7 +97,10 @@ def _ts(tok: str) -> int:
     sec, dot, frac = tok.partition(".")
     if not dot or len(frac) != 6:
         raise _Bad(f"expected a timestamp seconds.micros, got {tok!r}")
-    return _dec(sec) * 1_000_000 + _dec(frac)
+    ts = _dec(sec) * 1_000_000 + _dec(frac)
+    if ts > MAX_TS:
+        raise _Bad(f"timestamp {sec[:40]}.{frac} is out of range (at most {MAX_TS // 1_000_000} s)")
+    return ts
 
 
 def _count(f: list[str], n: int, what: str) -> None:
@@ -67,32 +113,40 @@ def _access(f: list[str]) -> Record:
     width = _dec(f[1])
     if width <= 0:
         raise _Bad(f"width must be positive, got {width}")
-    return Access(
-        Kind(f[0]),
-        width,
-        _ts(f[2]),
-        _dec(f[3], True),
-        _hex(f[4]),
-        _hex(f[5]),
-        _hex(f[6]),
-        _dec(f[7]),
-    )
+    if width > MAX_WIDTH:
+        raise _Bad(f"width {width} is more than {MAX_WIDTH} bytes")
+    ts = _ts(f[2])
+    map_id = _map_id(f[3])
+    phys = _addr(f[4], "phys")
+    value = _hex(f[5])
+    if value >> (8 * MAX_WIDTH):
+        raise _Bad(f"value {f[5][:40]}... is wider than {MAX_WIDTH} bytes")
+    return Access(Kind(f[0]), width, ts, map_id, phys, value, _addr(f[6], "pc"), _tid(f[7]))
 
 
 def _map(f: list[str]) -> Record:
     _count(f, 8, "MAP")
-    return Map(_ts(f[1]), _dec(f[2], True), _hex(f[3]), _hex(f[4]), _hex(f[5]), _hex(f[6]), _dec(f[7]))
+    return Map(
+        _ts(f[1]),
+        _map_id(f[2]),
+        _addr(f[3], "phys"),
+        _addr(f[4], "virt"),
+        _addr(f[5], "length"),
+        _addr(f[6], "pc"),
+        _tid(f[7], "pid"),
+    )
 
 
 def _unmap(f: list[str]) -> Record:
     _count(f, 5, "UNMAP")
-    return Unmap(_ts(f[1]), _dec(f[2], True), _hex(f[3]), _dec(f[4]))
+    return Unmap(_ts(f[1]), _map_id(f[2]), _addr(f[3], "pc"), _tid(f[4], "pid"))
 
 
 def _unknown(f: list[str]) -> Record:
     _count(f, 7, "UNKNOWN")
     code = bytes(_bare_hex(b) & 0xFF if len(b) <= 2 else _fail(b) for b in f[4].split(","))
-    return Unknown(_ts(f[1]), _dec(f[2], True), _hex(f[3]), code, _hex(f[5]), _dec(f[6]))
+    phys, pc = _addr(f[3], "phys"), _addr(f[5], "pc")
+    return Unknown(_ts(f[1]), _map_id(f[2]), phys, code, pc, _tid(f[6], "pid"))
 
 
 def _fail(tok: str) -> int:
@@ -108,6 +162,8 @@ def _pcidev(f: list[str]) -> Record:
     if len(f) not in (18, 19):
         raise _Bad(f"PCIDEV needs 17 or 18 fields, got {len(f) - 1}")
     values = [_bare_hex(t) for t in f[1:18]]
+    if any(v > _U64 for v in values):
+        raise _Bad("a PCIDEV field is wider than 64 bits")
     driver = f[18] if len(f) == 19 else ""
     return PciDev(values[0], values[1], values[2], tuple(values[3:10]), tuple(values[10:17]), driver)
 
@@ -124,16 +180,25 @@ _PARSERS: dict[str, Callable[[list[str]], Record]] = {
 
 
 def _kernel_access(ts: int, msg: str) -> KernelAccess | None:
-    """A ``MARK`` of the form ``syscall NAME DIR map ID PHYS[+LEN] tid TID``, else ``None``."""
+    """A ``MARK`` of the form ``syscall NAME DIR map ID PHYS[+LEN] tid TID``, else ``None``.
+
+    A number that is no number makes it a plain mark; one out of range (a map id over
+    2**31 - 1, a tid over 2**32 - 1, an address or length over 64 bits) is an error."""
     f = msg.split()
     if len(f) != 8 or f[0] != "syscall" or f[3] != "map" or f[6] != "tid" or f[2] not in _DIRECTIONS:
         return None
     try:
         phys_tok, plus, len_tok = f[5].partition("+")
-        length = _hex(len_tok) if plus else None
-        return KernelAccess(ts, f[1], f[2], _dec(f[4]), _hex(phys_tok), length, _dec(f[7]))
+        numbers = (_dec(f[4]), _hex(phys_tok), _hex(len_tok) if plus else None, _dec(f[7]))
     except _Bad:
         return None
+    map_id, phys, length, tid = numbers
+    _bounded(map_id, 0, _I32_MAX, "map id")
+    _addr(phys_tok, "phys")
+    if plus:
+        _addr(len_tok, "length")
+    _bounded(tid, 0, _U32, "tid")
+    return KernelAccess(ts, f[1], f[2], map_id, phys, length, tid)
 
 
 _DIRECTIONS = {"reads", "writes", "updates", "accesses"}
@@ -144,7 +209,14 @@ def _map_info(ts: int, msg: str) -> MapInfo | None:
     f = msg.split()
     if len(f) < 4 or f[0] != "map" or f[3] not in MAP_KINDS or not f[1].isdigit():
         return None
-    return MapInfo(ts, int(f[1]), unescape(f[2]), f[3], f[4] if len(f) > 4 else "", " ".join(f[5:]))
+    return MapInfo(
+        ts,
+        _bounded(int(f[1]), 0, _I32_MAX, "map id"),
+        unescape(f[2]),
+        f[3],
+        f[4] if len(f) > 4 else "",
+        " ".join(f[5:]),
+    )
 
 
 def parse_line(line: str, line_no: int = 1, typed_marks: bool = True) -> Record | None:
@@ -156,6 +228,8 @@ def parse_line(line: str, line_no: int = 1, typed_marks: bool = True) -> Record 
     knows only the kernel's records).
     """
     text = line.rstrip("\r\n")
+    if len(text) > MAX_LINE:
+        raise TraceFormatError(line_no, f"the line is longer than {MAX_LINE:,} bytes")
     stripped = text.strip()
     if not stripped or stripped.startswith("#"):
         return None
