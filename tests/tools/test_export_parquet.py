@@ -189,3 +189,39 @@ def test_a_real_trace_of_a_program(tmp_path: Path) -> None:
     assert 16 in widths and 8 in widths and 1 in widths
     assert len({r["tid"] for r in table.to_pylist() if r["kind"] == "W"}) == 3
     assert table.column("ts_us").type == pa.int64()
+
+
+def test_a_failure_while_closing_closes_the_writer_quietly(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from kmmio.tools.export.to_parquet import ParquetExport
+
+    def broken(self: ParquetExport, final: bool = False) -> None:
+        raise RuntimeError("flush failed")
+
+    monkeypatch.setattr(ParquetExport, "_flush", broken)
+    data = b"R 4 1.000000 1 0x10 0x1 0x0 1\n"
+    with pytest.raises(RuntimeError, match="flush failed"):
+        export_parquet(io.BytesIO(data), io.BytesIO())
+    import gc
+
+    gc.collect()
+    assert capfd.readouterr().err == ""  # no "Exception ignored in ParquetWriter.__del__"
+
+
+def test_wide_values_straight_from_the_wide_area(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """W 16, W 32 and W 64 rows among narrow ones, across batches: the ``wide_value``
+    column is each row's bytes (null for the narrow ones)."""
+    monkeypatch.setattr(scan_mod, "ROWS", 64)
+    recs: list[Record] = []
+    for i in range(300):
+        width = (4, 16, 32, 64, 8)[i % 5]
+        value = ((i + 1) * 0x0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF) % (1 << (8 * width))
+        recs.append(Access(Kind.WRITE if i % 2 else Kind.READ, width, i, 1, 0x1000 + i, value, 0x400000, 7))
+    log = write_log(tmp_path / "w.log", recs)
+    out = tmp_path / "w.parquet"
+    assert main(["export", str(log), "-o", str(out), "-q"]) == 0
+    table = pq.read_table(out)
+    got = table.column("wide_value").to_pylist()
+    assert got == [r.value.to_bytes(r.width, "little") if r.width > 8 else None for r in recs]
+    assert table.column("value").to_pylist() == [r.value & (1 << 64) - 1 for r in recs]

@@ -214,3 +214,101 @@ def test_the_demo_driver(tmp_path: Path) -> None:
     export(log, out)
     got = check(recs, out, None)
     assert [v for *_, v in got.events["0x18"]] == [0xC5]  # CMD, written once
+
+
+def test_the_kernels_marks_at_zero_take_the_time_around_them(tmp_path: Path) -> None:
+    """``MARK 0.000000 Lost N events.`` (the kernel writes no time) is placed at the last
+    event's time, or the first one's when it comes first, not at 0."""
+    recs: list[Record] = [
+        Mark(0, "Lost 1 events."),  # before any time: at the first event's
+        Access(Kind.WRITE, 4, 5_000_000, 1, 0x10, 1, 0, 7),
+        Access(Kind.READ, 4, 5_000_002, 1, 0x10, 1, 0, 7),
+        Mark(0, "Lost 2 events."),  # at the last event's
+        Mark(6_000_000, "a mark with a time"),
+        Mark(0, "Lost 3 events."),
+        MapInfo(0, 1, "/dev/mem", "file", "", ""),  # kmmio's own record keeps its time
+    ]
+    out = tmp_path / "m.pftrace"
+    export(write_log(tmp_path / "m.log", recs), out)
+    log = [(ts, name) for ts, _type, name, _cats, _ann, _v in parse(out).events["mmiotrace"]]
+    assert log == [
+        (5_000_000_000, "Lost 1 events."),
+        (5_000_002_000, "Lost 2 events."),
+        (6_000_000_000, "a mark with a time"),
+        (6_000_000_000, "Lost 3 events."),
+        (0, "map 1 /dev/mem file"),
+    ]
+
+
+def test_only_kernel_marks_stay_at_zero(tmp_path: Path) -> None:
+    out = tmp_path / "z.pftrace"
+    export(write_log(tmp_path / "z.log", [Mark(0, "Lost 4 events.")]), out)
+    assert [(e[0], e[2]) for e in parse(out).events["mmiotrace"]] == [(0, "Lost 4 events.")]
+
+
+def test_a_time_past_perfettos_clock_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = write_log(tmp_path / "t.log", [Access(Kind.READ, 4, 2**64 // 1000 + 1, 1, 0x10, 1, 0, 7)])
+    out = tmp_path / "t.pftrace"
+    assert main(["export", str(log), "-f", "perfetto", "-o", str(out), "-q"]) == 2
+    assert capsys.readouterr().err == (
+        "kmmio: timestamp 18446744073.709552 is past the end of Perfetto's clock (2**64 ns, 18446744073 s)\n"
+    )
+    assert not out.exists()
+
+
+def test_interned_names_start_over_past_the_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(to_perfetto, "MAX_NAMES", 8)
+    recs: list[Record] = [Access(Kind.WRITE, 4, i, 1, 0x1000 + 4 * (i % 20), i, 0, 7) for i in range(100)]
+    out = tmp_path / "n.pftrace"
+    export(write_log(tmp_path / "n.log", recs), out)
+    parsed = parse(out)
+    assert [e[2] for e in parsed.events["tid 7"]] == [f"{a.phys:#x}" for a in recs]  # type: ignore[attr-defined]
+    trace = Trace()
+    trace.ParseFromString(out.read_bytes())
+    cleared = [p for p in trace.packet if p.sequence_flags & p.SEQ_INCREMENTAL_STATE_CLEARED]
+    # 20 addresses in turn, 8 names at most: the start, then a clear at accesses 8, 16, ... 96
+    assert len(cleared) == 1 + 12
+    assert sum(len(p.interned_data.event_names) for p in trace.packet) == 100
+
+
+class Discard:
+    """A sink that keeps nothing."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        return len(data)
+
+
+def peak_bytes(n: int, monkeypatch: pytest.MonkeyPatch) -> int:
+    """tracemalloc's peak while exporting ``n`` writes to ``n`` distinct addresses."""
+    import io
+    import tracemalloc
+
+    from kmmio.tools.export.names import Namer
+
+    text = "".join(
+        f"W 4 1.{i % 1_000_000:06d} 1 {0x80000000 + 4 * i:#x} 0x{i:x} 0x401000 7\n" for i in range(n)
+    )
+    data = io.BytesIO(text.encode())
+    monkeypatch.setattr(to_perfetto, "MAX_NAMES", 1024)  # interned names: bounded, 65,536 by default
+    monkeypatch.setattr(scan_mod, "ROWS", 1024)  # a batch (and its rows as integers): bounded too
+    tracemalloc.start()
+    try:
+        to_perfetto.export_perfetto(data, Discard(), Namer(None, cache_size=256), chunk=256)  # type: ignore[arg-type]
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_per_distinct_address_is_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A counter track per address written is the format's; what the exporter keeps for
+    each is one dict entry (int to int): under 200 bytes an address, measured as the
+    growth of the peak from 20,000 to 60,000 addresses (the bounded caches made small).
+    It was 440 bytes with a ``Var`` per address."""
+    peak_bytes(1000, monkeypatch)  # imports done before measuring
+    small = peak_bytes(20_000, monkeypatch)
+    grow = (peak_bytes(60_000, monkeypatch) - small) / 40_000
+    assert grow < 200, grow

@@ -11,7 +11,6 @@ from kmmio.errors import UsageError
 PACKAGES = {
     "pyarrow": ("pyarrow", "export"),
     "perfetto": ("perfetto", "export"),
-    "vcd": ("pyvcd", "export"),
     "matplotlib": ("matplotlib", "plot"),
 }
 

@@ -168,20 +168,44 @@ def parse_selection(text: str) -> list[str]:
 
 
 class Values:
-    """The variables' current values (see the module docstring)."""
+    """The variables' current values (see the module docstring).
 
-    def __init__(self) -> None:
-        self.current: dict[Var, int] = {}
+    Registers (as many as the map has) are kept by :class:`Var`; addresses (as many as a
+    log touches: up to millions) by their address alone, in a ``dict`` of ``int`` to
+    ``int``, so an address costs about 100 bytes, not a :class:`Var` and its name.  With
+    ``keep_addresses`` false, addresses are not kept at all (an address's new value does
+    not depend on its old one): every value set at an address then counts as a change."""
+
+    def __init__(self, keep_addresses: bool = True) -> None:
+        self.registers: dict[Var, int] = {}
+        self.addresses: dict[int, int] = {}
+        self.keep_addresses = keep_addresses
+
+    def __len__(self) -> int:
+        """The variables holding a value."""
+        return len(self.registers) + len(self.addresses)
+
+    def get(self, var: Var) -> int | None:
+        """``var``'s value, ``None`` when not seen (or not kept)."""
+        return self.registers.get(var) if var.is_register else self.addresses.get(var.address)
 
     def apply(self, slots: Sequence[Slot], value: int) -> Iterator[tuple[Var, int, bool]]:
         """Each slot's variable, its new value, and whether that value changed (a first
         value counts as a change)."""
-        cur = self.current
+        regs, addrs, keep = self.registers, self.addresses, self.keep_addresses
         for s in slots:
-            old = cur.get(s.var)
-            new = s.apply(old, value)
-            cur[s.var] = new
-            yield s.var, new, new != old
+            var = s.var
+            if var.is_register:
+                old = regs.get(var)
+                new = regs[var] = s.apply(old, value)
+            else:
+                new = s.apply(None, value)
+                if not keep:
+                    yield var, new, True
+                    continue
+                old = addrs.get(var.address)
+                addrs[var.address] = new
+            yield var, new, new != old
 
 
 def sort_vars(vs: Iterable[Var]) -> list[Var]:

@@ -36,6 +36,7 @@ distinct ``(kind, phys, width)`` of a batch.  Rows are written in row groups of
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from typing import IO, Any
 
@@ -157,7 +158,7 @@ class ParquetExport:
             "map_id": pa.array(col("map_id", np.int32)),
             "phys": pa.array(phys),
             "value": pa.array(value),
-            "wide_value": self._wide(b, width, value),
+            "wide_value": self._wide(b, width),
             "pc": pa.array(col("pc", np.uint64)),
             "tid": pa.array(col("tid", np.uint32)),
         }
@@ -167,17 +168,16 @@ class ParquetExport:
             self._registers.append(self._register_indices(kind, phys, width))
         self._add(pa.record_batch([arrays[c] for c in COLUMNS], names=list(COLUMNS)), n)
 
-    def _wide(self, b: Batch, width: Any, value: Any) -> Any:
-        """The ``wide_value`` column: rows wider than 8 bytes (few) one by one."""
+    def _wide(self, b: Batch, width: Any) -> Any:
+        """The ``wide_value`` column, straight from the batch's wide area (its layout is
+        Arrow's: offsets and bytes), null where the access is 8 bytes or less."""
         pa, np = self.pa, self.np
-        wide = np.nonzero(width > 8)[0]
-        if not len(wide):
+        if not b.has_wide:
             return pa.nulls(b.n, pa.binary())
-        values: list[bytes | None] = [None] * b.n
-        full = b.wide
-        for i, w, low in zip(wide.tolist(), width[wide].tolist(), value[wide].tolist(), strict=True):
-            values[i] = full.get(i, low).to_bytes(w, "little")
-        return pa.array(values, pa.binary())
+        offsets = pa.py_buffer(np.frombuffer(b.wide_offsets, dtype=np.int32).copy())
+        data = pa.py_buffer(bytes(b.wide_bytes))
+        valid = pa.py_buffer(np.packbits(width > 8, bitorder="little"))
+        return pa.Array.from_buffers(pa.binary(), b.n, [valid, offsets, data])
 
     def _register_indices(self, kind: Any, phys: Any, width: Any) -> Any:
         """Each row's index in the register dictionary (-1: none), looking up each
@@ -267,10 +267,11 @@ def export_parquet(
     exp = ParquetExport(sink, namer, row_group)
     try:
         feed(exp, scan(stream, progress=progress))
+        exp.close()
     except BaseException:
-        exp.writer.close()  # now, while the sink is open (the output is removed anyway)
+        with contextlib.suppress(Exception):
+            exp.writer.close()  # now, while the sink is open (the output is removed anyway)
         raise
-    exp.close()
     return exp.rows
 
 
