@@ -1,12 +1,16 @@
 """``kmmio summary``'s counting (kmmio.tools.summary): equal to a plain Python reference on
-random logs, whatever the chunk and batch boundaries, with and without a register map;
-polling runs folded exactly; hash tables that grow; values wider than 64 bits exact."""
+random logs, whatever the chunk and batch boundaries, the memory budget (spills to the
+temporary file) and the row chunks, with and without a register map; polling runs folded
+exactly, following rows; one row per address across map ids; caps; values wider than 64
+bits exact; memory bounded by the budget and rows streamed."""
 
 from __future__ import annotations
 
+import gc
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,9 +18,10 @@ from hypothesis import strategies as st
 
 from kmmio.maps import Decoder, RegisterMap, load_map
 from kmmio.tools import scan as scan_mod
+from kmmio.tools import summary as summary_mod
 from kmmio.tools.progress import FileProgress
 from kmmio.tools.scan import scan
-from kmmio.tools.summary import MIN_RUN, Aggregator, Row, Run, Summary, aggregate, summarize
+from kmmio.tools.summary import MIN_RUN, Aggregator, Row, Run, Summary, Totals, aggregate, summarize
 from kmmio.trace import (
     Access,
     KernelAccess,
@@ -32,6 +37,13 @@ from kmmio.trace import (
 DATA = Path(__file__).parents[1] / "maps" / "data"
 BASE = 0xF7C00000
 TDEV = load_map(str(DATA / "tdev.rdl"), BASE)
+
+#: What a summary says: its rows (in order), kept runs and totals.
+View = tuple[list[Row], list[Run], Totals]
+
+
+def view(s: Summary) -> View:
+    return list(s.rows()), s.runs, s.totals
 
 
 # --- the reference: every access looked at in Python, from the reader's records --------------
@@ -52,22 +64,29 @@ class _Acc:
     runs: list[int] = field(default_factory=list)
 
 
-def reference(text: str, regmap: RegisterMap | None = None, top: int = 20, min_run: int = MIN_RUN) -> Summary:
+def reference(
+    text: str,
+    regmap: RegisterMap | None = None,
+    top: int = 20,
+    min_run: int = MIN_RUN,
+    caps: tuple[int, int, int] = (65536, 65536, 8),
+) -> View:
     """The summary as the module docstring defines it, computed the plain way."""
     decoder = Decoder(regmap) if regmap is not None else None
 
-    def row_key(kind: str, width: int, map_id: int, phys: int) -> tuple[object, str | None, int]:
+    def row_key(kind: str, width: int, phys: int) -> tuple[object, str | None, int]:
         if decoder is not None:
             d = decoder.decode_at(kind, phys, width, 0)
             if d.registers:
                 reg = d.registers[0].register
                 return reg.path, reg.path, reg.address
-        return (map_id, phys), None, phys
+        return phys, None, phys
 
     rows: dict[object, _Acc] = {}
     runs: list[Run] = []
-    # tid -> [map, phys, width, count, first ts, first value, first line, last ts, last value, last line]
-    open_runs: dict[int, list[int]] = {}
+    # tid -> [row key, width, map of its first read, count, first ts, first value, first line,
+    # last ts, last value, last line]
+    open_runs: dict[int, list[Any]] = {}
     mappings = lost = 0
     first_access: tuple[int, int] | None = None
     last_access: tuple[int, int] | None = None
@@ -75,15 +94,15 @@ def reference(text: str, regmap: RegisterMap | None = None, top: int = 20, min_r
     def close(tid: int) -> None:
         r = open_runs.pop(tid, None)
         if r is not None and r[3] >= min_run:
-            key, name, _ = row_key("R", r[2], r[0], r[1])
-            runs.append(Run(name, r[0], r[1], r[2], tid, r[3], r[5], r[8], r[4], r[7], r[6], r[9]))
-            rows[key].runs.append(r[3])
+            a = rows[r[0]]
+            runs.append(Run(a.register, r[2], a.phys, r[1], tid, r[3], r[5], r[8], r[4], r[7], r[6], r[9]))
+            a.runs.append(r[3])
 
     for no, line in enumerate(text.splitlines(), 1):
         rec = parse_line(line, no)
         if isinstance(rec, Access):
             kind = rec.kind.value
-            key, name, address = row_key(kind, rec.width, rec.map_id, rec.phys)
+            key, name, address = row_key(kind, rec.width, rec.phys)
             a = rows.setdefault(key, _Acc(name, address))
             a.maps.add(rec.map_id)
             a.widths.add(rec.width)
@@ -99,24 +118,14 @@ def reference(text: str, regmap: RegisterMap | None = None, top: int = 20, min_r
             first_access = first_access or (no, rec.ts)
             last_access = (no, rec.ts)
             r = open_runs.get(rec.pid)
-            if kind == "R" and r is not None and (r[0], r[1], r[2]) == (rec.map_id, rec.phys, rec.width):
+            if kind == "R" and r is not None and (r[0], r[1]) == (key, rec.width):
                 r[3] += 1
                 r[7:10] = [rec.ts, rec.value, no]
                 continue
             close(rec.pid)
             if kind == "R":
-                open_runs[rec.pid] = [
-                    rec.map_id,
-                    rec.phys,
-                    rec.width,
-                    1,
-                    rec.ts,
-                    rec.value,
-                    no,
-                    rec.ts,
-                    rec.value,
-                    no,
-                ]
+                first = [rec.ts, rec.value, no]
+                open_runs[rec.pid] = [key, rec.width, rec.map_id, 1, *first, *first]
         elif isinstance(rec, KernelAccess):
             close(rec.tid)
         elif isinstance(rec, Unknown):
@@ -128,39 +137,48 @@ def reference(text: str, regmap: RegisterMap | None = None, top: int = 20, min_r
     for tid in list(open_runs):
         close(tid)
 
-    out = Summary(mappings=mappings, lost=lost, min_run=min_run)
+    out: list[Row] = []
     for a in rows.values():
         assert a.first is not None and a.last is not None
-        out.rows.append(
+        maps = tuple(sorted(a.maps))[: caps[2]]
+        out.append(
             Row(
                 a.register,
                 a.phys,
-                tuple(sorted(a.maps)),
+                maps,
                 a.reads,
                 a.writes,
                 tuple(sorted(a.widths)),
-                len(a.written),
+                min(len(a.written), caps[0]),
                 a.first[2],
                 a.last[2],
                 a.first[1],
                 a.last[1],
                 a.first[0],
                 a.last[0],
-                len(a.tids),
+                min(len(a.tids), caps[1]),
                 len(a.runs),
                 sum(a.runs),
                 max(a.runs, default=0),
+                len(a.written) >= caps[0],
+                len(a.tids) >= caps[1],
+                len(a.maps) >= caps[2],
             )
         )
-        out.reads += a.reads
-        out.writes += a.writes
-    out.rows.sort(key=lambda r: (-r.count, r.first_line))
-    out.total_runs = len(runs)
-    out.polled = sum(r.count for r in runs)
-    out.runs = sorted(runs, key=lambda r: (-r.count, r.first_line))[:top]
-    if first_access is not None and last_access is not None:
-        out.first_ts, out.last_ts = first_access[1], last_access[1]
-    return out
+    out.sort(key=lambda r: (-r.count, r.first_line))
+    totals = Totals(
+        reads=sum(r.reads for r in out),
+        writes=sum(r.writes for r in out),
+        rows=len(out),
+        total_runs=len(runs),
+        polled=sum(r.count for r in runs),
+        mappings=mappings,
+        lost=lost,
+        first_ts=None if first_access is None else first_access[1],
+        last_ts=None if last_access is None else last_access[1],
+        min_run=min_run,
+    )
+    return out, sorted(runs, key=lambda r: (-r.count, r.first_line))[:top], totals
 
 
 # --- random logs ------------------------------------------------------------------------------
@@ -227,8 +245,11 @@ def text_of(records: list[Record], blanks: bool = False) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def ours(text: str, regmap: RegisterMap | None = None, top: int = 20, chunk: int = scan_mod.CHUNK) -> Summary:
-    return aggregate(scan(io.BytesIO(text.encode()), chunk=chunk), top).result(regmap)
+def ours(
+    text: str, regmap: RegisterMap | None = None, top: int = 20, chunk: int = scan_mod.CHUNK, **options: Any
+) -> View:
+    items = scan(io.BytesIO(text.encode()), chunk=chunk)
+    return view(aggregate(items, top, MIN_RUN, regmap, **options).result())
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -239,7 +260,8 @@ def ours(text: str, regmap: RegisterMap | None = None, top: int = 20, chunk: int
     st.sampled_from([1, 2, 3, 5, scan_mod.ROWS]),
     st.sampled_from([64, 1 << 20]),
     st.booleans(),
-    st.booleans(),
+    st.sampled_from([summary_mod.BUDGET, 0]),
+    st.sampled_from([1, 3, summary_mod.ROW_CHUNK]),
 )
 def test_random_logs_equal_the_reference(
     records: list[Record],
@@ -248,14 +270,16 @@ def test_random_logs_equal_the_reference(
     rows: int,
     chunk: int,
     blanks: bool,
-    forget: bool,
+    budget: int,
+    row_chunk: int,
 ) -> None:
+    """Budget 0: the table is spilled to the file before every access (each a partial row
+    of its own), and merged back."""
     text = text_of(records, blanks)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(scan_mod, "ROWS", rows)
-        if forget:  # wide read values pruned at every batch
-            mp.setattr(Aggregator, "WIDE_KEEP", 0)
-        assert ours(text, regmap, top, chunk) == reference(text, regmap, top)
+        mp.setattr(summary_mod, "ROW_CHUNK", row_chunk)
+        assert ours(text, regmap, top, chunk, budget=budget) == reference(text, regmap, top)
 
 
 # --- exact cases ------------------------------------------------------------------------------
@@ -294,24 +318,45 @@ def test_a_polling_loop_is_one_run_with_the_value_that_ended_it() -> None:
         _r(13_203_100, 0x8, 0x6, width=2),
     ]
     text = text_of(recs)
-    got = ours(text)
+    rows, runs, totals = got = ours(text)
     assert got == reference(text)
-    assert got.runs == [
+    assert runs == [
         Run(None, 1, BASE + 4, 4, 1, 6, 0x0, 0x1, 12_000_010, 13_203_010, 2, 9),
         Run(None, 1, BASE + 8, 2, 1, 3, 0x5, 0x6, 13_203_050, 13_203_070, 13, 15),
         Run(None, 1, BASE + 8, 2, 1, 3, 0x6, 0x6, 13_203_080, 13_203_100, 17, 19),
     ]
-    assert (got.total_runs, got.polled) == (3, 12)
-    status = next(r for r in got.rows if r.phys == BASE + 4)
+    assert (totals.total_runs, totals.polled) == (3, 12)
+    status = next(r for r in rows if r.phys == BASE + 4)
     assert (status.reads, status.runs, status.polled, status.longest) == (6, 1, 6, 6)
-    named = ours(text, TDEV)
-    assert [r.register for r in named.runs] == ["tdev.STATUS", "tdev.LEN16", "tdev.LEN16"]
+    named = ours(text, TDEV)[1]
+    assert [r.register for r in named] == ["tdev.STATUS", "tdev.LEN16", "tdev.LEN16"]
     from kmmio.tools.summary_format import run_line
 
-    assert run_line(named.runs[0]) == (
-        "R tdev.STATUS x6 0x0 -> 0x1 after 1.203 s  (4 bytes, tid 1, lines 2-9)"
-    )
-    assert run_line(named.runs[2]) == "R tdev.LEN16 x3 0x6 after 0.00002 s  (2 bytes, tid 1, lines 17-19)"
+    assert run_line(named[0]) == "R tdev.STATUS x6 0x0 -> 0x1 after 1.203 s  (4 bytes, tid 1, lines 2-9)"
+    assert run_line(named[2]) == "R tdev.LEN16 x3 0x6 after 0.00002 s  (2 bytes, tid 1, lines 17-19)"
+
+
+def test_runs_follow_rows() -> None:
+    """With a map, reads of one register at one width are one run whatever their byte
+    offset in it; without, reads of one address are one run whatever their map id; a
+    different width ends a run either way."""
+    recs: list[Record] = [
+        _r(1, 0x0, 1, width=1),  # CTRL, byte 0
+        _r(2, 0x1, 2, width=1),  # CTRL, byte 1
+        _r(3, 0x2, 3, width=1),  # CTRL, byte 2
+        _r(4, 0x3, 4, width=1),  # CTRL, byte 3
+        _r(5, 0x0, 5, width=2),  # CTRL at another width: a new run (of 1)
+        _r(6, 0x4, 6, map_id=1),  # STATUS through map 1, then map 2 (the BAR mapped again)
+        _r(7, 0x4, 6, map_id=2),
+        _r(8, 0x4, 7, map_id=2),
+    ]
+    text = text_of(recs)
+    assert ours(text, TDEV)[1] == [
+        Run("tdev.CTRL", 1, BASE, 1, 1, 4, 1, 4, 1, 4, 1, 4),
+        Run("tdev.STATUS", 1, BASE + 4, 4, 1, 3, 6, 7, 6, 8, 6, 8),
+    ]
+    assert ours(text)[1] == [Run(None, 1, BASE + 4, 4, 1, 3, 6, 7, 6, 8, 6, 8)]
+    assert ours(text, TDEV) == reference(text, TDEV) and ours(text) == reference(text)
 
 
 def test_runs_across_batches_and_the_top_n() -> None:
@@ -327,17 +372,17 @@ def test_runs_across_batches_and_the_top_n() -> None:
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(scan_mod, "ROWS", rows)
             got = ours(text, top=4)
-        assert [(r.count, r.tid) for r in got.runs] == [(12, 12), (11, 11), (10, 10), (9, 9)]
-        assert got.runs[0].first_value == 0 and got.runs[0].last_value == 2
-        assert (got.total_runs, got.polled) == (10, sum(range(3, 13)))
+        runs, totals = got[1], got[2]
+        assert [(r.count, r.tid) for r in runs] == [(12, 12), (11, 11), (10, 10), (9, 9)]
+        assert runs[0].first_value == 0 and runs[0].last_value == 2
+        assert (totals.total_runs, totals.polled) == (10, sum(range(3, 13)))
         assert got == reference(text, top=4)
-    assert ours(text, top=0).runs == []
+    assert ours(text, top=0)[1] == []
 
 
 def test_ties_keep_the_earlier_run() -> None:
     recs = [_r(i, 0x4 * (i // 3), 0, tid=1) for i in range(12)]  # four runs of 3
-    got = ours(text_of(recs), top=2)
-    assert [r.first_line for r in got.runs] == [1, 4]
+    assert [r.first_line for r in ours(text_of(recs), top=2)[1]] == [1, 4]
 
 
 def test_rows_merge_widths_and_count_distinct_values_exactly() -> None:
@@ -357,44 +402,101 @@ def test_rows_merge_widths_and_count_distinct_values_exactly() -> None:
         _r(9, 0x20, wide, width=16),
     ]
     text = text_of(recs)
-    got = ours(text, TDEV)
-    assert got == reference(text, TDEV)
-    ctrl, wide_row = got.rows
-    assert (ctrl.register, ctrl.phys, ctrl.widths, ctrl.distinct, ctrl.threads) == (
-        "tdev.CTRL",
-        BASE,
-        (1, 4, 8),
-        2,
-        3,
-    )
-    assert (wide_row.register, wide_row.phys, wide_row.distinct) == (None, BASE + 0x20, 2)
-    assert (wide_row.first_value, wide_row.last_value) == (wide, wide)
-    plain = ours(text)
-    assert [(r.phys, r.widths, r.distinct) for r in plain.rows] == [
-        (BASE, (1, 4, 8), 2),
-        (BASE + 0x20, (16,), 2),
-    ]
+    for budget in (summary_mod.BUDGET, 0):
+        got = ours(text, TDEV, budget=budget)
+        assert got == reference(text, TDEV)
+        ctrl, wide_row = got[0]
+        assert (ctrl.register, ctrl.phys, ctrl.widths, ctrl.distinct, ctrl.threads) == (
+            "tdev.CTRL",
+            BASE,
+            (1, 4, 8),
+            2,
+            3,
+        )
+        assert (wide_row.register, wide_row.phys, wide_row.distinct) == (None, BASE + 0x20, 2)
+        assert (wide_row.first_value, wide_row.last_value) == (wide, wide)
+        plain = ours(text, budget=budget)[0]
+        assert [(r.phys, r.widths, r.distinct) for r in plain] == [
+            (BASE, (1, 4, 8), 2),
+            (BASE + 0x20, (16,), 2),
+        ]
 
 
-def test_wide_polling_values_survive_forgetting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Aggregator, "WIDE_KEEP", 0)
-    monkeypatch.setattr(scan_mod, "ROWS", 2)
+def test_wide_polling_values() -> None:
     a, b = (1 << 255) + 1, (1 << 255) + 2
     recs: list[Record] = [_r(i, 0x40, a if i < 6 else b, width=32) for i in range(8)]
     recs += [_r(100 + i, 0x40, (1 << 70) + i, width=32, tid=2) for i in range(5)]
-    got = ours(text_of(recs))
-    assert [(r.count, r.first_value, r.last_value) for r in got.runs] == [
+    recs.append(_r(200, 0x80, (1 << 511) + 7, width=64))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(scan_mod, "ROWS", 2)
+        rows, runs, _ = ours(text_of(recs), budget=0)
+    assert [(r.count, r.first_value, r.last_value) for r in runs] == [
         (8, a, b),
         (5, 1 << 70, (1 << 70) + 4),
     ]
+    assert [(r.first_value, r.last_value) for r in rows] == [(a, (1 << 70) + 4), ((1 << 511) + 7,) * 2]
 
 
-def test_the_same_address_in_two_maps_is_two_rows_without_a_map_one_register_with() -> None:
-    recs: list[Record] = [_w(1, 0x4, 1, map_id=1), _w(2, 0x4, 1, map_id=2), _w(3, 0x4, 2, map_id=2)]
+def test_one_row_per_address_whatever_its_map_ids() -> None:
+    """A BAR unmapped and mapped again: its address is one row listing both map ids (as
+    ``kmmio diff`` ignores map ids); with a map, one register."""
+    recs: list[Record] = [
+        Map(0, 1, BASE, 0x7F0000000000, 0x1000, 0x401000, 1),
+        _w(1, 0x4, 1, map_id=1),
+        Map(2, 2, BASE, 0x7F0000001000, 0x1000, 0x401000, 1),
+        _w(3, 0x4, 1, map_id=2),
+        _w(4, 0x4, 2, map_id=2),
+    ]
     text = text_of(recs)
-    assert [(r.maps, r.writes, r.distinct) for r in ours(text).rows] == [((2,), 2, 2), ((1,), 1, 1)]
-    (status,) = ours(text, TDEV).rows
+    (row,), _, totals = ours(text)
+    assert (row.register, row.phys, row.maps, row.writes, row.distinct) == (None, BASE + 4, (1, 2), 3, 2)
+    assert (totals.rows, totals.mappings) == (1, 2)
+    (status,) = ours(text, TDEV)[0]
     assert (status.register, status.maps, status.writes, status.distinct) == ("tdev.STATUS", (1, 2), 3, 2)
+
+
+@pytest.mark.parametrize("budget", [summary_mod.BUDGET, 0])
+def test_caps_are_lower_bounds(budget: int) -> None:
+    """With caps of 3 values, 2 threads and 2 map ids: a row at a cap shows the cap and
+    says so; below it, exact; the same when every access is a partial row of its own."""
+    recs: list[Record] = [_w(i, 0x0, i) for i in range(5)]  # 5 values: 3, capped
+    recs += [_w(10 + i, 0x4, i) for i in range(3)]  # 3 values: 3, capped (3 or more)
+    recs += [_w(20 + i, 0x8, i % 2) for i in range(6)]  # 2 values: exact
+    recs += [_r(30 + i, 0xC, 0, tid=i) for i in range(4)]  # 4 threads: 2, capped
+    recs += [_r(40 + i, 0x10, 0, map_id=i + 1) for i in range(3)]  # 3 map ids: 2 listed
+    rows = ours(text_of(recs), caps=(3, 2, 2), budget=budget)[0]
+    assert [(r.phys - BASE, r.distinct, r.distinct_capped, r.threads, r.threads_capped) for r in rows] == [
+        (0x8, 2, False, 1, False),
+        (0x0, 3, True, 1, False),
+        (0xC, 0, False, 2, True),
+        (0x4, 3, True, 1, False),
+        (0x10, 0, False, 1, False),
+    ]
+    maps = rows[-1]
+    assert (len(maps.maps), maps.maps_capped) == (2, True)
+    if budget == summary_mod.BUDGET:
+        assert maps.maps == (1, 2)
+
+
+def test_a_register_settled_by_the_decoder() -> None:
+    """An access straddling two registers (STATUS and LEN16 in one 8-byte read) is counted
+    on the first, as ``kmmio decode`` names it; the decoder is asked once per (kind, width,
+    address)."""
+    recs: list[Record] = [_r(i, 0x4, i, width=8) for i in range(4)]
+    text = text_of(recs)
+    calls: list[int] = []
+    real = Decoder.decode_at
+
+    def counting(self: Decoder, kind: str, phys: int, width: int, value: int) -> Any:
+        calls.append(phys)
+        return real(self, kind, phys, width, value)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Decoder, "decode_at", counting)
+        got = ours(text, TDEV)
+    assert calls == [BASE + 4]
+    assert [(r.register, r.reads) for r in got[0]] == [("tdev.STATUS", 4)]
+    assert got == reference(text, TDEV)
 
 
 def test_tables_grow() -> None:
@@ -405,13 +507,56 @@ def test_tables_grow() -> None:
         recs.append(_w(i, off, i % 4099, tid=i % 300) if i % 3 else _r(i, off, i, tid=i % 300))
     text = text_of(recs)
     got = ours(text)
-    assert len(got.rows) == 5000
+    assert len(got[0]) == 5000
     assert got == reference(text)
 
 
+def test_memory_is_bounded_by_the_budget_and_rows_are_streamed() -> None:
+    """40,000 addresses written once each (a buffer fill, every 7th with a value wider than
+    64 bits) with a 256 KiB budget: the table and the ordered rows never take more than the
+    budget (they spill to the file, and are merged back exactly), and Python holds one row
+    at a time."""
+
+    def value(i: int) -> int:
+        return (1 << 100) + i if i % 7 == 0 else i & 0xFF
+
+    recs: list[Record] = [_w(i, 4 * i, value(i), width=16 if i % 7 == 0 else 4) for i in range(40_000)]
+    text = text_of(recs)
+    budget = 256 << 10
+    agg = aggregate(scan(io.BytesIO(text.encode())), budget=budget)
+    summary = agg.result()
+    stats = agg.stats()
+    assert stats["peak_bytes"] <= budget
+    assert (stats["rows"], summary.totals.rows) == (40_000, 40_000)
+    assert stats["spills"] > 0 and stats["segments"] == stats["spills"] + 1
+    rows = summary.rows()
+    for i, row in enumerate(rows):
+        assert (row.phys, row.first_line, row.first_value) == (BASE + 4 * i, i + 1, value(i))
+        if i == 20_000:
+            gc.collect()
+            assert sum(isinstance(o, Row) for o in gc.get_objects()) == 1
+    assert view(summary) == reference(text)
+
+
+def test_a_tid_above_32_bits_ends_no_run() -> None:
+    """No access has a tid above 32 bits (the reader holds them to 32): a syscall MARK
+    with one ends nothing (it is not truncated onto thread 1)."""
+    agg = Aggregator()
+    for item in scan(io.BytesIO(text_of([_r(i, 0x4, 0) for i in range(2)]).encode())):
+        assert not isinstance(item, Record)
+        agg.add(item)
+    agg.note(KernelAccess(3, "write", "reads", 1, BASE, 4, (1 << 32) + 1))
+    for item in scan(io.BytesIO(text_of([_r(9, 0x4, 0)]).encode())):
+        assert not isinstance(item, Record)
+        item.first_line = 3
+        agg.add(item)
+    (run,) = agg.result().runs
+    assert (run.count, run.first_line, run.last_line) == (3, 1, 3)
+
+
 def test_an_empty_log() -> None:
-    got = ours("VERSION 20070824\n")
-    assert got == Summary(mappings=0) and got.first_ts is None
+    rows, runs, totals = ours("VERSION 20070824\n")
+    assert (rows, runs, totals) == ([], [], Totals()) and totals.first_ts is None
 
 
 def test_progress_sees_every_line(tmp_path: Path) -> None:
@@ -429,3 +574,5 @@ def test_an_aggregator_is_spent_once() -> None:
         agg.result()
     with pytest.raises(ValueError):
         Aggregator(min_run=1)
+    with pytest.raises(ValueError):
+        Aggregator(caps=(1, 1, 9))

@@ -113,17 +113,20 @@ def test_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
         "register": "tdev.STATUS",
         "phys": 0xF7C00004,
         "maps": [1],
+        "maps_capped": False,
         "reads": 10_231,
         "writes": 0,
         "widths": [4],
         "distinct": 0,
+        "distinct_capped": False,
         "first_value": 0,
         "last_value": 1,
-        "first_ts": 12.000104,
-        "last_ts": 13.203104,
+        "first_ts": "12.000104",
+        "last_ts": "13.203104",
         "first_line": 3,
         "last_line": 10233,
         "threads": 1,
+        "threads_capped": False,
         "runs": 1,
         "polled": 10_231,
         "longest_run": 10_231,
@@ -138,9 +141,9 @@ def test_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
         "count": 10_231,
         "first_value": 0,
         "last_value": 1,
-        "first_ts": 12.000104,
-        "last_ts": 13.203104,
-        "seconds": 1.203,
+        "first_ts": "12.000104",
+        "last_ts": "13.203104",
+        "seconds": "1.203000",
         "first_line": 3,
         "last_line": 10233,
     }
@@ -155,8 +158,8 @@ def test_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
         "min_run": 3,
         "mappings": 0,
         "lost": 7,
-        "first_ts": 12.0,
-        "last_ts": 13.203112,
+        "first_ts": "12.000000",
+        "last_ts": "13.203112",
     }
     plain = [json.loads(x) for x in _run(capsys, "--json", str(LOG)).splitlines()]
     assert all(o["register"] is None for o in plain if o["type"] == "row")
@@ -175,6 +178,54 @@ def test_wide_values_are_cut_in_the_table_and_whole_in_json(
     assert row.split()[6:8] == ["0x112233..55667788", "0x112233..55667788"]
     (obj, _) = [json.loads(x) for x in _run(capsys, "--json", str(log)).splitlines()]
     assert obj["first_value"] == obj["last_value"] == value and obj["widths"] == [32]
+
+
+def test_caps_and_map_ids_in_the_table(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One address mapped three times (UNMAP, MAP again) is one row listing its map ids; at
+    a cap (here 2 values, 2 threads, 2 map ids) the table says "2 or more"."""
+    from kmmio.tools import summary as summary_mod
+
+    for name in ("DISTINCT_CAP", "THREADS_CAP", "MAPS_CAP"):
+        monkeypatch.setattr(summary_mod, name, 2)
+    recs: list[Record] = [
+        Access(Kind.WRITE, 4, 1_000_000 + i, 1 + i % 3, 0x40, i, 0x1, 7 + i) for i in range(3)
+    ]
+    recs.append(Access(Kind.WRITE, 4, 2_000_000, 1, 0x44, 5, 0x1, 7))
+    log = tmp_path / "caps.log"
+    log.write_text("".join(format_record(r) + "\n" for r in recs))
+    assert _run(capsys, str(log)).splitlines()[2:] == [
+        "REGISTER  MAP   READS  WRITES  WIDTHS  DISTINCT  FIRST  LAST  FIRST TIME  LAST TIME  THREADS",
+        "0x40      1,2+      0       3  4             ≥2  0x0    0x2   1.000000    1.000002        ≥2",
+        "0x44      1         0       1  4              1  0x5    0x5   2.000000    2.000000         1",
+    ]
+    row = json.loads(_run(capsys, "--json", str(log)).splitlines()[0])
+    assert (row["maps"], row["maps_capped"], row["distinct"], row["distinct_capped"]) == (
+        [1, 2],
+        True,
+        2,
+        True,
+    )
+    assert (row["threads"], row["threads_capped"]) == (2, True)
+
+
+def test_a_temporary_directory_that_cannot_be_written(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log small enough needs no temporary file; one that spills (here: a budget of 0)
+    into a missing directory is one line and exit 2."""
+    import tempfile
+
+    from kmmio.tools import summary as summary_mod
+
+    missing = tmp_path / "missing"
+    monkeypatch.setattr(tempfile, "tempdir", str(missing))
+    assert _run(capsys, "--map", SVD, str(LOG)) == TDEV_TABLE
+    monkeypatch.setattr(summary_mod, "BUDGET", 0)
+    assert _one_line_error(capsys, str(LOG)) == (
+        f"kmmio: {missing}: cannot write a temporary file: No such file or directory (set TMPDIR elsewhere)"
+    )
 
 
 def test_log_from_standard_input(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

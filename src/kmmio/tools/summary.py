@@ -1,54 +1,68 @@
 """``kmmio summary``: a log at a glance, one row per register (or address), polling loops folded.
 
-**Rows.**  Every access (``R``/``W`` line) is counted on a *key* ``(kind, width, map id,
-phys)``; keys are then gathered into rows:
+**Rows.**  With register maps, an access that hits a register (its first one, as
+:attr:`kmmio.maps.Decoded.register` names it) is counted on that register's row, whatever
+its width, byte offset or map id; every other access is counted on its physical address:
+one row per address, whatever map ids it came through (a BAR unmapped and mapped again
+has a new map id; the ``maps`` column lists them).  A row holds reads, writes, the widths
+used, the number of *distinct values written* (the different numbers written to the row,
+whatever the width or offset of the write), the first and last value (of any access,
+read or written) with their time and line, the number of threads, and its polling runs
+(how many, the reads they hold, the longest).  Rows are sorted by accesses (reads +
+writes), most first, then by first line.
 
-* with register maps, the keys whose access hits a register (its first one, as
-  :attr:`kmmio.maps.Decoded.register` names it, whichever map id it came through) make
-  that register's row: a register read and written at several widths or byte offsets is
-  one row (``widths 4,8``);
-* every other key is counted on its address: one row per ``(map id, phys)``.
-
-A row holds reads, writes, the widths used, the number of *distinct values written* (the
-different numbers written to the row, whatever the width or offset of the write; exact,
-values wider than 64 bits included), the first and last value (of any access, read or
-written) with their time and line, the number of threads, and its polling runs (how many,
-the reads they hold, the longest).  Rows are sorted by accesses (reads + writes),
-most first, then by first line.
+**Caps.**  Distinct values and threads are counted exactly up to :data:`DISTINCT_CAP` and
+:data:`THREADS_CAP` per row (65,536); a row that reaches the cap shows the cap as a lower
+bound: ``≥65,536`` in the table, ``"distinct_capped": true`` (``threads_capped``) in JSON.
+A row lists at most :data:`MAPS_CAP` (8) map ids (``8+``, ``"maps_capped": true``).
+Values wider than 64 bits are told apart by a 64-bit hash of their bytes (two different
+ones colliding, about 2**-64 per pair, would count as one); their first and last values
+are kept whole.
 
 **Polling runs.**  A polling run is a maximal sequence of consecutive accesses of one
-thread that are all reads of the same ``(map id, phys, width)``: other threads' accesses
-in between do not end it; any other access of the thread does (a write, a read elsewhere
-or at another width), and so do its ``UNKNOWN`` faults and the kernel reaching traced
-memory for its syscalls (``MARK ... syscall ... tid T``).  Other records (``MAP``,
-``MARK`` text...) do not.  A run of at least :data:`MIN_RUN` (3) reads is *folded*: shown
-as one line with its count, its first value, its last value (the one that ended the
-wait, when it differs) and the time from its first to its last read::
+thread that are all reads of the same row at the same width: with a map, the same
+register (at any byte offset within it); without, the same address (whatever its map
+id).  Other threads' accesses in between do not end it; any other access of the thread
+does (a write, a read of another row or at another width), and so do its ``UNKNOWN``
+faults and the kernel reaching traced memory for its syscalls (``MARK ... syscall ...
+tid T``; a tid above 32 bits is no traced thread's: it ends nothing).  Other records
+(``MAP``, ``MARK`` text...) do not.  A run of at least :data:`MIN_RUN` (3) reads is
+*folded*: shown as one line with its count, its first value, its last value (the one that
+ended the wait, when it differs) and the time from its first to its last read::
 
-    R tdev.STATUS x10,231 0x0 -> 0x1 after 1.203 s
+    R tdev.STATUS x10,231 0x0 -> 0x1 after 1.203 s  (4 bytes, tid 42, lines 3-10233)
 
 The longest :data:`TOP_RUNS` runs are kept (``--runs N``; ties: the earlier one), longest
-first.  ``kmmio diff`` folds reads the same way.
+first; a run's ``map`` is the map id of its first read.
 
-**How.**  The per-access work is compiled (``_summary_impl.c`` through
-``kmmio.tools._tools``): the tools' reader (:func:`kmmio.tools.scan.scan`) hands it each
-batch of columns; Python sees only the few rows whose value is wider than 64 bits (the C
-side sees their low bits: their exact values are kept here) and the other records.  At
-the end the keys (a few per address touched) are named and grouped here, and the C side
-counts distinct values and threads over the groups exactly.
+**Times** are the log's own ``seconds.micros`` text (``12.000104``), in JSON too
+(strings: exact, where a float would round).
+
+**How, and memory.**  Everything per access is compiled (``_summary_impl.c`` and
+``_summary_out.c`` through ``kmmio.tools._tools``): the tools' reader
+(:func:`kmmio.tools.scan.scan`) hands each batch of columns to the C side, which keeps the
+rows in a table of at most :data:`BUDGET` bytes, spills it to a temporary file (sorted by
+address; in ``$TMPDIR``) whenever it is full, merges the spilled parts at the end (a log
+whose table never filled needs no file) and streams the rows,
+ordered, back: as records (:meth:`Summary.rows`, a few at a time) or as the table's or
+JSON's text (:meth:`Summary.chunks`).  Python holds no per-row state: memory is bounded by
+the budget (twice: the table while reading, the ordered rows while printing, not at the
+same time), the register map and the kept runs, whatever the log holds.  With a map, the
+register an access hits is settled in C when it lies within one register that overlaps no
+other; other accesses to registers (straddling two, or where registers overlap) are
+decoded here once per (kind, width, address).
 """
 
 from __future__ import annotations
 
 import re
-import struct
-from array import array
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import IO, Any
 
 from kmmio.maps.format import Decoder
-from kmmio.maps.model import RegisterMap
+from kmmio.maps.model import Register, RegisterMap
 from kmmio.tools._tools import ffi, lib
 from kmmio.tools.scan import Batch, Progress, scan
 from kmmio.trace.records import KernelAccess, Map, Mark, Record, Unknown
@@ -57,20 +71,32 @@ from kmmio.trace.records import KernelAccess, Map, Mark, Record, Unknown
 MIN_RUN = 3
 #: How many polling runs are kept and shown by default (the longest).
 TOP_RUNS = 20
+#: Distinct values written, threads and map ids counted exactly per row up to these.
+DISTINCT_CAP = 65536
+THREADS_CAP = 65536
+MAPS_CAP = 8
+#: Bytes the compiled table (and, at the end, the ordered rows) may take before spilling.
+BUDGET = 160 << 20
+#: Rows handed to Python at a time by :meth:`Summary.rows`.
+ROW_CHUNK = 1024
+#: Bytes of text asked of the compiled side at a time by :meth:`Summary.chunks`.
+TEXT_CHUNK = 1 << 20
+#: The widest access (the log's widest, AVX-512): the compiled side's wide values' size.
+MAX_WIDTH = 64
 
-#: ``kmmio_sum_entry`` and ``kmmio_sum_run``: every field 64 bits (the map id signed).
-_ENTRY = struct.Struct("<QQqQ12Q")
-_RUN = struct.Struct("<9Q")
+_FIRST_WIDE, _LAST_WIDE, _DISTINCT_CAPPED, _THREADS_CAPPED, _MAPS_CAPPED = 1, 2, 4, 8, 16
+_TEXT, _JSON = 1, 2
 _LOST = re.compile(r"Lost (\d+) events\.")
 
-#: A key: kind (0 read, 1 write), width, map id, phys.
-Key = tuple[int, int, int, int]
+
+class SpillError(OSError):
+    """A temporary file could not be written (``filename``: the directory)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
     """One register (``register`` its path, ``phys`` its address) or, when ``register`` is
-    ``None``, one address ``phys`` of map ``maps[0]``."""
+    ``None``, one address ``phys``; ``maps`` the map ids it was accessed through."""
 
     register: str | None
     phys: int
@@ -89,6 +115,9 @@ class Row:
     runs: int
     polled: int
     longest: int
+    distinct_capped: bool = False
+    threads_capped: bool = False
+    maps_capped: bool = False
 
     @property
     def count(self) -> int:
@@ -97,8 +126,9 @@ class Row:
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """A folded polling run: ``count`` reads of ``width`` bytes at ``phys`` (map
-    ``map_id``, register ``register``) by thread ``tid``."""
+    """A folded polling run: ``count`` reads of ``width`` bytes of a row (register
+    ``register`` at ``phys``, or the address ``phys``) by thread ``tid``, the first
+    through map ``map_id``."""
 
     register: str | None
     map_id: int
@@ -120,13 +150,12 @@ class Run:
 
 
 @dataclass(slots=True)
-class Summary:
-    """The rows (sorted), the longest runs (longest first) and totals."""
+class Totals:
+    """A summary's totals."""
 
-    rows: list[Row] = field(default_factory=list)
-    runs: list[Run] = field(default_factory=list)
     reads: int = 0
     writes: int = 0
+    rows: int = 0
     #: Polling runs folded in all (not only those kept), and the reads they hold.
     total_runs: int = 0
     polled: int = 0
@@ -143,23 +172,60 @@ class Summary:
         return self.reads + self.writes
 
 
-class Aggregator:
-    """Accumulates batches and records; :meth:`result` names and groups them.
+class Summary:
+    """The totals, the longest runs (longest first) and the rows, streamed from the
+    compiled side in order each time they are asked for (never all held here)."""
 
-    ``top`` runs of at least ``min_run`` reads are kept.  Memory does not grow with the
-    log's length, only with what it holds: about 140 bytes per key, 20 to 45 per distinct
-    (key, value written) and per (key, thread), and per value wider than 64 bits written
-    (those are kept here, in Python) its size.
+    def __init__(self, agg: Aggregator, totals: Totals, runs: list[Run]) -> None:
+        self._agg = agg
+        self.totals = totals
+        self.runs = runs
+
+    def rows(self) -> Iterator[Row]:
+        """The rows, most accessed first, :data:`ROW_CHUNK` at a time from the compiled
+        side (starting over at each call; one iteration at a time)."""
+        return self._agg._rows()
+
+    def chunks(self, as_json: bool = False) -> Iterator[bytes]:
+        """The text table (its header, then a line per row) or the JSON rows (a line
+        each), as pieces of whole lines (UTF-8)."""
+        return self._agg._chunks(_JSON if as_json else _TEXT)
+
+    @property
+    def spills(self) -> int:
+        """How many times the table was spilled to the temporary file while reading."""
+        return self._agg.stats()["spills"]
+
+
+class Aggregator:
+    """Accumulates batches and records; :meth:`result` ends them (once).
+
+    ``top`` runs of at least ``min_run`` reads are kept; ``regmap`` names the registers;
+    ``budget`` bytes (default :data:`BUDGET`) bound the compiled table (then it spills to
+    a file in ``tmpdir``; 0, for tests: before every access); ``caps`` are the
+    distinct-values, threads and map-ids caps (default: :data:`DISTINCT_CAP`,
+    :data:`THREADS_CAP`, :data:`MAPS_CAP`).
     """
 
-    #: Wide read values kept before those no run needs are forgotten (doubles as needed).
-    WIDE_KEEP = 4096
-
-    def __init__(self, top: int = TOP_RUNS, min_run: int = MIN_RUN) -> None:
+    def __init__(
+        self,
+        top: int = TOP_RUNS,
+        min_run: int = MIN_RUN,
+        regmap: RegisterMap | None = None,
+        *,
+        budget: int | None = None,
+        caps: tuple[int, int, int] | None = None,
+        tmpdir: str | None = None,
+    ) -> None:
         if min_run < 2:
             raise ValueError("a polling run is at least 2 reads")
+        caps = caps or (DISTINCT_CAP, THREADS_CAP, MAPS_CAP)
+        budget = BUDGET if budget is None else budget
+        if not 1 <= caps[2] <= MAPS_CAP or min(caps) < 1:
+            raise ValueError(f"caps must be positive, the map ids' at most {MAPS_CAP}")
         self.top = max(0, min(top, 1 << 40))
-        handle = lib.kmmio_sum_new(min_run, self.top)
+        self.tmpdir = tmpdir or tempfile.gettempdir()
+        handle = lib.kmmio_sum_new(min_run, self.top, caps[0], caps[1], caps[2], budget, self.tmpdir.encode())
         if handle == ffi.NULL:
             raise MemoryError("kmmio summary: out of memory")
         self._h: Any = ffi.gc(handle, lib.kmmio_sum_free)
@@ -167,264 +233,219 @@ class Aggregator:
         self.mappings = 0
         self.lost = 0
         self._done = False
-        # Rows whose value is wider than 64 bits: per key, (first line, value, last line,
-        # value); the distinct (key, value) written; the read values runs may still show.
-        self._wide_ends: dict[Key, list[int]] = {}
-        self._wide_written: set[tuple[Key, int]] = set()
-        self._wide_reads: dict[int, int] = {}
-        self._wide_limit = self.WIDE_KEEP
+        self._names: list[str] = []
+        self._addresses: list[int] = []
+        self._index: dict[Register, int] = {}
+        self._decoder = Decoder(regmap) if regmap is not None else None
+        if regmap is not None:
+            self._set_map(regmap)
+
+    def _set_map(self, regmap: RegisterMap) -> None:
+        """Give the compiled side the registers, and the address ranges where one register
+        alone settles an access (``reg``) or the decoder must (``-1``)."""
+        regs = regmap.registers
+        self._names = [r.path for r in regs]
+        self._addresses = [r.address for r in regs]
+        self._index = {r: i for i, r in enumerate(regs)}
+        starts: list[int] = []
+        ends: list[int] = []
+        owner: list[int] = []
+        for i, r in enumerate(regs):  # sorted by address: clusters of overlapping registers
+            end = r.address + max(1, r.size)
+            if starts and r.address < ends[-1]:
+                ends[-1] = max(ends[-1], end)
+                owner[-1] = -1
+            else:
+                starts.append(r.address)
+                ends.append(end)
+                owner.append(i)
+        names = b"".join(n.encode() + b"\0" for n in self._names)
+        rc = lib.kmmio_sum_set_map(
+            self._h,
+            len(regs),
+            names,
+            ffi.new("uint64_t[]", [r.address for r in regs] or [0]),
+            len(starts),
+            ffi.new("uint64_t[]", starts or [0]),
+            ffi.new("uint64_t[]", ends or [0]),
+            ffi.new("int32_t[]", owner or [0]),
+        )
+        self._check(rc)
 
     def add(self, batch: Batch) -> None:
         """Count a batch of accesses."""
         if self._done:
             raise RuntimeError("the summary is finished")
-        skip: Any = ffi.NULL
-        nskip = 0
-        if batch.wide:
-            rows = sorted(batch.wide)
-            self._note_wide(batch, rows)
-            skip = ffi.from_buffer("uint32_t[]", array("I", rows))
-            nskip = len(rows)
-        rc = lib.kmmio_sum_add(
-            self._h,
-            batch.cdata("kind"),
-            batch.cdata("width"),
-            batch.cdata("ts"),
-            batch.cdata("map_id"),
-            batch.cdata("phys"),
-            batch.cdata("value"),
-            batch.cdata("tid"),
-            batch.n,
-            batch.first_line,
-            skip,
-            nskip,
-        )
-        _check(rc)
-        if len(self._wide_reads) > self._wide_limit:
-            self._prune_wide_reads()
+        cols = [batch.cdata(name) for name in ("kind", "width", "ts", "map_id", "phys", "value", "tid")]
+        wide = (batch.cdata("wide_off"), batch.cdata("wide_data"))
+        start = 0
+        while start < batch.n:
+            done = lib.kmmio_sum_add(self._h, *cols, *wide, batch.n, start, batch.first_line)
+            self._check(done)
+            if done < batch.n:
+                self._resolve()
+            start = done
+
+    def _resolve(self) -> None:
+        """Name the register of the access the compiled side stopped at."""
+        assert self._decoder is not None
+        phys_p = ffi.new("uint64_t *")
+        kw = lib.kmmio_sum_need(self._h, phys_p)
+        kind, width, phys = kw >> 8, kw & 0xFF, int(phys_p[0])
+        d = self._decoder.decode_at("W" if kind else "R", phys, width, 0)
+        reg = self._index[d.registers[0].register] if d.registers else -1
+        self._check(lib.kmmio_sum_resolve(self._h, kind, width, phys, reg))
 
     def note(self, rec: Record) -> None:
         """A record that is not an access: mappings, lost events, and what ends a run."""
         if isinstance(rec, Map):
             self.mappings += 1
         elif isinstance(rec, KernelAccess):
-            _check(lib.kmmio_sum_break(self._h, rec.tid & 0xFFFF_FFFF))
+            self._check(lib.kmmio_sum_break(self._h, rec.tid))
         elif isinstance(rec, Unknown):
-            _check(lib.kmmio_sum_break(self._h, rec.pid & 0xFFFF_FFFF))
+            self._check(lib.kmmio_sum_break(self._h, rec.pid))
         elif isinstance(rec, Mark):
             m = _LOST.fullmatch(rec.text.strip())
             if m:
                 self.lost += int(m.group(1))
 
-    def _note_wide(self, batch: Batch, rows: list[int]) -> None:
-        kinds, widths, maps, physs = batch.kind, batch.width, batch.map_id, batch.phys
-        first = batch.first_line
-        for row in rows:
-            value = batch.wide[row]
-            key: Key = (kinds[row], widths[row], maps[row], physs[row])
-            line = first + row
-            ends = self._wide_ends.get(key)
-            if ends is None:
-                self._wide_ends[key] = [line, value, line, value]
-            else:
-                ends[2], ends[3] = line, value
-            if key[0]:
-                self._wide_written.add((key, value))
-            else:
-                self._wide_reads[line] = value
+    def _check(self, rc: int) -> None:
+        if rc >= 0:
+            return
+        if rc == -1:
+            raise MemoryError("kmmio summary: out of memory")
+        if rc == -3:
+            err = lib.kmmio_sum_errno(self._h)
+            raise SpillError(err, f"cannot write a temporary file: {_strerror(err)}", self.tmpdir)
+        raise RuntimeError(f"kmmio summary: the aggregator refused a call ({rc})")
 
-    def _prune_wide_reads(self) -> None:
-        """Forget the wide read values no open or kept run begins or ends with."""
-        need = lib.kmmio_sum_live(self._h, ffi.NULL, 0)
-        buf = ffi.new("uint64_t[]", max(1, need))
-        got = lib.kmmio_sum_live(self._h, buf, need)
-        live = set(ffi.unpack(buf, got))
-        self._wide_reads = {k: v for k, v in self._wide_reads.items() if k in live}
-        self._wide_limit = max(self.WIDE_KEEP, 2 * len(self._wide_reads))
+    def stats(self) -> dict[str, int]:
+        """The compiled side's counters: ``spills`` (times the table went to the file
+        while the log was read), ``segments`` (the parts merged at the end: the spills and
+        the table's last content), ``peak_bytes`` (the most the table or the ordered rows
+        took), ``rows``."""
+        t = ffi.new("kmmio_sum_totals *")
+        lib.kmmio_sum_totals_of(self._h, t)
+        return {"spills": t.spills, "segments": t.segments, "peak_bytes": t.peak_bytes, "rows": t.rows}
 
-    def result(self, regmap: RegisterMap | None = None) -> Summary:
-        """End the open runs and build the summary (once: the aggregator is spent)."""
+    def result(self) -> Summary:
+        """End the open runs, order the rows and return the summary (once)."""
         if self._done:
             raise RuntimeError("the summary is finished")
         self._done = True
-        _check(lib.kmmio_sum_finish(self._h))
-        n = lib.kmmio_sum_nentries(self._h)
-        raw = bytes(ffi.buffer(lib.kmmio_sum_entries(self._h), n * _ENTRY.size)) if n else b""
-        entries = list(_ENTRY.iter_unpack(raw))
-        labels, group_of = _group(entries, regmap)
-        ng = len(labels)
-        groups = array("I", group_of)
-        distinct = array("Q", bytes(8 * max(1, ng)))
-        threads = array("Q", bytes(8 * max(1, ng)))
-        _check(
-            lib.kmmio_sum_group(
-                self._h,
-                ffi.from_buffer("uint32_t[]", groups) if n else ffi.NULL,
-                ng,
-                ffi.from_buffer("uint64_t[]", distinct),
-                ffi.from_buffer("uint64_t[]", threads),
-            )
+        self._check(lib.kmmio_sum_finish(self._h))
+        t = ffi.new("kmmio_sum_totals *")
+        lib.kmmio_sum_totals_of(self._h, t)
+        totals = Totals(
+            reads=t.reads,
+            writes=t.writes,
+            rows=t.rows,
+            total_runs=t.total_runs,
+            polled=t.polled,
+            mappings=self.mappings,
+            lost=self.lost,
+            first_ts=t.first_ts if t.any else None,
+            last_ts=t.last_ts if t.any else None,
+            min_run=self.min_run,
         )
-        if self._wide_written:
-            index = {e[:4]: i for i, e in enumerate(entries)}
-            extra = {(group_of[index[key]], value) for key, value in self._wide_written}
-            for g, _ in extra:
-                distinct[g] += 1
-        summary = Summary(mappings=self.mappings, lost=self.lost, min_run=self.min_run)
-        summary.rows = self._rows(entries, labels, group_of, distinct, threads)
-        summary.runs = self._runs(entries, labels, group_of)
-        for e in entries:
-            if e[0]:
-                summary.writes += e[4]
-            else:
-                summary.reads += e[4]
-            summary.total_runs += e[13]
-            summary.polled += e[14]
-        if summary.rows:  # the times of the first and the last access
-            summary.first_ts = min(summary.rows, key=lambda r: r.first_line).first_ts
-            summary.last_ts = max(summary.rows, key=lambda r: r.last_line).last_ts
-        return summary
+        buf = ffi.new("kmmio_sum_run[]", max(1, min(self.top, t.total_runs)))
+        got = lib.kmmio_sum_runs(self._h, buf, len(buf))
+        self._check(got)
+        runs = [self._run(buf[i]) for i in range(got)]
+        return Summary(self, totals, runs)
 
-    def _ends(self, e: tuple[int, ...]) -> tuple[int, int]:
-        """An entry's first and last values, wide ones whole."""
-        first, last = e[7], e[8]
-        ends = self._wide_ends.get((e[0], e[1], e[2], e[3]))
-        if ends is not None:
-            if ends[0] == e[9]:
-                first = ends[1]
-            if ends[2] == e[10]:
-                last = ends[3]
-        return first, last
+    def _label(self, reg: int, key: int) -> tuple[str | None, int]:
+        if reg:
+            return self._names[key], self._addresses[key]
+        return None, key
 
-    def _rows(
-        self,
-        entries: list[tuple[int, ...]],
-        labels: list[tuple[str | None, int]],
-        group_of: list[int],
-        distinct: array[int],
-        threads: array[int],
-    ) -> list[Row]:
-        acc: list[dict[str, Any]] = [
-            {"maps": set(), "widths": set(), "reads": 0, "writes": 0, "runs": 0, "polled": 0, "longest": 0}
-            for _ in labels
-        ]
-        for i, e in enumerate(entries):
-            kind, width, map_id, _phys, count, first_ts, last_ts = e[:7]
-            first_line, last_line, runs, polled, longest = e[9], e[10], e[13], e[14], e[15]
-            a = acc[group_of[i]]
-            a["maps"].add(map_id)
-            a["widths"].add(width)
-            a["writes" if kind else "reads"] += count
-            a["runs"] += runs
-            a["polled"] += polled
-            a["longest"] = max(a["longest"], longest)
-            first_value, last_value = self._ends(e)
-            if "first" not in a or first_line < a["first"][0]:
-                a["first"] = (first_line, first_ts, first_value)
-            if "last" not in a or last_line > a["last"][0]:
-                a["last"] = (last_line, last_ts, last_value)
-        rows = [
-            Row(
-                register=name,
-                phys=phys,
-                maps=tuple(sorted(a["maps"])),
-                reads=a["reads"],
-                writes=a["writes"],
-                widths=tuple(sorted(a["widths"])),
-                distinct=distinct[g],
-                first_value=a["first"][2],
-                last_value=a["last"][2],
-                first_ts=a["first"][1],
-                last_ts=a["last"][1],
-                first_line=a["first"][0],
-                last_line=a["last"][0],
-                threads=threads[g],
-                runs=a["runs"],
-                polled=a["polled"],
-                longest=a["longest"],
-            )
-            for g, ((name, phys), a) in enumerate(zip(labels, acc, strict=True))
-        ]
-        rows.sort(key=lambda r: (-r.count, r.first_line))
-        return rows
+    def _run(self, r: Any) -> Run:
+        name, phys = self._label(r.reg, r.key)
+        first = _wide_int(r.first) if r.flags & _FIRST_WIDE else int(r.first_value)
+        last = _wide_int(r.last) if r.flags & _LAST_WIDE else int(r.last_value)
+        return Run(name, r.map_id, phys, r.width, r.tid, r.count, first, last,
+                   r.first_ts, r.last_ts, r.first_line, r.last_line)  # fmt: skip
 
-    def _runs(
-        self, entries: list[tuple[int, ...]], labels: list[tuple[str | None, int]], group_of: list[int]
-    ) -> list[Run]:
-        kept = lib.kmmio_sum_nruns(self._h)
-        buf = ffi.new("kmmio_sum_run[]", max(1, kept))
-        got = lib.kmmio_sum_runs(self._h, buf, kept)
-        _check(min(got, 0) and -2)
-        raw = bytes(ffi.buffer(buf, got * _RUN.size)) if got else b""
-        runs = []
-        for (
-            entry,
-            tid,
-            count,
-            first_ts,
-            last_ts,
-            first_value,
-            last_value,
-            first_line,
-            last_line,
-        ) in _RUN.iter_unpack(raw):
-            e = entries[entry]
-            runs.append(
-                Run(
-                    register=labels[group_of[entry]][0],
-                    map_id=e[2],
-                    phys=e[3],
-                    width=e[1],
-                    tid=tid,
-                    count=count,
-                    first_value=self._wide_reads.get(first_line, first_value),
-                    last_value=self._wide_reads.get(last_line, last_value),
-                    first_ts=first_ts,
-                    last_ts=last_ts,
-                    first_line=first_line,
-                    last_line=last_line,
-                )
-            )
-        return runs
+    def _rows(self) -> Iterator[Row]:
+        self._check(lib.kmmio_sum_rewind(self._h))
+        out = ffi.new("kmmio_sum_out[]", ROW_CHUNK)
+        wide = ffi.new("uint8_t[]", ROW_CHUNK * 2 * MAX_WIDTH)
+        while True:
+            got = lib.kmmio_sum_rows(self._h, out, wide, ROW_CHUNK)
+            self._check(got)
+            if got == 0:
+                return
+            for i in range(got):
+                yield self._row(out[i], wide, i)
+
+    def _row(self, o: Any, wide: Any, i: int) -> Row:
+        flags = o.flags
+        base = i * 2 * MAX_WIDTH
+        first = int(o.first_value)
+        last = int(o.last_value)
+        if flags & _FIRST_WIDE:
+            first = int.from_bytes(ffi.buffer(wide + base, MAX_WIDTH), "little")
+        if flags & _LAST_WIDE:
+            last = int.from_bytes(ffi.buffer(wide + base + MAX_WIDTH, MAX_WIDTH), "little")
+        widths = o.widths
+        return Row(
+            register=self._names[o.reg_index] if o.reg else None,
+            phys=o.phys,
+            maps=tuple(o.maps[j] for j in range(o.nmaps)),
+            reads=o.reads,
+            writes=o.writes,
+            widths=tuple(w for w in range(1, MAX_WIDTH + 1) if widths >> (w - 1) & 1),
+            distinct=o.distinct,
+            first_value=first,
+            last_value=last,
+            first_ts=o.first_ts,
+            last_ts=o.last_ts,
+            first_line=o.first_line,
+            last_line=o.last_line,
+            threads=o.threads,
+            runs=o.runs,
+            polled=o.polled,
+            longest=o.longest,
+            distinct_capped=bool(flags & _DISTINCT_CAPPED),
+            threads_capped=bool(flags & _THREADS_CAPPED),
+            maps_capped=bool(flags & _MAPS_CAPPED),
+        )
+
+    def _chunks(self, mode: int) -> Iterator[bytes]:
+        self._check(lib.kmmio_sum_rewind(self._h))
+        size = TEXT_CHUNK
+        buf = ffi.new("char[]", size)
+        while True:
+            got = lib.kmmio_sum_format(self._h, mode, buf, size)
+            if got == -4:  # a line longer than the buffer (a very long register name)
+                size *= 2
+                buf = ffi.new("char[]", size)
+                continue
+            self._check(got)
+            if got == 0:
+                return
+            yield ffi.buffer(buf, got)[:]
 
 
-def _check(rc: int) -> None:
-    if rc == -1:
-        raise MemoryError("kmmio summary: out of memory")
-    if rc < 0:
-        raise RuntimeError(f"kmmio summary: the aggregator refused a call ({rc})")
+def _wide_int(data: Any) -> int:
+    return int.from_bytes(bytes(data), "little")
 
 
-def _group(
-    entries: list[tuple[int, ...]], regmap: RegisterMap | None
-) -> tuple[list[tuple[str | None, int]], list[int]]:
-    """Each entry's row: ``(labels, group_of)``, a label being ``(register path or None,
-    address)``: by register where the map names one, else by ``(map id, phys)``."""
-    decoder = Decoder(regmap) if regmap is not None else None
-    index: dict[object, int] = {}
-    labels: list[tuple[str | None, int]] = []
-    group_of: list[int] = []
-    for e in entries:
-        kind, width, map_id, phys = e[0], e[1], e[2], e[3]
-        name: str | None = None
-        address = phys
-        if decoder is not None:
-            d = decoder.decode_at("W" if kind else "R", phys, width, 0)
-            if d.registers:
-                reg = d.registers[0].register
-                name, address = reg.path, reg.address
-        key: object = name if name is not None else (map_id, phys)
-        g = index.get(key)
-        if g is None:
-            g = index[key] = len(labels)
-            labels.append((name, address))
-        group_of.append(g)
-    return labels, group_of
+def _strerror(err: int) -> str:
+    import os
+
+    return os.strerror(err) if err else "input/output error"
 
 
-def aggregate(items: Iterable[Batch | Record], top: int = TOP_RUNS, min_run: int = MIN_RUN) -> Aggregator:
+def aggregate(
+    items: Iterable[Batch | Record],
+    top: int = TOP_RUNS,
+    min_run: int = MIN_RUN,
+    regmap: RegisterMap | None = None,
+    **options: Any,
+) -> Aggregator:
     """An aggregator fed with what :func:`~kmmio.tools.scan.scan` yields."""
-    agg = Aggregator(top, min_run)
+    agg = Aggregator(top, min_run, regmap, **options)
     for item in items:
         if isinstance(item, Batch):
             agg.add(item)
@@ -440,7 +461,9 @@ def summarize(
     top: int = TOP_RUNS,
     min_run: int = MIN_RUN,
     progress: Progress | None = None,
+    **options: Any,
 ) -> Summary:
     """The summary of a log read from a binary stream.  A malformed line raises
-    :class:`~kmmio.errors.TraceFormatError` with its number."""
-    return aggregate(scan(stream, progress=progress), top, min_run).result(regmap)
+    :class:`~kmmio.errors.TraceFormatError` with its number; a temporary file that cannot
+    be written, :class:`SpillError`."""
+    return aggregate(scan(stream, progress=progress), top, min_run, regmap, **options).result()

@@ -1,4 +1,4 @@
-"""A :class:`~kmmio.tools.summary.Summary` as a text table or as JSON objects.
+"""A :class:`~kmmio.tools.summary.Summary` as text or as JSON objects, streamed.
 
 Text: a line of totals, the table (fixed columns, one row per register or address, most
 accessed first), then the longest polling runs, one line each::
@@ -8,21 +8,27 @@ accessed first), then the longest polling runs, one line each::
 
     R tdev.STATUS x10,231 0x0 -> 0x1 after 1.203 s  (4 bytes, tid 4242, lines 12-10242)
 
-Values longer than 18 characters (wider than 64 bits) are cut in the middle in the table
-(``0x112233..44556677``); JSON has them whole.
+The table's lines are made by the compiled side (``_summary_out.c``), which knows every
+column's width before the first line (it measures each row as the rows are merged), so a
+table of millions of rows is streamed, never held.  Values longer than 18 characters
+(wider than 64 bits) are cut in the middle in the table (``0x112233..44556677``); JSON has
+them whole.  A count at its cap is shown ``≥65,536``; a row with more map ids than it
+lists ends its list with ``+`` (see :mod:`kmmio.tools.summary`).
 
-JSON (``--json``): one object per line, each with a ``"type"``:
+JSON (``--json``): one object per line, each with a ``"type"``; times are strings, the
+log's own ``seconds.micros`` (``"12.000104"``: exact, where a float would round):
 
 * ``"row"``, one per table row, in the table's order: ``register`` (path, or ``null``),
-  ``phys`` (the register's address, or the row's address), ``maps`` (map ids), ``reads``,
-  ``writes``, ``widths`` (bytes), ``distinct`` (distinct values written), ``first_value``,
-  ``last_value``, ``first_ts``, ``last_ts`` (seconds, as in the log), ``first_line``,
-  ``last_line``, ``threads``, ``runs`` (polling runs folded on it), ``polled`` (the reads
-  in them), ``longest_run`` (reads; 0 without runs);
-* ``"run"``, one per polling run kept, longest first: ``register``, ``map``, ``phys``,
-  ``width``, ``tid``, ``count``, ``first_value``, ``last_value``, ``first_ts``,
-  ``last_ts``, ``seconds`` (from the first read to the last), ``first_line``,
-  ``last_line``;
+  ``phys`` (the register's address, or the row's address), ``maps`` (map ids),
+  ``maps_capped``, ``reads``, ``writes``, ``widths`` (bytes), ``distinct`` (distinct
+  values written), ``distinct_capped`` (true: ``distinct`` is a lower bound),
+  ``first_value``, ``last_value``, ``first_ts``, ``last_ts``, ``first_line``,
+  ``last_line``, ``threads``, ``threads_capped``, ``runs`` (polling runs folded on it),
+  ``polled`` (the reads in them), ``longest_run`` (reads; 0 without runs);
+* ``"run"``, one per polling run kept, longest first: ``register``, ``map`` (of its first
+  read), ``phys``, ``width``, ``tid``, ``count``, ``first_value``, ``last_value``,
+  ``first_ts``, ``last_ts``, ``seconds`` (from the first read to the last, the same
+  form), ``first_line``, ``last_line``;
 * ``"totals"``, last: ``accesses``, ``reads``, ``writes``, ``rows``, ``runs`` (all runs
   folded, kept or not), ``polled``, ``min_run``, ``mappings``, ``lost`` (events the log
   says were lost), ``first_ts``, ``last_ts`` (``null`` without accesses).
@@ -30,30 +36,15 @@ JSON (``--json``): one object per line, each with a ``"type"``:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
-from kmmio.tools.summary import Row, Run, Summary
+from kmmio.tools.summary import Run, Summary, Totals
 from kmmio.trace.writer import format_ts
 
 #: Values longer than this are cut in the table.
 VALUE_CHARS = 18
-
-HEADER = (
-    "REGISTER",
-    "MAP",
-    "READS",
-    "WRITES",
-    "WIDTHS",
-    "DISTINCT",
-    "FIRST",
-    "LAST",
-    "FIRST TIME",
-    "LAST TIME",
-    "THREADS",
-)
-#: Which columns are right-aligned (numbers).
-_RIGHT = (False, False, True, True, False, True, False, False, False, False, True)
 
 
 def value_text(value: int, limit: int = VALUE_CHARS) -> str:
@@ -71,37 +62,6 @@ def seconds_text(micros: int) -> str:
     return text or "0"
 
 
-def row_label(row: Row) -> str:
-    return row.register if row.register is not None else f"{row.phys:#x}"
-
-
-def row_cells(row: Row) -> tuple[str, ...]:
-    return (
-        row_label(row),
-        ",".join(str(m) for m in row.maps),
-        f"{row.reads:,}",
-        f"{row.writes:,}",
-        ",".join(str(w) for w in row.widths),
-        f"{row.distinct:,}",
-        value_text(row.first_value),
-        value_text(row.last_value),
-        format_ts(row.first_ts),
-        format_ts(row.last_ts),
-        f"{row.threads:,}",
-    )
-
-
-def table(rows: list[Row]) -> list[str]:
-    """The header and one line per row, columns padded to their widest cell."""
-    cells = [HEADER, *(row_cells(r) for r in rows)]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(HEADER))]
-    out = []
-    for c in cells:
-        parts = [c[i].rjust(widths[i]) if _RIGHT[i] else c[i].ljust(widths[i]) for i in range(len(HEADER))]
-        out.append("  ".join(parts).rstrip())
-    return out
-
-
 def run_line(run: Run) -> str:
     """``R tdev.STATUS x10,231 0x0 -> 0x1 after 1.203 s  (4 bytes, tid 4242, lines 12-10242)``."""
     where = run.register if run.register is not None else f"{run.phys:#x}"
@@ -114,64 +74,36 @@ def run_line(run: Run) -> str:
     )
 
 
-def totals_line(s: Summary) -> str:
-    if not s.accesses:
+def totals_line(t: Totals) -> str:
+    if not t.accesses:
         text = "no accesses"
     else:
-        assert s.first_ts is not None and s.last_ts is not None
+        assert t.first_ts is not None and t.last_ts is not None
         text = (
-            f"{s.accesses:,} accesses ({s.reads:,} reads, {s.writes:,} writes) in {len(s.rows):,} "
-            f"{'row' if len(s.rows) == 1 else 'rows'}, {format_ts(s.first_ts)} to {format_ts(s.last_ts)}"
+            f"{t.accesses:,} accesses ({t.reads:,} reads, {t.writes:,} writes) in {t.rows:,} "
+            f"{'row' if t.rows == 1 else 'rows'}, {format_ts(t.first_ts)} to {format_ts(t.last_ts)}"
         )
-    text += f"; {s.mappings:,} {'mapping' if s.mappings == 1 else 'mappings'}"
-    if s.lost:
-        text += f"; {s.lost:,} events lost"
+    text += f"; {t.mappings:,} {'mapping' if t.mappings == 1 else 'mappings'}"
+    if t.lost:
+        text += f"; {t.lost:,} events lost"
     return text
 
 
-def format_text(s: Summary) -> Iterator[str]:
-    """The text form, line by line (without newlines)."""
-    yield totals_line(s)
-    if s.rows:
-        yield ""
-        yield from table(s.rows)
-    if s.total_runs:
-        yield ""
+def format_text(s: Summary) -> Iterator[bytes]:
+    """The text form, in pieces of whole lines (UTF-8, each line ending with a newline)."""
+    t = s.totals
+    yield (totals_line(t) + "\n").encode()
+    if t.rows:
+        yield b"\n"
+        yield from s.chunks()
+    if t.total_runs:
         shown = len(s.runs)
-        several = "s" if s.total_runs != 1 else ""
-        head = f"{s.total_runs:,} polling run{several} of {s.min_run}+ reads ({s.polled:,} reads folded)"
-        if shown < s.total_runs:
+        several = "s" if t.total_runs != 1 else ""
+        head = f"{t.total_runs:,} polling run{several} of {t.min_run}+ reads ({t.polled:,} reads folded)"
+        if shown < t.total_runs:
             head += f", the {shown:,} longest"
-        yield head + (":" if shown else "")
-        for run in s.runs:
-            yield "  " + run_line(run)
-
-
-def _ts(micros: int) -> float:
-    return micros / 1_000_000
-
-
-def row_json(row: Row) -> dict[str, Any]:
-    return {
-        "type": "row",
-        "register": row.register,
-        "phys": row.phys,
-        "maps": list(row.maps),
-        "reads": row.reads,
-        "writes": row.writes,
-        "widths": list(row.widths),
-        "distinct": row.distinct,
-        "first_value": row.first_value,
-        "last_value": row.last_value,
-        "first_ts": _ts(row.first_ts),
-        "last_ts": _ts(row.last_ts),
-        "first_line": row.first_line,
-        "last_line": row.last_line,
-        "threads": row.threads,
-        "runs": row.runs,
-        "polled": row.polled,
-        "longest_run": row.longest,
-    }
+        lines = ["", head + (":" if shown else ""), *("  " + run_line(run) for run in s.runs)]
+        yield "".join(line + "\n" for line in lines).encode()
 
 
 def run_json(run: Run) -> dict[str, Any]:
@@ -185,35 +117,33 @@ def run_json(run: Run) -> dict[str, Any]:
         "count": run.count,
         "first_value": run.first_value,
         "last_value": run.last_value,
-        "first_ts": _ts(run.first_ts),
-        "last_ts": _ts(run.last_ts),
-        "seconds": _ts(run.micros),
+        "first_ts": format_ts(run.first_ts),
+        "last_ts": format_ts(run.last_ts),
+        "seconds": format_ts(run.micros),
         "first_line": run.first_line,
         "last_line": run.last_line,
     }
 
 
-def totals_json(s: Summary) -> dict[str, Any]:
+def totals_json(t: Totals) -> dict[str, Any]:
     return {
         "type": "totals",
-        "accesses": s.accesses,
-        "reads": s.reads,
-        "writes": s.writes,
-        "rows": len(s.rows),
-        "runs": s.total_runs,
-        "polled": s.polled,
-        "min_run": s.min_run,
-        "mappings": s.mappings,
-        "lost": s.lost,
-        "first_ts": None if s.first_ts is None else _ts(s.first_ts),
-        "last_ts": None if s.last_ts is None else _ts(s.last_ts),
+        "accesses": t.accesses,
+        "reads": t.reads,
+        "writes": t.writes,
+        "rows": t.rows,
+        "runs": t.total_runs,
+        "polled": t.polled,
+        "min_run": t.min_run,
+        "mappings": t.mappings,
+        "lost": t.lost,
+        "first_ts": None if t.first_ts is None else format_ts(t.first_ts),
+        "last_ts": None if t.last_ts is None else format_ts(t.last_ts),
     }
 
 
-def format_json(s: Summary) -> Iterator[dict[str, Any]]:
-    """The JSON objects: rows, runs, totals."""
-    for row in s.rows:
-        yield row_json(row)
-    for run in s.runs:
-        yield run_json(run)
-    yield totals_json(s)
+def format_json(s: Summary) -> Iterator[bytes]:
+    """The JSON lines (rows, runs, totals), in pieces of whole lines (UTF-8)."""
+    yield from s.chunks(as_json=True)
+    objs = [*(run_json(run) for run in s.runs), totals_json(s.totals)]
+    yield "".join(json.dumps(obj) + "\n" for obj in objs).encode()
