@@ -8,6 +8,7 @@ elsewhere.
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -41,6 +42,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(HERE):
             item.add_marker(pytest.mark.ptrace)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sigint_not_ignored() -> Iterator[None]:
+    """Ctrl-C's tests need the programs they start to die of SIGINT as from a terminal; a
+    background job of a non-interactive shell (``cmd &``, ``nohup``) starts with SIGINT
+    ignored, and an ignored signal stays ignored across fork and exec.  Handled here, it is
+    the default again in every program started (exec resets handled signals)."""
+    old = signal.getsignal(signal.SIGINT)
+    if old == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
 
 
 @pytest.fixture(scope="session")
