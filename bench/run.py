@@ -2,7 +2,7 @@
 
 Usage: python bench/run.py [N] [--memory M] [--rounds R]   (defaults: 20000, 1000000, 5)
 
-Builds bench/workload.c and bench/ctracer.c with cc, then on the same machine, in R
+Builds bench/workload.c, bench/ctracer.c and bench/native.c with cc, then on the same machine, in R
 interleaved rounds (medians shown, so that the machine's noise hits each alike):
 
 * the workload untraced (N 4-byte accesses, half writes, half reads, to a mapped file);
@@ -10,6 +10,9 @@ interleaved rounds (medians shown, so that the machine's noise hits each alike):
   accesses per second (the loop's own clock, so start-up is not counted);
 * under ``ctracer``, the least a C ptrace tracer can do for the same emulation: the floor
   (see its header for what it does and does not do);
+* ``native`` (bench/native.c), issue 14's floor for an in-process agent: the workload
+  tracing itself, its own SIGSEGV handler performing each access through a second
+  mapping of the same file and recording it in a ring in memory (see its header);
 * emulate and the floor again with tracer and program pinned to one CPU (``taskset -c 0``:
   the context switches are cheap there, so what each tracer does itself weighs more);
 * a "cold" workload whose hot loop never touches the mapping, untraced and traced;
@@ -66,8 +69,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         wl, ct = os.path.join(tmp, "workload"), os.path.join(tmp, "ctracer")
         sl, hd = os.path.join(tmp, "syscalls"), os.path.join(tmp, "handed")
+        nv = os.path.join(tmp, "native")
         subprocess.run(["cc", "-O2", "-o", wl, os.path.join(HERE, "workload.c")], check=True)
         subprocess.run(["cc", "-O2", "-o", ct, os.path.join(HERE, "ctracer.c")], check=True)
+        subprocess.run(["cc", "-O2", "-o", nv, os.path.join(HERE, "native.c")], check=True)
         subprocess.run(["cc", "-O2", "-o", sl, os.path.join(HERE, "syscalls.c")], check=True)
         subprocess.run(["cc", "-O2", "-o", hd, os.path.join(HERE, "handed.c")], check=True)
         dev, log = os.path.join(tmp, "bench-regs"), os.path.join(tmp, "bench.log")
@@ -79,15 +84,17 @@ def main() -> int:
         pin = ["taskset", "-c", "0"]
         rounds: dict[str, list[float]] = {
             "untraced": [], "emulate": [], "step": [], "floor": [], "emulate pinned": [], "floor pinned": [],
+            "native": [],
         }  # fmt: skip
         for _ in range(args.rounds):
             rounds["untraced"].append(loop_us([wl, dev, str(n)]))
             rounds["emulate"].append(loop_us(traced("emulate")))
             rounds["floor"].append(loop_us([ct, log, wl, dev, str(n), "armed"]))
+            rounds["native"].append(loop_us([nv, dev, str(n)]))
             rounds["step"].append(loop_us(traced("step")))
             rounds["emulate pinned"].append(loop_us([*pin, *traced("emulate")]))
             rounds["floor pinned"].append(loop_us([*pin, ct, log, wl, dev, str(n), "armed"]))
-        untraced, emulate, step, floor, emulate_pinned, floor_pinned = (
+        untraced, emulate, step, floor, emulate_pinned, floor_pinned, native = (
             statistics.median(rounds[k]) for k in rounds
         )
 
@@ -130,11 +137,19 @@ def main() -> int:
         ("C floor, pinned", floor_pinned),
     ):
         print(f"{name:20} {us / n:8.1f} us per access  {n / (us / 1e6):10,.0f} accesses/s")
+    print(
+        f"native SIGSEGV handler (issue 14's floor): {native / n:.2f} µs per access  "
+        f"{n / (native / 1e6):,.0f} accesses/s"
+    )
     free = spread("emulate", "floor")
     print(f"emulate / C floor:         {emulate / floor:.2f}x   (goal <= 1.25x; each round: {free})")
     print(
         f"emulate / C floor, pinned: {emulate_pinned / floor_pinned:.2f}x   "
         f"(goal <= 1.4x; each round: {spread('emulate pinned', 'floor pinned')})"
+    )
+    print(
+        f"kmmio emulate / native: {emulate / native:.1f}x   (each round: {spread('emulate', 'native')}); "
+        f"C floor / native: {floor / native:.1f}x"
     )
     print(f"step / emulate:        {step / emulate:.2f}x   (goal >= 4x)")
     slowdown = cold_traced / cold_plain - 1
