@@ -83,8 +83,8 @@ def run_export(args: argparse.Namespace) -> int:
     fmt = output_format(args.format, args.output)
     from kmmio.tools.extras import need
 
-    if fmt != "vcd":  # VCD is text kmmio writes itself
-        need({"perfetto": "perfetto", "parquet": "pyarrow"}[fmt], f"export --format {fmt}")
+    # VCD is text kmmio writes itself, its first pass counted with numpy.
+    need({"perfetto": "perfetto", "vcd": "numpy", "parquet": "pyarrow"}[fmt], f"export --format {fmt}")
     from kmmio.tools.export.source import binary_output, open_log, text_output
 
     namer = namer_for(args.maps)

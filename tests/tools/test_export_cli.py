@@ -101,7 +101,8 @@ def test_a_malformed_log_leaves_the_old_output_alone(
 
 
 @pytest.mark.parametrize(("fmt", "module", "package"), [("parquet", "pyarrow", "pyarrow"),
-                                                         ("perfetto", "perfetto", "perfetto")])  # fmt: skip
+                                                         ("perfetto", "perfetto", "perfetto"),
+                                                         ("vcd", "numpy", "numpy")])  # fmt: skip
 def test_a_missing_library_is_one_line_naming_the_extra(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -117,14 +118,6 @@ def test_a_missing_library_is_one_line_naming_the_extra(
         f"kmmio: export --format {fmt} needs {package}, which is not installed: pip install 'kmmio[export]'"
     )
     assert list(tmp_path.iterdir()) == []
-
-
-def test_vcd_needs_no_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """kmmio writes VCD itself (pyvcd, the test extra, only reads it back in the tests)."""
-    monkeypatch.setitem(sys.modules, "vcd", None)
-    out = tmp_path / "t.vcd"
-    assert main(["export", str(TDEV_LOG), "-o", str(out)]) == 0
-    assert out.read_text().splitlines()[:2] == ["$timescale 1 us $end", "$version kmmio export $end"]
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "vcd"])

@@ -223,6 +223,18 @@ def test_bad_input_is_one_line(
     )
 
 
+def test_numpy_missing_names_the_plot_extra(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """numpy comes with either extra (export, plot): plot names its own."""
+    import matplotlib.figure  # noqa: F401  (loaded: only numpy is missing)
+
+    monkeypatch.setitem(sys.modules, "numpy", None)
+    assert one_line_error(capsys, str(TDEV_LOG), "-o", str(tmp_path / "x.png")) == (
+        "kmmio: plot needs numpy, which is not installed: pip install 'kmmio[plot]'"
+    )
+
+
 @pytest.mark.ptrace
 def test_a_real_trace_of_a_program(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     log = trace_driver(tmp_path)

@@ -7,10 +7,11 @@ from types import ModuleType
 
 from kmmio.errors import UsageError
 
-#: module → (PyPI package, kmmio extra that installs it).
+#: module → (PyPI package, kmmio extra that installs it; numpy: both do, ``plot`` for plot).
 PACKAGES = {
     "pyarrow": ("pyarrow", "export"),
     "perfetto": ("perfetto", "export"),
+    "numpy": ("numpy", "export"),
     "matplotlib": ("matplotlib", "plot"),
 }
 
@@ -22,6 +23,8 @@ class MissingExtraError(UsageError):
     def __init__(self, what: str, module: str) -> None:
         top = module.split(".")[0]
         package, extra = PACKAGES.get(top, (top, "export"))
+        if what.split()[0] == "plot":  # numpy comes with either extra: name the tool's own
+            extra = "plot"
         super().__init__(f"{what} needs {package}, which is not installed: pip install 'kmmio[{extra}]'")
         self.module = top
         self.extra = extra
