@@ -1,4 +1,6 @@
-"""A generated mmiotrace log that looks like a driver's: ``python bench/genlog.py LINES OUT``.
+"""A generated mmiotrace log: ``python bench/genlog.py LINES OUT [driver|addresses|wide]``.
+
+``driver`` (the default) looks like a driver's:
 
 What a real trace of a device driver is made of, in proportions picked from the kernel's
 sample and our own traces: a header (VERSION, PCIDEV, MAP and its MARK map line), then, in
@@ -71,10 +73,30 @@ def write(n: int, put: Callable[[str], object], seed: int = 11) -> None:
             written += 1
 
 
+def write_shape(n: int, put: Callable[[str], object], shape: str) -> None:
+    """Logs of the shapes that stress a tool's memory: ``addresses``, one 4-byte write to
+    each of ``n`` distinct addresses (a buffer or firmware fill); ``wide``, ``n`` 16-byte
+    writes of distinct values to one register (an SSE copy to a FIFO)."""
+    put("VERSION 20070824\n")
+    put(f"MAP 1.000000 1 {BASE:#x} 0x7f5a3c000000 {max(4 * n, 0x1000):#x} 0x4011a0 4242\n")
+    for i in range(n):
+        ts = 1_000_001 + i
+        stamp = f"{ts // 1_000_000}.{ts % 1_000_000:06d}"
+        if shape == "addresses":
+            put(f"W 4 {stamp} 1 {BASE + 4 * i:#x} {i & 0xFFFFFFFF:#x} 0x401000 4242\n")
+        else:
+            value = (i * 0x9E3779B97F4A7C15_1234567890ABCDEF) % (1 << 128)  # distinct, 16 bytes
+            put(f"W 16 {stamp} 1 {FIFO:#x} {value:#x} 0x401000 4242\n")
+
+
 def main() -> int:
     n, path = int(sys.argv[1]), sys.argv[2]
+    shape = sys.argv[3] if len(sys.argv) > 3 else "driver"
     with open(path, "w", buffering=1 << 20) as f:
-        write(n, f.write)
+        if shape == "driver":
+            write(n, f.write)
+        else:
+            write_shape(n, f.write, shape)
     return 0
 
 

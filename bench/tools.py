@@ -1,6 +1,6 @@
 """Benchmark: the trace tools on a generated log, µs per line and peak memory.
 
-Usage: python bench/tools.py [LINES] [--rounds R] [--log PATH] [--only NAME,...]
+Usage: python bench/tools.py [LINES] [--rounds R] [--log PATH] [--only NAME,...] [--shape S]
 (defaults: 10,000,000 lines, 3 rounds).
 
 Generates a driver-like log with bench/genlog.py (kept at PATH when given, and reused if it
@@ -66,12 +66,16 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--log", help="where the generated log is kept (reused when it exists)")
     ap.add_argument("--only", help="comma-separated tool names (as printed) to run")
+    ap.add_argument("--shape", default="driver", choices=["driver", "addresses", "wide"],
+                    help="the generated log: a driver's (default), one write per distinct address, "
+                    "or 16-byte writes of distinct values (see bench/genlog.py)")  # fmt: skip
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="kmmio-bench-tools-")
     log = args.log or os.path.join(tmp, "generated.log")
     if not os.path.exists(log):
         print(f"generating {args.lines:,} lines into {log} ...", flush=True)
-        subprocess.run([sys.executable, os.path.join(HERE, "genlog.py"), str(args.lines), log], check=True)
+        genlog = [sys.executable, os.path.join(HERE, "genlog.py"), str(args.lines), log, args.shape]
+        subprocess.run(genlog, check=True)
     n = count_lines(log)
     size = os.path.getsize(log) / 1e6
     print(
