@@ -218,6 +218,13 @@ def test_epoll_sees_an_interrupt_pending_before_it_was_asked(
     assert _stdout(capfd) == ["epoll 1"]
 
 
+def test_select_waits_for_the_interrupt(
+    kmmio_sim: Callable[..., Any], program: Callable[[str], str], capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert kmmio_sim([program("uio_more"), UIO, "select"], {UIO: Memory()}).status == 0
+    assert _stdout(capfd) == ["idle select 0 set 0", "select 1 set 1"]
+
+
 def test_what_a_fd_has_seen_is_shared_by_its_dup_and_a_forked_child(
     kmmio_sim: Callable[..., Any], program: Callable[[str], str], capfd: pytest.CaptureFixture[str]
 ) -> None:

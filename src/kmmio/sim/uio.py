@@ -22,10 +22,11 @@ these calls itself, at their seccomp stops:
   whole, not through ``restart_syscall``, which would find its own fd there);
   ``epoll_ctl`` registers the fd's eventfd for it, written at once when an interrupt is
   pending.
+* ``select``/``pselect6``: the same, on a copy of the read set made below the stack (the
+  eventfd's bit for the fd's); the program's set gets the answer with its own fd.
 
-Interrupts the model raises while disabled are kept and given when it enables them.
-``select`` is not answered (a regular file is always ready to it).  What a fd has seen is
-kept per open file, as UIO keeps it: a ``dup`` of a device fd, or one inherited across
+Interrupts the model raises while disabled are kept and given when it enables them.  What
+a fd has seen is kept per open file, as UIO keeps it: a ``dup`` of a device fd, or one inherited across
 ``fork``, shares it (told by ``kcmp``).
 """
 
@@ -49,7 +50,18 @@ if TYPE_CHECKING:
     from kmmio.sim.device import SimDevice
 
 #: The syscalls the seccomp filter must stop for a simulated UIO device.
-SYSCALLS = (nr.READ, nr.WRITE, nr.POLL, nr.PPOLL, nr.EPOLL_CTL, nr.OPEN, nr.OPENAT, nr.OPENAT2)
+SYSCALLS = (
+    nr.READ,
+    nr.WRITE,
+    nr.POLL,
+    nr.PPOLL,
+    nr.SELECT,
+    nr.PSELECT6,
+    nr.EPOLL_CTL,
+    nr.OPEN,
+    nr.OPENAT,
+    nr.OPENAT2,
+)
 
 _EFD_CLOEXEC = 0o2000000
 _ERESTARTNOHAND, _ERESTART_RESTARTBLOCK = 514, 516
@@ -61,12 +73,16 @@ _ARGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
 class _Flight:
     """A call taken over, until its exit: what to do then."""
 
-    what: str  # "answer", "read", "poll"
+    what: str  # "answer", "read", "open", "poll", "select", "restore"
     regs: object  # the thread's registers at entry
     device: SimDevice | None = None
     fd: int = -1
     ret: int = 0
     restore: list[tuple[int, bytes]] = field(default_factory=list)
+    #: select: (the program's fd, the eventfd standing for it), and where the sets are:
+    #: (the copy, its size, the program's read set, its size).
+    swaps: list[tuple[int, int]] = field(default_factory=list)
+    sets: tuple[int, int, int, int] = (0, 0, 0, 0)
 
 
 class UioIrqs:
@@ -139,6 +155,8 @@ class UioIrqs:
             return self._epoll_ctl(thread, device, args)
         if number in (nr.POLL, nr.PPOLL):
             return self._poll(thread, args)
+        if number in (nr.SELECT, nr.PSELECT6):
+            return self._select(thread, args)
         return False
 
     def _answer(self, thread: Thread, ret: int) -> bool:
@@ -232,6 +250,44 @@ class UioIrqs:
         thread.served = _Flight("poll", pt.get_regs(thread.tid), restore=restore)
         return True
 
+    def _select(self, thread: Thread, args: tuple[int, ...]) -> bool:
+        """``select``/``pselect6`` with a device fd in its read set and nothing pending: the
+        call runs on a copy of the read set (below the stack) where the fd's eventfd stands
+        for it, and the program's set gets the answer back with its own fd."""
+        proc = thread.proc
+        nfds, readfds = args[0], args[1]
+        if readfds == 0 or not 0 < nfds <= 1024:
+            return False
+        size = (nfds + 63) // 64 * 8
+        try:
+            bits = int.from_bytes(proc.read(readfds, size), "little")
+        except TraceeError:
+            return False
+        swaps: list[tuple[int, int]] = []
+        for fd in range(nfds):
+            if not bits >> fd & 1:
+                continue
+            device = self.device_of(proc, fd)
+            if device is None or device.irq_count != self._seen.get(self._open_file(proc.pid, fd), 0):
+                continue  # not a device, or pending: the regular file is ready, as the device
+            efd = self._eventfd(thread, device, fd)
+            if efd is None:
+                return True  # made again
+            swaps.append((fd, efd))
+        if not swaps:
+            return False
+        for fd, efd in swaps:
+            bits = (bits & ~(1 << fd)) | (1 << efd)
+        new_nfds = max(nfds, *(efd + 1 for _, efd in swaps))
+        new_size = (new_nfds + 63) // 64 * 8
+        regs = pt.get_regs(thread.tid)
+        copy = (regs.rsp - 128 - 256 - new_size) & ~15  # below the red zone
+        assert proc.mem is not None
+        proc.mem.write(copy, bits.to_bytes(new_size, "little"))
+        pt.set_regs(thread.tid, regs.replace(rdi=new_nfds, rsi=copy))
+        thread.served = _Flight("select", regs, swaps=swaps, sets=(copy, new_size, readfds, size))
+        return True
+
     def exit(self, thread: Thread) -> bool:
         flight = thread.served
         if not isinstance(flight, _Flight):
@@ -246,14 +302,28 @@ class UioIrqs:
             ret = flight.ret
         elif flight.what == "read" and ret == 8:
             assert flight.device is not None
-            ret = (
-                4 if self._give(thread, flight.device, (proc.pid, flight.fd), args["rsi"]) else -errno.EFAULT
-            )
+            key = self._open_file(proc.pid, flight.fd)
+            ret = 4 if self._give(thread, flight.device, key, args["rsi"]) else -errno.EFAULT
         elif flight.what == "open" and ret >= 0:
             device = self.device_of(proc, ret)
             if device is not None:  # a new open file
                 self._file[(proc.pid, ret)] = (proc.pid, ret)
                 self._seen[(proc.pid, ret)] = device.irq_count
+        elif flight.what == "select" and ret >= 0:
+            copy, new_size, readfds, size = flight.sets
+            assert proc.mem is not None
+            try:
+                got = int.from_bytes(proc.read(copy, new_size), "little")
+                mine = got & ((1 << (8 * size)) - 1)
+                for fd, efd in flight.swaps:
+                    mine &= ~(1 << efd)
+                    if got >> efd & 1:
+                        mine |= 1 << fd
+                proc.mem.write(readfds, mine.to_bytes(size, "little"))
+            except TraceeError:
+                ret = -errno.EFAULT
+        elif flight.what == "select" and ret == -_ERESTART_RESTARTBLOCK:
+            ret = -_ERESTARTNOHAND
         elif flight.what == "poll":
             assert proc.mem is not None
             for at, data in flight.restore:

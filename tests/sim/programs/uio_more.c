@@ -11,6 +11,9 @@
  *                            inherited fd have seen it too (UIO keeps it per open file):
  *                            prints "dup -1 11", "child -1 11", then after one more
  *                            interrupt "dup 4 count 2"
+ *   uio_more PATH select     select() on the device fd: with nothing pending it times out
+ *                            ("idle select 0 set 0"); then a thread raises an interrupt
+ *                            100 ms into a 5 s select: "select 1 set 1"
  *   uio_more PATH vectors    memcpy of 300 bytes to offset 0x100 of the device and back
  *                            (glibc's vector copies), then a rep movsb of 20 bytes to offset
  *                            0x400: prints "same" when all the bytes came back
@@ -25,10 +28,20 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/select.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 static int fds[2];
+static volatile uint32_t *regs;
+
+static void *raise_later(void *arg)
+{
+    (void)arg;
+    usleep(100000);
+    regs[0] = 1;
+    return NULL;
+}
 
 static void *waiter(void *arg)
 {
@@ -78,6 +91,23 @@ int main(int argc, char **argv)
         int n = poll(&p, 1, 600);
         printf("poll %d revents %#x\n", n, p.revents);
         waitpid(child, NULL, 0);
+    } else if (!strcmp(argv[2], "select")) {
+        regs = r;
+        fd_set set;
+        FD_ZERO(&set);
+        FD_SET(fd, &set);
+        struct timeval tv = {0, 50000};
+        int n = select(fd + 1, &set, NULL, NULL, &tv);
+        printf("idle select %d set %d\n", n, FD_ISSET(fd, &set) ? 1 : 0);
+        pthread_t t;
+        pthread_create(&t, NULL, raise_later, NULL);
+        FD_ZERO(&set);
+        FD_SET(fd, &set);
+        tv.tv_sec = 5;
+        tv.tv_usec = 0;
+        n = select(fd + 1, &set, NULL, NULL, &tv);
+        printf("select %d set %d\n", n, FD_ISSET(fd, &set) ? 1 : 0);
+        pthread_join(t, NULL);
     } else if (!strcmp(argv[2], "dupfork")) {
         uint32_t count = 0;
         r[0] = 1;
