@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import Trace
+from pty_util import read_all
 from test_export_common import TDEV_LOG, TDEV_SVD
 
 from kmmio.cli import main
@@ -148,12 +149,7 @@ def test_progress_on_a_terminal(
     out = tmp_path / f"big.{fmt}"
     assert main(["export", str(log), "-o", str(out), *(["-q"] if quiet else [])]) == 0
     tty.close()
-    os.set_blocking(master, False)
-    try:
-        shown = os.read(master, 1 << 20).decode()
-    except OSError:
-        shown = ""
-    os.close(master)
+    shown = read_all(master)
     if quiet:
         assert shown == ""
         return

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pty_util import read_all
 
 from kmmio.cli import main
 from kmmio.tools.summary_format import seconds_text, value_text
@@ -306,12 +307,7 @@ def test_progress_on_a_terminal(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     monkeypatch.setattr(sys, "stdout", io.StringIO())
     assert main(["summary", *(["-q"] if quiet else []), str(log)]) == 0
     tty.close()
-    os.set_blocking(master, False)
-    try:
-        shown = os.read(master, 1 << 16).decode()
-    except OSError:  # nothing was written (EAGAIN; EIO once the other side is closed)
-        shown = ""
-    os.close(master)
+    shown = read_all(master)
     if quiet:
         assert shown == ""
     else:
