@@ -576,3 +576,13 @@ def test_an_aggregator_is_spent_once() -> None:
         Aggregator(min_run=1)
     with pytest.raises(ValueError):
         Aggregator(caps=(1, 1, 9))
+
+
+def test_one_wide_number_written_at_two_widths_is_one_distinct_value() -> None:
+    """Found by the property test above: a 16- and a 32-byte write of the same number."""
+    value = 1 << 70
+    text = "".join(
+        format_record(Access(Kind.WRITE, w, 0, 1, 0xF7C00000, value, 0x401000, 7)) + "\n" for w in (16, 32)
+    )
+    (row,) = ours(text, None, 0, 64)[0]
+    assert (row.writes, row.distinct, row.widths) == (2, 1, (16, 32))

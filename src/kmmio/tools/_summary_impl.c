@@ -228,10 +228,18 @@ static uint64_t sum_row_hash(uint8_t reg, uint64_t key)
     return sum_mix(key ^ ((uint64_t)reg << 63) ^ 0x9e3779b97f4a7c15ULL);
 }
 
-/* A value wider than 64 bits: a hash of its bytes (a collision with another value of the
- * row, about 2^-64 per pair, would count two values as one). */
+/* A value wider than 64 bits: a hash of its bytes without the zero 8-byte words at its top,
+ * so that one number written at two widths (16 and 32 bytes) is one value (a collision
+ * with another value of the row, about 2^-64 per pair, would count two values as one). */
 static uint64_t sum_wide_hash(const uint8_t *p, size_t n)
 {
+    while (n > 8) {
+        uint64_t top = 0;
+        memcpy(&top, p + n - 8, 8);
+        if (top)
+            break;
+        n -= 8;
+    }
     uint64_t h = 0x243f6a8885a308d3ULL ^ n;
     for (size_t i = 0; i < n; i += 8) {
         uint64_t w = 0;
