@@ -14,7 +14,7 @@ import contextlib
 import os
 import sys
 import traceback
-from typing import Any, TextIO
+from typing import Any
 
 from kmmio.errors import ServedAccessError, TraceFormatError, UsageError
 
@@ -95,17 +95,14 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, program: list[str], devices: dict[str, Any], replay: Any) -> int:
+    from kmmio.cli_trace import open_output
     from kmmio.sim.runner import run
 
     with contextlib.ExitStack() as stack:
-        if args.output == "-":
-            log: TextIO = sys.stdout
-        else:
-            target = os.devnull if args.output is None else args.output  # no log asked for: none kept
-            try:
-                log = stack.enter_context(open(target, "w", encoding="ascii"))
-            except OSError as exc:
-                raise UsageError(f"cannot write the log to {target}: {exc.strerror}") from None
+        # `trace`'s -o; but no -o keeps no log (standard error is the program's and kmmio's).
+        log, owned = open_output(os.devnull if args.output is None else args.output)
+        if owned:
+            stack.callback(log.close)
         try:
             result = run(program, devices, log=log, timeout=args.timeout)
         except ServedAccessError as exc:

@@ -288,7 +288,8 @@ class Tracer:
 
     @staticmethod
     def _reap(pid: int) -> None:
-        """A child that never ran the program: let it finish, and collect it."""
+        """A task on its way out (a child that never ran the program, one killed): let its
+        last stops go, and collect its end."""
         while True:
             got = pt.wait(pid)
             if got is None or not isinstance(decode_status(*got), Stopped):
@@ -777,15 +778,7 @@ class Tracer:
             # Its other threads first: a thread group's leader is reported last.
             tids = sorted({t.tid for t in self.procs[pid].threads.values()} | {pid}, key=lambda t: t == pid)
             for tid in tids:
-                while True:  # its last stops, then its end
-                    try:
-                        got = pt.wait(tid)
-                    except TraceeError:
-                        break
-                    if got is None or not isinstance(decode_status(*got), Stopped):
-                        break
-                    with contextlib.suppress(TraceeError):
-                        pt.cont(tid, 0)
+                self._reap(tid)
         for proc in self.procs.values():
             if proc.mem is not None:
                 proc.mem.close()
