@@ -1,5 +1,23 @@
-"""The compiled parts (``kmmio.backend._sys``, ``kmmio.tools._tools``); everything else is in pyproject.toml."""
+"""The compiled parts: the cffi modules (``kmmio.backend._sys``, ``kmmio.tools._tools``,
+``kmmio.agent._ring``) and the in-process agent, a plain shared library the traced program
+loads (``LD_PRELOAD``), built as an extension so that ``pip install`` compiles it too.
+Everything else is in pyproject.toml."""
 
-from setuptools import setup
+from setuptools import Extension, setup
 
-setup(cffi_modules=["src/kmmio/backend/_sys_build.py:ffi", "src/kmmio/tools/_tools_build.py:ffi"])
+agent = Extension(
+    "kmmio.agent.libkmmio_agent",
+    sources=["src/kmmio/agent/_agent.c"],
+    extra_compile_args=["-O2", "-Wall", "-Wextra", "-fvisibility=hidden", "-fno-strict-aliasing"],
+    extra_link_args=["-ldl", "-lpthread"],
+    py_limited_api=False,
+)
+
+setup(
+    cffi_modules=[
+        "src/kmmio/backend/_sys_build.py:ffi",
+        "src/kmmio/tools/_tools_build.py:ffi",
+        "src/kmmio/agent/_ring_build.py:ffi",
+    ],
+    ext_modules=[agent],
+)

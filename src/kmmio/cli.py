@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
         "open; step: the kmmio way for every access (open the page, single-step, re-arm)",
     )
     tr.add_argument(
+        "--backend",
+        choices=["auto", "agent", "ptrace"],
+        default="auto",
+        help="agent: an agent inside the program performs each access in the faulting thread "
+        "(LD_PRELOAD; a dynamically linked program started by kmmio); ptrace: the tracer does, "
+        "through ptrace; auto (default): the agent where it can be loaded, else ptrace",
+    )
+    tr.add_argument(
         "-p",
         "--pid",
         metavar="PID",

@@ -102,6 +102,9 @@ def run_trace(args: argparse.Namespace) -> int:
     # VERSION, then one PCIDEV line per PCI device, as the kernel's log starts.
     header: list[Record] = [Version(), *pci_devices(roots)]
     writer = TraceWriter(stream, flush_every=1 if stream is sys.stderr else 256, header=header)
+    backend, fallback = choose_backend(args, program)
+    if backend == "agent":
+        return _run_agent(args, program, writer, stream, owned)
     tracer = Tracer(
         args.patterns,
         writer.write,
@@ -135,10 +138,68 @@ def run_trace(args: argparse.Namespace) -> int:
             f"kmmio: {c['R'] + c['W']} accesses traced ({c['R']} reads, {c['W']} writes), "
             f"{c['LOST']} lost, {c['UNKNOWN']} unknown, "
             f"{c['MAP']} mappings traced; {s.emulated} instructions emulated, {s.stepped} stepped; "
-            f"exit status {status}",
+            f"backend ptrace{fallback}; exit status {status}",
             file=sys.stderr,
         )
     unmatched = [p for p in args.patterns if p not in tracer.regions.matched]
+    if unmatched and not args.quiet:
+        print(f"kmmio: no mapping matched {', '.join(map(repr, unmatched))}", file=sys.stderr)
+    return status
+
+
+def choose_backend(args: argparse.Namespace, program: list[str]) -> tuple[str, str]:
+    """``--backend``: "agent" or "ptrace", and for ``auto`` falling back to ptrace, why
+    (as the summary line says it: `` (static program)``)."""
+    if args.backend == "ptrace":
+        return "ptrace", ""
+    why = None
+    if args.pids:
+        why = "attached program"
+    elif args.hook is not None:
+        why = "--hook"
+    elif args.regs:
+        why = "--regs"
+    else:
+        from kmmio.agent import why_not
+        from kmmio.launch import resolve_program
+
+        why = why_not(resolve_program(program[0]))
+    if why is None:
+        return "agent", ""
+    if args.backend == "agent":
+        raise UsageError(f"--backend agent: not with this program ({why}); try --backend ptrace")
+    return "ptrace", f" ({why})"
+
+
+def _run_agent(
+    args: argparse.Namespace, program: list[str], writer: TraceWriter, stream: TextIO, owned: bool
+) -> int:
+    """``kmmio trace`` on the agent backend."""
+    from kmmio.agent.tracer import AgentTracer
+
+    tracer = AgentTracer(args.patterns, writer.write, mode=Mode(args.mode), roots=Roots.from_env())
+    status_line = status_progress(tracer, quiet=args.quiet or stream is sys.stderr)  # type: ignore[arg-type]
+    traced = False
+    try:
+        tracer.spawn(program)
+        writer.write_header()
+        status_line.in_background()
+        status = tracer.run(args.duration)
+        traced = True
+    finally:
+        status_line.close()
+        _finish_log(writer, stream if owned else None, report=traced)
+    if not args.quiet and stream is not sys.stderr:
+        c = tracer.log.counts
+        s = tracer.stats
+        print(
+            f"kmmio: {c['R'] + c['W']} accesses traced ({c['R']} reads, {c['W']} writes), "
+            f"{c['LOST']} lost, {c['UNKNOWN']} unknown, "
+            f"{c['MAP']} mappings traced; {s.emulated} accesses performed in the program, "
+            f"{s.stepped} instructions relocated; backend agent; exit status {status}",
+            file=sys.stderr,
+        )
+    unmatched = [p for p in args.patterns if p not in tracer.matched]
     if unmatched and not args.quiet:
         print(f"kmmio: no mapping matched {', '.join(map(repr, unmatched))}", file=sys.stderr)
     return status

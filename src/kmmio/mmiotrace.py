@@ -11,12 +11,14 @@ unsigned: never a sign- or zero-extended register.
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kmmio.engine import Probe, StepCondition
+from kmmio.trace.reader import read_records
 from kmmio.trace.records import Access, KernelAccess, Kind, Map, MapInfo, Mark, Record, Unknown, Unmap
 from kmmio.trace.writer import AccessRow, TraceWriter
 from kmmio.x86.decode import InstructionForm
@@ -339,6 +341,23 @@ class MmioTrace:
         self.counts["W"] += writes
         self.counts["R"] += n - writes
         return int(n)
+
+    def lines_served(self, text: str, reads: int, writes: int) -> None:
+        """Access lines a backend formatted itself (the agent's ring): into the log after
+        the lines held back, or parsed into records for an ``emit`` that is no writer."""
+        if self._lines is not None:
+            self.flush()
+            self._lines.write_lines(text, reads + writes)
+        else:
+            for rec in read_records(io.StringIO(text)):
+                self.emit(rec)
+        self.counts["R"] += reads
+        self.counts["W"] += writes
+
+    def unknown(self, mapping: Mapping, addr: int, code: bytes, pc: int, tid: int) -> None:
+        """An access the decoder cannot account for: ``UNKNOWN``, as the kernel logs it."""
+        self.counts["UNKNOWN"] += 1
+        self._emit(Unknown(now_us(), mapping.map_id, mapping.phys_of(addr), code[:3] or b"\0", pc, tid))
 
     def _push(self) -> None:
         """Lines that say which mappings are traced reach the log at once (a reader

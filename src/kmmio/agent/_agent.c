@@ -1,0 +1,962 @@
+/* kmmio's in-process agent: LD_PRELOAD-ed into a traced program (see kmmio/agent/__init__.py).
+ *
+ * Python decides, this only executes.  The tracer (kmmio.agent.tracer) tells the agent
+ * which ranges to arm and, for each new faulting instruction, what to do with it:
+ *  - QUICK: a plain load or store (kmmio.x86.quick.QuickOp's words): performed here, in
+ *    the SIGSEGV handler of the faulting thread, through an alias of the same pages (a
+ *    second mapping made with mremap(old, 0)), its registers patched in the ucontext;
+ *  - RELOC: anything else: per fault the tracer gets the registers and answers a copy of
+ *    the instruction re-encoded against the alias (and registers to set), which runs in a
+ *    per-thread trampoline ending with hlt; the hlt's fault hands the registers back.
+ * Records go into a shared ring (a memfd the tracer drains); a full ring makes the
+ * faulting thread wait.  Nothing is per-access IPC on the QUICK path.
+ *
+ * The kernel's kmmio.c names: kmmio_handler() is on_segv(), post_kmmio_handler() is
+ * reloc_post(), arm_kmmio_fault_page() is arm(), disarm_kmmio_fault_page() disarm().
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+#include <asm/prctl.h>
+
+#define EXPORT __attribute__((visibility("default")))
+#define TLS __thread __attribute__((tls_model("initial-exec")))
+#define PAGE 4096ul
+
+/* -- the ring (layout shared with kmmio/agent/_drain_impl.c) ---------------------------- */
+struct ring_hdr {
+    _Atomic uint64_t head;
+    char pad1[56];
+    _Atomic uint64_t tail;
+    char pad2[56];
+    _Atomic uint32_t waiters; /* threads waiting for room */
+    uint32_t cap;             /* records, a power of two */
+    _Atomic uint32_t detach;  /* the tracer is going: disarm everything, record nothing */
+    uint32_t tracer_pid;
+    _Atomic uint64_t relocated;
+};
+struct rec {
+    _Atomic uint64_t seq; /* position + 1 once written */
+    uint32_t kind, width; /* kind 0 R, 1 W */
+    uint64_t ts_us, map_id, phys, pc, tid;
+    uint8_t value[64];
+};
+#define RING_HDR 4096
+
+/* -- messages (kmmio/agent/protocol.py) ------------------------------------------------- */
+enum { M_HELLO = 1, M_MAPS = 2, M_DECODE = 3, M_PRE = 4, M_POST = 5, M_ARMED = 6 };
+enum { D_NONE = 0, D_QUICK = 1, D_RELOC = 2 };
+enum { A_ARM = 1, A_DISARM = 2 };
+enum { P_RUN = 1, P_GENUINE = 2, P_REGS = 3 };
+#define NWORDS 27 /* struct user_regs_struct */
+#define U_RIP 16
+#define U_FS_BASE 21
+#define U_GS_BASE 22
+
+/* user_regs_struct word -> ucontext gregs index (-1: not in the ucontext). */
+static const int U2G[NWORDS] = {
+    REG_R15, REG_R14, REG_R13, REG_R12, REG_RBP, REG_RBX, REG_R11, REG_R10, REG_R9, REG_R8,
+    REG_RAX, REG_RCX, REG_RDX, REG_RSI, REG_RDI, -1,      REG_RIP, -1,      REG_EFL, REG_RSP,
+    -1,      -1,      -1,      -1,      -1,      -1,      -1,
+};
+
+struct desc {
+    _Atomic uint64_t pc; /* 0 free, 1 forgotten */
+    uint64_t kind, write, width;
+    int64_t base_i, base_shift;
+    uint64_t base_mask;
+    int64_t index_i, index_shift;
+    uint64_t index_mask, scale, disp;
+    int64_t seg_i, reg_i, reg_shift;
+    uint64_t reg_mask, has_imm, imm, sign_bit, next_ip;
+};
+#define DESC_CAP 4096
+static struct desc descs[DESC_CAP];
+
+struct range {
+    _Atomic uint64_t live;
+    uint64_t lo, hi, alias, map_id, phys;
+    uint8_t *prot; /* per 4 KiB page: what the program asked for */
+    int private_kind; /* no alias: accessed through /proc/self/mem */
+};
+#define RANGE_CAP 512
+static struct range ranges[RANGE_CAP];
+static _Atomic int range_top;
+
+static int active;            /* connected to a tracer */
+static int sock = -1;          /* this process's own socket to the tracer */
+static int root_fd = -1, ring_fd = -1, wake_fd = -1;
+static struct ring_hdr *ring;
+static struct rec *recs;
+static int self_mem = -1;      /* /proc/self/mem, for private mappings */
+static pthread_mutex_t sock_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sigaction prog_segv;  /* the program's own SIGSEGV action */
+static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
+static int (*real_sigprocmask)(int, const sigset_t *, sigset_t *);
+static int (*real_pthread_sigmask)(int, const sigset_t *, sigset_t *);
+static pid_t fork_parent;
+
+static TLS pid_t my_tid;
+static TLS uint8_t *tramp;      /* this thread's trampoline page */
+static TLS uint64_t tramp_hlt;  /* the address of its hlt while one runs, else 0 */
+
+static pid_t tid(void)
+{
+    if (!my_tid)
+        my_tid = (pid_t)syscall(SYS_gettid);
+    return my_tid;
+}
+
+static long raw_mmap(void *a, size_t n, int prot, int flags, int fd, off_t off)
+{
+    return syscall(SYS_mmap, a, n, prot, flags, fd, off);
+}
+static long raw_mprotect(uint64_t a, size_t n, int prot) { return syscall(SYS_mprotect, a, n, prot); }
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void die(const char *why)
+{
+    /* The agent cannot go on: say so on stderr and end the program, as the kernel would
+     * on an access it cannot handle (its pages would otherwise stay armed). */
+    static const char pre[] = "kmmio agent: ";
+    ssize_t r = write(2, pre, sizeof pre - 1);
+    r = write(2, why, strlen(why));
+    r = write(2, "\n", 1);
+    (void)r;
+    syscall(SYS_exit_group, 3);
+}
+
+/* -- talking to the tracer -------------------------------------------------------------- */
+
+/* One request, one reply, on this process's socket (under sock_lock). */
+static long ask(const void *req, size_t len, void *reply, size_t cap)
+{
+    ssize_t n;
+    do
+        n = send(sock, req, len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -1;
+    do
+        n = recv(sock, reply, cap, 0);
+    while (n < 0 && errno == EINTR);
+    return n <= 0 ? -1 : n;
+}
+
+static void tell(const void *msg, size_t len)
+{
+    ssize_t n;
+    do
+        n = send(sock, msg, len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+}
+
+/* -- records ----------------------------------------------------------------------------- */
+
+static void futex(_Atomic uint64_t *word, int op, uint32_t val, const struct timespec *t)
+{
+    syscall(SYS_futex, (uint32_t *)word, op, val, t, NULL, 0);
+}
+
+static void wake_tracer(void)
+{
+    uint64_t one = 1;
+    ssize_t r = write(wake_fd, &one, 8);
+    (void)r;
+}
+
+static void emit(uint32_t kind, uint32_t width, const struct range *r, uint64_t addr, const void *value,
+                 uint64_t pc)
+{
+    if (!ring || atomic_load_explicit(&ring->detach, memory_order_relaxed))
+        return;
+    uint64_t cap = ring->cap;
+    uint64_t pos = atomic_fetch_add_explicit(&ring->head, 1, memory_order_relaxed);
+    uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
+    while (pos - tail >= cap) { /* full: wait for the tracer, never drop */
+        atomic_fetch_add(&ring->waiters, 1);
+        wake_tracer();
+        struct timespec t = {0, 2000000};
+        futex(&ring->tail, FUTEX_WAIT, (uint32_t)tail, &t);
+        atomic_fetch_sub(&ring->waiters, 1);
+        tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
+        if (atomic_load(&ring->detach))
+            return;
+    }
+    struct rec *x = &recs[pos & (cap - 1)];
+    x->kind = kind;
+    x->width = width;
+    x->ts_us = now_us();
+    x->map_id = r->map_id;
+    x->phys = r->phys + (addr - r->lo);
+    x->pc = pc;
+    x->tid = (uint64_t)tid();
+    memcpy(x->value, value, width);
+    atomic_store_explicit(&x->seq, pos + 1, memory_order_release);
+    if (pos - tail == cap / 2)
+        wake_tracer();
+}
+
+/* -- armed ranges ------------------------------------------------------------------------ */
+
+static struct range *find_range(uint64_t addr)
+{
+    int top = atomic_load_explicit(&range_top, memory_order_acquire);
+    for (int i = 0; i < top; i++) {
+        struct range *r = &ranges[i];
+        if (atomic_load_explicit(&r->live, memory_order_acquire) && r->lo <= addr && addr < r->hi)
+            return r;
+    }
+    return NULL;
+}
+
+static int page_prot(const struct range *r, uint64_t addr) { return r->prot[(addr - r->lo) / PAGE]; }
+
+/* Whether the program's own protection lets [addr, addr + n) be read (or written). */
+static int allowed(const struct range *r, uint64_t addr, uint64_t n, int write)
+{
+    for (uint64_t a = addr & ~(PAGE - 1); a < addr + n; a += PAGE) {
+        int p = page_prot(r, a);
+        if (!(p & (write ? PROT_WRITE : PROT_READ)))
+            return 0;
+    }
+    return 1;
+}
+
+/* arm_kmmio_fault_page(): alias the range's pages, then make them PROT_NONE. */
+static void arm(uint64_t map_id, uint64_t lo, uint64_t hi, uint64_t phys, int prot)
+{
+    int slot = -1, top = atomic_load(&range_top);
+    for (int i = 0; i < top; i++)
+        if (!atomic_load(&ranges[i].live)) {
+            slot = i;
+            break;
+        }
+    if (slot < 0) {
+        if (top == RANGE_CAP)
+            die("too many traced mappings");
+        slot = top;
+    }
+    struct range *r = &ranges[slot];
+    size_t pages = (hi - lo + PAGE - 1) / PAGE;
+    long m = raw_mmap(NULL, pages, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m < 0 && m > -4096)
+        die("out of memory");
+    r->prot = (uint8_t *)m;
+    memset(r->prot, prot, pages);
+    long alias = syscall(SYS_mremap, lo, 0, hi - lo, MREMAP_MAYMOVE);
+    r->private_kind = alias < 0 && alias > -4096;
+    r->alias = r->private_kind ? 0 : (uint64_t)alias;
+    r->lo = lo;
+    r->hi = hi;
+    r->map_id = map_id;
+    r->phys = phys;
+    atomic_store_explicit(&r->live, 1, memory_order_release);
+    if (slot == top)
+        atomic_store_explicit(&range_top, top + 1, memory_order_release);
+    raw_mprotect(lo, hi - lo, PROT_NONE);
+    uint64_t msg[4] = {M_ARMED, map_id, r->alias, (uint64_t)r->private_kind};
+    tell(msg, sizeof msg);
+}
+
+/* disarm_kmmio_fault_page(): forget a range (its pages unmapped or remapped: nothing to
+ * restore), or, with restore, give the pages back the program's protection. */
+static void disarm(struct range *r, int restore)
+{
+    atomic_store_explicit(&r->live, 0, memory_order_release);
+    if (restore)
+        for (uint64_t a = r->lo; a < r->hi; a += PAGE)
+            raw_mprotect(a, PAGE, page_prot(r, a));
+    if (r->alias)
+        syscall(SYS_munmap, r->alias, r->hi - r->lo);
+    syscall(SYS_munmap, r->prot, (r->hi - r->lo + PAGE - 1) / PAGE);
+    r->alias = 0;
+}
+
+static void forget_code(uint64_t lo, uint64_t hi)
+{
+    for (int i = 0; i < DESC_CAP; i++) {
+        uint64_t pc = atomic_load_explicit(&descs[i].pc, memory_order_relaxed);
+        if (pc > 1 && pc >= lo && pc < hi)
+            atomic_store(&descs[i].pc, 1);
+    }
+}
+
+/* Everything goes back as the program asked for it: the tracer is gone or going. */
+static void detach_all(void)
+{
+    if (!active)
+        return;
+    active = 0;
+    int top = atomic_load(&range_top);
+    for (int i = 0; i < top; i++)
+        if (atomic_load(&ranges[i].live))
+            disarm(&ranges[i], 1);
+}
+
+/* The mappings in [lo, hi) changed: the tracer says what to arm and disarm there. */
+static void maps_changed(uint64_t lo, uint64_t hi, uint64_t pc)
+{
+    if (!active)
+        return;
+    forget_code(lo, hi);
+    uint64_t req[5] = {M_MAPS, (uint64_t)tid(), pc, lo, hi};
+    uint64_t reply[1 + 6 * 64];
+    pthread_mutex_lock(&sock_lock);
+    pthread_mutex_lock(&table_lock);
+    long n = ask(req, sizeof req, reply, sizeof reply);
+    if (n < 0 || atomic_load(&ring->detach)) {
+        detach_all();
+    } else {
+        for (uint64_t i = 0; i < reply[0] && 1 + 6 * (i + 1) <= (uint64_t)n / 8; i++) {
+            uint64_t *a = &reply[1 + 6 * i];
+            if (a[0] == A_ARM) {
+                arm(a[1], a[2], a[3], a[4], (int)a[5]);
+            } else if (a[0] == A_DISARM) {
+                int top = atomic_load(&range_top);
+                for (int k = 0; k < top; k++)
+                    if (atomic_load(&ranges[k].live) && ranges[k].map_id == a[1])
+                        disarm(&ranges[k], 0);
+            }
+        }
+    }
+    pthread_mutex_unlock(&table_lock);
+    pthread_mutex_unlock(&sock_lock);
+}
+
+/* The tracer went away (killed): every process it traced lets go of its pages. */
+static void tracer_gone(void)
+{
+    atomic_store(&ring->detach, 1);
+    if (pthread_mutex_trylock(&table_lock) == 0) {
+        detach_all();
+        pthread_mutex_unlock(&table_lock);
+    }
+}
+
+/* -- one access -------------------------------------------------------------------------- */
+
+static uint64_t part(const greg_t *g, int64_t i, int64_t shift, uint64_t mask)
+{
+    if (i < 0)
+        return 0;
+    uint64_t v;
+    if (i == U_FS_BASE || i == U_GS_BASE) {
+        syscall(SYS_arch_prctl, i == U_FS_BASE ? ARCH_GET_FS : ARCH_GET_GS, &v);
+        return v;
+    }
+    v = (uint64_t)g[U2G[i]];
+    return (v >> shift) & mask;
+}
+
+static struct desc *lookup(uint64_t pc)
+{
+    uint64_t i = (pc * 0x9E3779B97F4A7C15ull >> 20) % DESC_CAP;
+    for (int n = 0; n < DESC_CAP; n++, i = (i + 1) % DESC_CAP) {
+        uint64_t at = atomic_load_explicit(&descs[i].pc, memory_order_acquire);
+        if (at == pc)
+            return &descs[i];
+        if (at == 0)
+            return NULL;
+    }
+    return NULL;
+}
+
+static void keep(const struct desc *d)
+{
+    uint64_t i = (d->pc * 0x9E3779B97F4A7C15ull >> 20) % DESC_CAP;
+    for (int n = 0; n < DESC_CAP; n++, i = (i + 1) % DESC_CAP) {
+        uint64_t at = atomic_load(&descs[i].pc);
+        if (at == 0 || at == 1) {
+            struct desc *s = &descs[i];
+            memcpy((char *)s + 8, (const char *)d + 8, sizeof *d - 8);
+            atomic_store_explicit(&s->pc, d->pc, memory_order_release);
+            return;
+        }
+    }
+    /* full: not kept, asked again next time */
+}
+
+/* The tracer's word on the instruction at pc (cached when its code cannot change). */
+static int decode(uint64_t pc, uint64_t addr, struct desc *out)
+{
+    uint64_t req[6] = {M_DECODE, (uint64_t)tid(), pc, addr, 0, 0};
+    memcpy(&req[4], (const void *)pc, 16); /* the code: readable, it just ran */
+    uint64_t reply[20];
+    pthread_mutex_lock(&sock_lock);
+    long n = ask(req, sizeof req, reply, sizeof reply);
+    pthread_mutex_unlock(&sock_lock);
+    if (n != sizeof reply)
+        return -1;
+    memset(out, 0, sizeof *out);
+    out->pc = pc;
+    memcpy((char *)out + 8, &reply[0], 8);                /* kind */
+    memcpy((char *)out + 16, &reply[2], 18 * 8);          /* write .. next_ip */
+    if (reply[1])
+        keep(out);
+    return 0;
+}
+
+static void load_alias(const struct range *r, uint64_t addr, void *dst, uint64_t width)
+{
+    if (r->private_kind) {
+        if (pread(self_mem, dst, width, (off_t)addr) != (ssize_t)width)
+            die("cannot read traced private memory");
+        return;
+    }
+    const volatile void *p = (const volatile void *)(r->alias + (addr - r->lo));
+    switch (width) { /* one access of the program's width */
+    case 1: *(uint8_t *)dst = *(const volatile uint8_t *)p; break;
+    case 2: *(uint16_t *)dst = *(const volatile uint16_t *)p; break;
+    case 4: *(uint32_t *)dst = *(const volatile uint32_t *)p; break;
+    case 8: *(uint64_t *)dst = *(const volatile uint64_t *)p; break;
+    default: memcpy(dst, (const void *)p, width);
+    }
+}
+
+static void store_alias(const struct range *r, uint64_t addr, const void *src, uint64_t width)
+{
+    if (r->private_kind) {
+        if (pwrite(self_mem, src, width, (off_t)addr) != (ssize_t)width)
+            die("cannot write traced private memory");
+        return;
+    }
+    volatile void *p = (volatile void *)(r->alias + (addr - r->lo));
+    switch (width) {
+    case 1: *(volatile uint8_t *)p = *(const uint8_t *)src; break;
+    case 2: *(volatile uint16_t *)p = *(const uint16_t *)src; break;
+    case 4: *(volatile uint32_t *)p = *(const uint32_t *)src; break;
+    case 8: *(volatile uint64_t *)p = *(const uint64_t *)src; break;
+    default: memcpy((void *)p, src, width);
+    }
+}
+
+/* A plain load or store, done here; 0 if it must go another way (not all in one armed
+ * range, or the program's protection forbids it: then the fault is the program's). */
+static int quick(const struct desc *d, greg_t *g, uint64_t pc, int *genuine)
+{
+    uint64_t ea = d->disp + part(g, d->base_i, d->base_shift, d->base_mask) +
+                  part(g, d->index_i, d->index_shift, d->index_mask) * d->scale;
+    if (d->seg_i >= 0)
+        ea += part(g, d->seg_i, 0, ~0ull);
+    struct range *r = find_range(ea);
+    if (!r || ea + d->width > r->hi)
+        return 0;
+    if (!allowed(r, ea, d->width, (int)d->write)) {
+        *genuine = 1;
+        return 0;
+    }
+    uint64_t v = 0;
+    if (d->write) {
+        v = d->has_imm ? d->imm : part(g, d->reg_i, d->reg_shift, d->reg_mask);
+        store_alias(r, ea, &v, d->width);
+        emit(1, (uint32_t)d->width, r, ea, &v, pc);
+    } else {
+        load_alias(r, ea, &v, d->width);
+        emit(0, (uint32_t)d->width, r, ea, &v, pc);
+        uint64_t loaded = v;
+        if (d->sign_bit && (loaded & d->sign_bit))
+            loaded -= d->sign_bit << 1;
+        loaded &= d->reg_mask;
+        greg_t *dst = &g[U2G[d->reg_i]];
+        if (d->reg_mask == 0xffffffffull || d->reg_mask == ~0ull)
+            *dst = (greg_t)loaded;
+        else
+            *dst = (greg_t)(((uint64_t)*dst & ~(d->reg_mask << d->reg_shift)) | (loaded << d->reg_shift));
+    }
+    g[REG_RIP] = (greg_t)d->next_ip;
+    return 1;
+}
+
+static void words_of(const greg_t *g, uint64_t *w)
+{
+    memset(w, 0, NWORDS * 8);
+    for (int i = 0; i < NWORDS; i++)
+        if (U2G[i] >= 0)
+            w[i] = (uint64_t)g[U2G[i]];
+    syscall(SYS_arch_prctl, ARCH_GET_FS, &w[U_FS_BASE]);
+    syscall(SYS_arch_prctl, ARCH_GET_GS, &w[U_GS_BASE]);
+}
+
+static void apply_sets(greg_t *g, const uint64_t *sets, uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t idx = sets[2 * i];
+        if (idx < NWORDS && U2G[idx] >= 0)
+            g[U2G[idx]] = (greg_t)sets[2 * i + 1];
+    }
+}
+
+#define PRE_MAX (5 + NWORDS + 512)
+/* Anything but a plain load or store: the tracer re-encodes it against the alias; it runs
+ * in this thread's trampoline, whose hlt brings it back to reloc_post(). */
+static int reloc_pre(ucontext_t *uc, uint64_t addr)
+{
+    greg_t *g = uc->uc_mcontext.gregs;
+    if (!tramp) {
+        long m = raw_mmap(NULL, PAGE, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m < 0 && m > -4096)
+            die("no memory for a trampoline");
+        tramp = (uint8_t *)m;
+    }
+    static TLS uint64_t req[PRE_MAX];
+    req[0] = M_PRE;
+    req[1] = (uint64_t)tid();
+    req[2] = (uint64_t)tramp;
+    req[3] = addr;
+    words_of(g, &req[5]);
+    size_t len = (5 + NWORDS) * 8;
+    const uint8_t *fp = (const uint8_t *)uc->uc_mcontext.fpregs;
+    uint32_t magic, xsize = 512;
+    memcpy(&magic, fp + 464, 4);
+    if (magic == 0x46505853u)
+        memcpy(&xsize, fp + 464 + 16, 4);
+    if (xsize > 512 * 8)
+        xsize = 512 * 8;
+    req[4] = xsize;
+    memcpy(&req[5 + NWORDS], fp, xsize);
+    len += xsize;
+    static TLS uint64_t reply[2 + 2 * NWORDS + 1 + 4];
+    pthread_mutex_lock(&sock_lock);
+    long n = ask(req, len, reply, sizeof reply);
+    pthread_mutex_unlock(&sock_lock);
+    if (n < 16) {
+        tracer_gone();
+        return 1; /* runs again, untraced */
+    }
+    if (reply[0] == P_GENUINE)
+        return 0;
+    uint64_t nsets = reply[1];
+    apply_sets(g, &reply[2], nsets);
+    if (reply[0] == P_RUN) {
+        uint64_t clen = reply[2 + 2 * nsets];
+        memcpy(tramp, &reply[3 + 2 * nsets], clen);
+        tramp[clen] = 0xf4; /* hlt: a fault in user mode */
+        tramp_hlt = (uint64_t)tramp + clen;
+        g[REG_RIP] = (greg_t)tramp;
+    }
+    return 1;
+}
+
+static void reloc_post(greg_t *g)
+{
+    uint64_t req[2 + NWORDS];
+    req[0] = M_POST;
+    req[1] = (uint64_t)tid();
+    words_of(g, &req[2]);
+    uint64_t reply[1 + 2 * NWORDS];
+    tramp_hlt = 0;
+    pthread_mutex_lock(&sock_lock);
+    long n = ask(req, sizeof req, reply, sizeof reply);
+    pthread_mutex_unlock(&sock_lock);
+    if (n < 8)
+        die("the tracer is gone");
+    apply_sets(g, &reply[1], reply[0]);
+}
+
+/* -- signals ----------------------------------------------------------------------------- */
+
+#define NUDGE ((void *)0x6b6d6d696f) /* "kmmio": the tracer asks us to let go */
+
+/* The program's own action for a SIGSEGV that is not a traced access. */
+static void chain(int sig, siginfo_t *si, void *uc)
+{
+    struct sigaction *p = &prog_segv;
+    void (*h)(int) = p->sa_handler;
+    if (h == SIG_DFL || h == SIG_IGN) {
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        real_sigaction(SIGSEGV, &dfl, NULL);
+        if (si->si_code <= 0 && h == SIG_DFL) /* sent, not a fault: send it again */
+            syscall(SYS_rt_tgsigqueueinfo, getpid(), tid(), sig, si);
+        return; /* a fault happens again, now with the default action */
+    }
+    struct sigaction act = *p;
+    sigset_t old;
+    real_pthread_sigmask(SIG_BLOCK, &act.sa_mask, &old);
+    if (act.sa_flags & SA_RESETHAND) {
+        memset(p, 0, sizeof *p);
+        p->sa_handler = SIG_DFL;
+    }
+    if (act.sa_flags & SA_SIGINFO)
+        act.sa_sigaction(sig, si, uc);
+    else
+        h(sig);
+    real_pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* kmmio_handler(). */
+static void on_segv(int sig, siginfo_t *si, void *ctx)
+{
+    int saved = errno;
+    ucontext_t *uc = ctx;
+    greg_t *g = uc->uc_mcontext.gregs;
+    uint64_t pc = (uint64_t)g[REG_RIP];
+    if (si->si_code == SI_QUEUE && si->si_value.sival_ptr == NUDGE) {
+        if (pthread_mutex_trylock(&table_lock) == 0) {
+            detach_all();
+            pthread_mutex_unlock(&table_lock);
+        }
+        goto out;
+    }
+    if (si->si_code == SI_KERNEL && tramp_hlt && pc == tramp_hlt) {
+        reloc_post(g);
+        goto out;
+    }
+    if (si->si_code > 0 && active) {
+        uint64_t addr = (uint64_t)si->si_addr;
+        struct range *r = find_range(addr);
+        if (r) {
+            if (atomic_load(&ring->detach)) {
+                pthread_mutex_lock(&table_lock);
+                detach_all();
+                pthread_mutex_unlock(&table_lock);
+                goto out; /* runs again, untraced */
+            }
+            struct desc local, *d = lookup(pc);
+            if (!d) {
+                if (decode(pc, addr, &local) < 0) {
+                    tracer_gone();
+                    goto out; /* runs again, untraced */
+                }
+                d = &local;
+            }
+            int genuine = 0;
+            if (d->kind == D_QUICK && quick(d, g, pc, &genuine))
+                goto out;
+            if (!genuine && d->kind != D_NONE && reloc_pre(uc, addr))
+                goto out;
+        }
+    }
+    chain(sig, si, ctx);
+out:
+    errno = saved;
+}
+
+static void install_handler(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+    real_sigaction(SIGSEGV, &sa, NULL);
+}
+
+/* -- the program's calls, interposed ----------------------------------------------------- */
+
+static void strip_segv(sigset_t *set) { sigdelset(set, SIGSEGV); }
+
+EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+    if (!real_sigaction)
+        real_sigaction = dlsym(RTLD_NEXT, "sigaction");
+    if (sig != SIGSEGV || !active) {
+        if (act && active) {
+            struct sigaction copy = *act; /* SIGSEGV is never blocked: a fault in a handler */
+            strip_segv(&copy.sa_mask);
+            return real_sigaction(sig, &copy, old);
+        }
+        return real_sigaction(sig, act, old);
+    }
+    if (old)
+        *old = prog_segv;
+    if (act) {
+        prog_segv = *act;
+        strip_segv(&prog_segv.sa_mask);
+    }
+    return 0;
+}
+
+EXPORT __sighandler_t signal(int sig, __sighandler_t h)
+{
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = h;
+    sa.sa_flags = SA_RESTART;
+    if (sigaction(sig, &sa, &old) < 0)
+        return SIG_ERR;
+    return old.sa_handler;
+}
+
+EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
+{
+    if (!real_sigprocmask)
+        real_sigprocmask = dlsym(RTLD_NEXT, "sigprocmask");
+    if (set && active && how != SIG_UNBLOCK) {
+        sigset_t copy = *set;
+        strip_segv(&copy);
+        return real_sigprocmask(how, &copy, old);
+    }
+    return real_sigprocmask(how, set, old);
+}
+
+EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
+{
+    if (!real_pthread_sigmask)
+        real_pthread_sigmask = dlsym(RTLD_NEXT, "pthread_sigmask");
+    if (set && active && how != SIG_UNBLOCK) {
+        sigset_t copy = *set;
+        strip_segv(&copy);
+        return real_pthread_sigmask(how, &copy, old);
+    }
+    return real_pthread_sigmask(how, set, old);
+}
+
+static uint64_t round_up(uint64_t n) { return (n + PAGE - 1) & ~(PAGE - 1); }
+static long result(long r)
+{
+    if (r < 0 && r > -4096) {
+        errno = (int)-r;
+        return -1;
+    }
+    return r;
+}
+#define CALLER ((uint64_t)__builtin_return_address(0))
+
+EXPORT void *mmap(void *a, size_t n, int prot, int flags, int fd, off_t off)
+{
+    long r = raw_mmap(a, n, prot, flags, fd, off);
+    if (r < 0 && r > -4096) {
+        errno = (int)-r;
+        return MAP_FAILED;
+    }
+    maps_changed((uint64_t)r, (uint64_t)r + round_up(n), CALLER);
+    return (void *)r;
+}
+EXPORT void *mmap64(void *a, size_t n, int prot, int flags, int fd, off_t off) __attribute__((alias("mmap")));
+
+EXPORT int munmap(void *a, size_t n)
+{
+    long r = syscall(SYS_munmap, a, n);
+    if (r == 0)
+        maps_changed((uint64_t)a, (uint64_t)a + round_up(n), CALLER);
+    return (int)result(r);
+}
+
+EXPORT void *mremap(void *old, size_t old_n, size_t new_n, int flags, ...)
+{
+    void *to = NULL;
+    if (flags & MREMAP_FIXED) {
+        va_list ap;
+        va_start(ap, flags);
+        to = va_arg(ap, void *);
+        va_end(ap);
+    }
+    if (active && old_n) { /* armed pages move with the program's protection */
+        pthread_mutex_lock(&table_lock);
+        int top = atomic_load(&range_top);
+        for (int i = 0; i < top; i++)
+            if (atomic_load(&ranges[i].live) && ranges[i].lo < (uint64_t)old + old_n &&
+                (uint64_t)old < ranges[i].hi)
+                disarm(&ranges[i], 1);
+        pthread_mutex_unlock(&table_lock);
+    }
+    long r = syscall(SYS_mremap, old, old_n, new_n, flags, to);
+    if (r < 0 && r > -4096) {
+        errno = (int)-r;
+        return MAP_FAILED;
+    }
+    uint64_t pc = CALLER;
+    if (old_n)
+        maps_changed((uint64_t)old, (uint64_t)old + round_up(old_n), pc);
+    maps_changed((uint64_t)r, (uint64_t)r + round_up(new_n), pc);
+    return (void *)r;
+}
+
+/* The program's mprotect of armed pages sets what they are restored to; they stay armed. */
+EXPORT int mprotect(void *addr, size_t n, int prot)
+{
+    uint64_t lo = (uint64_t)addr, hi = lo + round_up(n);
+    if (!active)
+        return (int)result(raw_mprotect(lo, n, prot));
+    pthread_mutex_lock(&table_lock);
+    uint64_t at = lo;
+    long rc = 0;
+    while (at < hi && rc == 0) {
+        struct range *r = find_range(at);
+        if (r) {
+            uint64_t end = r->hi < hi ? r->hi : hi;
+            for (uint64_t p = at; p < end; p += PAGE)
+                r->prot[(p - r->lo) / PAGE] = (uint8_t)prot;
+            at = end;
+            continue;
+        }
+        uint64_t next = hi; /* up to the next armed range */
+        int top = atomic_load(&range_top);
+        for (int i = 0; i < top; i++)
+            if (atomic_load(&ranges[i].live) && ranges[i].lo > at && ranges[i].lo < next)
+                next = ranges[i].lo;
+        rc = raw_mprotect(at, next - at, prot);
+        at = next;
+    }
+    pthread_mutex_unlock(&table_lock);
+    if (prot & PROT_EXEC)
+        forget_code(lo, hi);
+    return (int)result(rc);
+}
+
+EXPORT void *shmat(int id, const void *a, int flags)
+{
+    long r = syscall(SYS_shmat, id, a, flags);
+    if (r < 0 && r > -4096) {
+        errno = (int)-r;
+        return (void *)-1;
+    }
+    maps_changed((uint64_t)r, (uint64_t)r + 1, CALLER); /* the tracer reads its length */
+    return (void *)r;
+}
+
+EXPORT int shmdt(const void *a)
+{
+    long r = syscall(SYS_shmdt, a);
+    if (r == 0)
+        maps_changed((uint64_t)a, (uint64_t)a + 1, CALLER);
+    return (int)result(r);
+}
+
+/* -- start, fork ------------------------------------------------------------------------- */
+
+/* Say hello on the inherited socket, handing the tracer this process's own. */
+static int connect_tracer(uint64_t why, uint64_t parent)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return -1;
+    uint64_t hello[4] = {M_HELLO, (uint64_t)getpid(), why, parent};
+    struct iovec iov = {hello, sizeof hello};
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    memset(cbuf, 0, sizeof cbuf);
+    struct msghdr mh = {0};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof cbuf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &sv[1], sizeof(int));
+    if (sendmsg(root_fd, &mh, MSG_NOSIGNAL) < 0) {
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    close(sv[1]);
+    if (sock >= 0)
+        close(sock);
+    sock = sv[0];
+    return 0;
+}
+
+static void open_self_mem(void)
+{
+    if (self_mem >= 0)
+        close(self_mem);
+    self_mem = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+}
+
+static void before_fork(void)
+{
+    fork_parent = getpid();
+    pthread_mutex_lock(&sock_lock);
+    pthread_mutex_lock(&table_lock);
+}
+
+static void after_fork_parent(void)
+{
+    pthread_mutex_unlock(&table_lock);
+    pthread_mutex_unlock(&sock_lock);
+}
+
+/* A forked child: its own socket and thread ids; its inherited ranges get their own map
+ * ids from the tracer (the reply: pairs of old and new ids). */
+static void after_fork_child(void)
+{
+    pthread_mutex_unlock(&table_lock);
+    pthread_mutex_unlock(&sock_lock);
+    my_tid = 0;
+    if (!active)
+        return;
+    open_self_mem();
+    uint64_t reply[1 + 2 * RANGE_CAP];
+    if (connect_tracer(1, (uint64_t)fork_parent) < 0) {
+        detach_all();
+        return;
+    }
+    ssize_t n;
+    do
+        n = recv(sock, reply, sizeof reply, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 8) {
+        detach_all();
+        return;
+    }
+    int top = atomic_load(&range_top);
+    for (uint64_t i = 0; i < reply[0]; i++)
+        for (int k = 0; k < top; k++)
+            if (atomic_load(&ranges[k].live) && ranges[k].map_id == reply[1 + 2 * i]) {
+                ranges[k].map_id = reply[2 + 2 * i];
+                break;
+            }
+}
+
+__attribute__((constructor)) static void agent_start(void)
+{
+    real_sigaction = dlsym(RTLD_NEXT, "sigaction");
+    real_sigprocmask = dlsym(RTLD_NEXT, "sigprocmask");
+    real_pthread_sigmask = dlsym(RTLD_NEXT, "pthread_sigmask");
+    const char *env = getenv("KMMIO_AGENT");
+    if (!env)
+        return;
+    char *end;
+    root_fd = (int)strtol(env, &end, 10);
+    ring_fd = (int)strtol(end + 1, &end, 10);
+    wake_fd = (int)strtol(end + 1, &end, 10);
+    long size = lseek(ring_fd, 0, SEEK_END);
+    long m = raw_mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, ring_fd, 0);
+    if (size <= 0 || (m < 0 && m > -4096))
+        return; /* not ours (a descriptor closed or reused): run untraced */
+    ring = (struct ring_hdr *)m;
+    recs = (struct rec *)((char *)m + RING_HDR);
+    if (atomic_load(&ring->detach))
+        return;
+    real_sigaction(SIGSEGV, NULL, &prog_segv);
+    open_self_mem();
+    if (connect_tracer(0, (uint64_t)getppid()) < 0)
+        return;
+    uint64_t ok[1];
+    ssize_t n;
+    do
+        n = recv(sock, ok, sizeof ok, 0);
+    while (n < 0 && errno == EINTR);
+    if (n != 8 || !ok[0])
+        return;
+    install_handler();
+    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+    active = 1;
+    maps_changed(0, 1ull << 47, 0);
+}

@@ -1,0 +1,603 @@
+"""The agent backend's tracer: starts the program with the agent, answers its questions,
+drains its record ring into the log.
+
+One :class:`Session` per address space the agent runs in (the program, each forked child,
+each image after ``exec``), each on its own socket (handed over, with ``SCM_RIGHTS``, on the
+socket every agent inherits).  The agent asks:
+
+* ``MAPS lo hi``: the mappings there changed (``mmap``, ``munmap``, ``mremap``, ``shmat``,
+  start): which to arm and disarm (``-m`` patterns against ``/proc/PID/maps``, as
+  :mod:`kmmio.regions` does for ptrace; ``MAP``/``UNMAP`` records);
+* ``DECODE pc``: a new faulting instruction: the quick op's words, or "relocate";
+* ``PRE``/``POST``: one relocated run (:mod:`kmmio.agent.plan`), its records logged here.
+
+Plain accesses never come here: the agent performs them and writes records into the ring,
+which :meth:`AgentTracer._drain` turns into log lines (compiled, ``_ring_impl.c``).
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import mmap
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import iced_x86 as iced
+
+from kmmio.agent import library_path
+from kmmio.agent._ring import ffi, lib
+from kmmio.agent.plan import (
+    TRAMP_CODE,
+    Relocation,
+    Traced,
+    Unsupported,
+    descriptor,
+    is_movs,
+    relocate,
+    string_regs,
+)
+from kmmio.backend.procmaps import MapEntry, kernel_page_size, read_maps
+from kmmio.backend.xstate import ThreadVectors
+from kmmio.devices import Place, Roots
+from kmmio.devices import place as place_device
+from kmmio.errors import KmmioError, UsageError
+from kmmio.faults import Mode, TraceStats
+from kmmio.launch import resolve_program
+from kmmio.mmiotrace import Mapping, MmioTrace, now_us
+from kmmio.regions import Pattern
+from kmmio.trace.records import Kind, Record
+from kmmio.x86.cache import Decoded, Decoder
+from kmmio.x86.decode import MAX_INSN_LEN, InstructionForm
+from kmmio.x86.operands import AccessKind, MemAccess
+from kmmio.x86.regs import USER_REGS_FIELDS, Registers
+
+M_HELLO, M_MAPS, M_DECODE, M_PRE, M_POST, M_ARMED = 1, 2, 3, 4, 5, 6
+A_ARM, A_DISARM = 1, 2
+P_RUN, P_GENUINE = 1, 2
+_NWORDS = 27
+_WORD = {name: i for i, name in enumerate(USER_REGS_FIELDS)}
+RING_HDR = 4096
+REC_SIZE = 128
+#: Records the ring holds (8 MiB); a full ring makes the faulting thread wait.
+RING_CAP = 1 << 16
+_SI_QUEUE = -1
+_NUDGE = 0x6B6D6D696F
+_RING_NAME = "kmmio-ring"
+
+
+def _words(data: bytes, offset: int = 0, count: int | None = None) -> list[int]:
+    n = (len(data) - offset) // 8 if count is None else count
+    return list(struct.unpack_from(f"<{n}Q", data, offset))
+
+
+def _pack(words: Sequence[int]) -> bytes:
+    return struct.pack(f"<{len(words)}Q", *(w & 0xFFFFFFFFFFFFFFFF for w in words))
+
+
+class FrameVectors(ThreadVectors):
+    """The vector and opmask registers saved in a signal frame (XSAVE standard layout, as
+    ``NT_X86_XSTATE`` gives them): what a masked access's mask is read from."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(0)
+        self._data = bytearray(data)
+
+    def flush(self) -> None:  # read only
+        pass
+
+
+@dataclass
+class AgentMapping:
+    """A traced mapping in one session, with where the agent aliased it."""
+
+    mapping: Mapping
+    lo: int
+    hi: int
+    alias: int = 0
+
+
+@dataclass
+class _Pending:
+    reloc: Relocation
+    form: InstructionForm
+    insn: iced.Instruction
+    regs: Registers
+    reads: list[int]
+    accesses: list[tuple[MemAccess, AgentMapping]]
+    addr: int
+
+
+@dataclass
+class Session:
+    """One address space running the agent."""
+
+    pid: int
+    sock: socket.socket
+    mappings: dict[int, AgentMapping] = field(default_factory=dict)
+    forms: dict[int, Decoded] = field(default_factory=dict)
+    pending: dict[int, _Pending] = field(default_factory=dict)
+    mem: int = -1
+
+    def spans(self) -> list[Traced]:
+        return [Traced(m.lo, m.hi, m.alias) for m in self.mappings.values()]
+
+    def mapping_at(self, addr: int, width: int = 1) -> AgentMapping | None:
+        for m in self.mappings.values():
+            if m.lo < addr + width and addr < m.hi:
+                return m
+        return None
+
+    def read(self, addr: int, n: int) -> bytes:
+        try:
+            return os.pread(self.mem, n, addr)
+        except OSError:
+            return bytes(n)
+
+    def write(self, addr: int, data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            os.pwrite(self.mem, data, addr)
+
+
+class AgentTracer:
+    """Trace one program with the in-process agent (see the module docstring)."""
+
+    backend = "agent"
+
+    def __init__(
+        self,
+        patterns: Sequence[str],
+        emit: Callable[[Record], None],
+        mode: Mode = Mode.AUTO,
+        roots: Roots | None = None,
+    ) -> None:
+        self.patterns = [Pattern.parse(p) for p in patterns]
+        self.matched: set[str] = set()
+        self.log = MmioTrace(emit)
+        self.mode = mode
+        self.stats = TraceStats()
+        self.roots = Roots.from_env() if roots is None else roots
+        self.decoder = Decoder()
+        self.sessions: dict[int, Session] = {}  # by socket fd
+        self.root_pid = 0
+        self._child: subprocess.Popen[bytes] | None = None
+        self._sel = selectors.DefaultSelector()
+        self._unplaced: set[str] = set()
+        self._said: set[str] = set()
+        self._stop: str | None = None
+        self._lost = 0
+        # The ring: a memfd shared with every agent, never a path others can open.
+        size = RING_HDR + RING_CAP * REC_SIZE
+        self._ring_fd = os.memfd_create(_RING_NAME, os.MFD_CLOEXEC)
+        os.ftruncate(self._ring_fd, size)
+        self._ring = mmap.mmap(self._ring_fd, size)
+        self._ring_addr = ffi.cast("uintptr_t", ffi.from_buffer(self._ring))
+        lib.kmmio_ring_init(self._ring_addr, RING_CAP, os.getpid())
+        self._out = bytearray(1 << 20)
+        self._out_addr = ffi.cast("uintptr_t", ffi.from_buffer(self._out))
+        self._counts = array.array("Q", [0, 0])
+        self._counts_addr = ffi.cast("uintptr_t", ffi.from_buffer(self._counts))
+        self._root, self._root_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._sel.register(self._root, selectors.EVENT_READ, "root")
+        self._sel.register(self._wake, selectors.EVENT_READ, "wake")
+        self._library = str(library_path())
+
+    # -- start ------------------------------------------------------------------------------
+
+    def spawn(self, argv: Sequence[str], env: dict[str, str] | None = None) -> int:
+        """Start ``argv`` with the agent loaded (it runs at once: the agent connects first)."""
+        if not argv:
+            raise UsageError("no program to run")
+        path = resolve_program(argv[0])
+        child_env = dict(os.environ if env is None else env)
+        fds = (self._root_child.fileno(), self._ring_fd, self._wake)
+        preload = child_env.get("LD_PRELOAD", "")
+        child_env["LD_PRELOAD"] = f"{self._library} {preload}".strip()
+        child_env["KMMIO_AGENT"] = ":".join(map(str, fds))
+        for fd in fds:
+            os.set_inheritable(fd, True)
+        try:
+            self._child = subprocess.Popen(list(argv), executable=path, env=child_env, pass_fds=fds)
+        except OSError as exc:
+            raise UsageError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+        finally:
+            for fd in fds:
+                os.set_inheritable(fd, False)
+        self.root_pid = self._child.pid
+        return self.root_pid
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def accesses_so_far(self) -> int:
+        c = self.log.counts
+        return c["R"] + c["W"]
+
+    def request_stop(self, why: str) -> None:
+        """End the trace (a signal to kmmio, ``--duration``): the agents let go of their
+        pages and the program runs on untraced."""
+        self._stop = why
+
+    def run(self, duration: float | None = None) -> int:
+        """Serve the agents until the program (and every process it started that runs
+        the agent) has exited, or the trace is stopped; the program's exit status."""
+        assert self._child is not None
+        deadline = None if duration is None else time.monotonic() + duration
+        status: int | None = None
+        stops = (signal.SIGTERM, signal.SIGHUP)
+        old = {sig: signal.signal(sig, self._on_signal) for sig in stops}
+        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the program's
+        try:
+            while True:
+                if deadline is not None and time.monotonic() >= deadline:
+                    self._stop = self._stop or "--duration"
+                if self._stop is not None:
+                    self._detach(self._stop)
+                    return 0
+                for key, _ in self._sel.select(timeout=0.02):
+                    self._event(key.data)
+                self._drain()
+                if status is None:
+                    code = self._child.poll()
+                    if code is not None:
+                        status = 128 - code if code < 0 else code
+                if status is not None and not self.sessions:
+                    break
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+            signal.signal(signal.SIGINT, old_int)
+            self._end()
+        return status
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._stop = signal.Signals(signum).name
+
+    def _event(self, what: object) -> None:
+        if what == "root":
+            self._hello()
+        elif what == "wake":
+            with contextlib.suppress(BlockingIOError):
+                os.eventfd_read(self._wake)
+        elif isinstance(what, Session):
+            self._request(what)
+
+    def _drain(self) -> int:
+        """The ring's committed records into the log, after what the log holds back."""
+        total = 0
+        while True:
+            self._counts[0] = self._counts[1] = 0
+            n = lib.kmmio_ring_take(self._ring_addr, self._out_addr, len(self._out), self._counts_addr)
+            if n <= 0:
+                return total
+            reads, writes = self._counts
+            self.log.flush()
+            self.log.lines_served(self._out[:n].decode("ascii"), reads, writes)
+            self.stats.emulated += reads + writes
+            total += reads + writes
+
+    def _end(self) -> None:
+        """The last records; those a dead thread reserved and never wrote are lost."""
+        self._drain()
+        while lib.kmmio_ring_pending(self._ring_addr) > 0:
+            lib.kmmio_ring_skip(self._ring_addr)
+            self.log.counts["LOST"] += 1
+            self._drain()
+        for s in list(self.sessions.values()):
+            self._close(s)
+        self.log.finish()
+
+    def _detach(self, why: str) -> None:
+        """Every agent lets go: pages back as the program asked, nothing more recorded."""
+        lib.kmmio_ring_detach(self._ring_addr)
+        for s in list(self.sessions.values()):
+            with contextlib.suppress(OSError):
+                _sigqueue(s.pid, signal.SIGSEGV, _NUDGE)
+        end = time.monotonic() + 2.0
+        for s in list(self.sessions.values()):
+            while time.monotonic() < end and self._aliases_left(s):
+                for key, _ in self._sel.select(timeout=0.01):
+                    if isinstance(key.data, Session):
+                        self._request(key.data)
+        self._drain()
+        self.log.note(f"detached ({why}): the program runs on untraced")
+
+    @staticmethod
+    def _aliases_left(s: Session) -> bool:
+        try:
+            starts = {e.start for e in read_maps(s.pid)}
+        except OSError:
+            return False
+        return any(m.alias in starts for m in s.mappings.values() if m.alias)
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def _hello(self) -> None:
+        try:
+            data, fds, _, _ = socket.recv_fds(self._root, 64, 1)
+        except OSError:
+            return
+        if not fds:
+            return
+        sock = socket.socket(fileno=fds[0])
+        _, pid, why, parent = _words(data, 0, 4)
+        for old in [s for s in self.sessions.values() if s.pid == pid]:
+            self._close(old)  # an exec: the old image is gone
+        session = Session(pid, sock)
+        try:
+            session.mem = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            session.mem = -1
+        self.sessions[sock.fileno()] = session
+        self._sel.register(sock, selectors.EVENT_READ, session)
+        if why == 1:
+            self._inherit(session, parent)
+        else:
+            sock.send(_pack([1]))
+
+    def _inherit(self, child: Session, parent_pid: int) -> None:
+        """A forked child: the parent's traced mappings, its own ids (``MAP`` records)."""
+        parent = next((s for s in self.sessions.values() if s.pid == parent_pid), None)
+        pairs: list[int] = []
+        if parent is not None:
+            self._drain()
+            for m in parent.mappings.values():
+                old = m.mapping
+                new = self.log.new_mapping(
+                    None,  # type: ignore[arg-type]
+                    old.path,
+                    old.virt,
+                    old.phys,
+                    old.length,
+                    old.prot,
+                    0,
+                    child.pid,
+                    old.page_size,
+                    old.info,
+                )
+                child.mappings[new.map_id] = AgentMapping(new, m.lo, m.hi, m.alias)
+                pairs += [old.map_id, new.map_id]
+        child.sock.send(_pack([len(pairs) // 2, *pairs]))
+
+    def _close(self, s: Session) -> None:
+        """An address space is gone (exit, exec): its mappings end; a relocated access in
+        flight is lost."""
+        self._drain()
+        for m in s.mappings.values():
+            self.log.end_mapping(m.mapping, 0, s.pid)
+        self.log.counts["LOST"] += len(s.pending)
+        s.mappings.clear()
+        with contextlib.suppress(KeyError, ValueError):
+            self._sel.unregister(s.sock)
+        self.sessions.pop(s.sock.fileno(), None)
+        s.sock.close()
+        if s.mem >= 0:
+            os.close(s.mem)
+
+    def _request(self, s: Session) -> None:
+        try:
+            data = s.sock.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            self._close(s)
+            return
+        kind = _words(data, 0, 1)[0]
+        if kind == M_MAPS:
+            _, tid, pc, lo, hi = _words(data, 0, 5)
+            s.sock.send(_pack(self._maps(s, tid, pc, lo, hi)))
+        elif kind == M_ARMED:
+            _, map_id, alias, _private = _words(data, 0, 4)
+            m = s.mappings.get(map_id)
+            if m is not None:
+                m.alias = alias
+        elif kind == M_DECODE:
+            _, tid, pc, _addr = _words(data, 0, 4)
+            s.sock.send(_pack(self._decode(s, pc, data[32:48])))
+        elif kind == M_PRE:
+            s.sock.send(self._pre(s, data))
+        elif kind == M_POST:
+            s.sock.send(self._post(s, data))
+
+    # -- mappings ---------------------------------------------------------------------------
+
+    def _matches(self, e: MapEntry) -> Pattern | None:
+        if not e.path or "x" in e.perms or e.path.startswith(f"/memfd:{_RING_NAME}"):
+            return None
+        if e.path == self._library:
+            return None
+        for pat in self.patterns:
+            if pat.text in e.path:
+                self.matched.add(pat.spec)
+                return pat
+        return None
+
+    def _place(self, path: str, offset: int, pid: int) -> Place | None:
+        try:
+            return place_device(path, offset, pid=pid, fd=None, roots=self.roots)
+        except (KmmioError, OSError) as exc:
+            if path not in self._unplaced:
+                self._unplaced.add(path)
+                print(f"kmmio: {path}: no physical address ({exc}); file offsets logged", file=sys.stderr)
+            return None
+
+    def _maps(self, s: Session, tid: int, pc: int, lo: int, hi: int) -> list[int]:
+        """Reconcile the traced mappings in [lo, hi) with ``/proc/PID/maps``: the actions
+        for the agent (count, then (action, map id, lo, hi, phys, prot) each)."""
+        self._drain()
+        actions: list[int] = []
+        whole = hi - lo == 1  # shmat/shmdt: the segment at lo, whatever its length
+        for m in [m for m in s.mappings.values() if m.lo < max(hi, lo + 1) and lo < m.hi]:
+            lo, hi = min(lo, m.lo), max(hi, m.hi)
+            actions += [A_DISARM, m.mapping.map_id, m.lo, m.hi, 0, 0]
+            del s.mappings[m.mapping.map_id]
+            self.log.end_mapping(m.mapping, pc, tid)
+        try:
+            entries = read_maps(s.pid)
+        except OSError:
+            entries = []
+        aliases = {m.alias for m in s.mappings.values()}
+        for e in entries:
+            a, b = (e.start, e.end) if whole and e.start <= lo < e.end else (max(e.start, lo), min(e.end, hi))
+            if a >= b or e.start in aliases:
+                continue
+            pat = self._matches(e)
+            if pat is None:
+                continue
+            place = self._place(e.path, e.offset, s.pid) if not e.anonymous else None
+            offset = e.start if e.anonymous else e.offset
+            if place is not None and place.offset is not None:
+                offset = place.offset
+            window = pat.window(e, a, b, offset)
+            if window is None:
+                continue
+            a, b = window
+            if s.mapping_at(a, b - a) is not None:
+                continue
+            obj_offset = offset + (a - e.start)
+            if place is not None:
+                phys, info = place.phys + (a - e.start), (place.kind, place.device, place.region)
+            else:
+                phys, info = obj_offset, ("anon" if e.anonymous else "file", "", "")
+            try:
+                page = max(kernel_page_size(s.pid, e.start), 4096) if e.path.startswith("/") else 4096
+            except (OSError, ValueError):
+                page = 4096
+            mapping = self.log.new_mapping(
+                None,  # type: ignore[arg-type]
+                e.path,
+                a,
+                phys,
+                b - a,
+                e.prot,
+                pc,
+                tid,
+                page,
+                info,
+            )
+            mapping.inode, mapping.offset = e.inode, obj_offset
+            s.mappings[mapping.map_id] = AgentMapping(mapping, a, b)
+            actions += [A_ARM, mapping.map_id, a, b, phys, e.prot]
+        # Code there may be new: decoded instructions in the range are forgotten.
+        for pc_at in [p for p in s.forms if lo <= p < hi]:
+            del s.forms[pc_at]
+        return [len(actions) // 6, *actions]
+
+    # -- instructions -----------------------------------------------------------------------
+
+    def _decode(self, s: Session, pc: int, code: bytes) -> list[int]:
+        decoded = self.decoder.decode(pc, code[:MAX_INSN_LEN])
+        s.forms[pc] = decoded
+        try:
+            entry = next((e for e in read_maps(s.pid) if e.start <= pc < e.end), None)
+        except OSError:
+            entry = None
+        cacheable = entry is not None and "w" not in entry.perms
+        return descriptor(decoded, self.mode is not Mode.STEP, cacheable)
+
+    def _form(self, s: Session, pc: int) -> Decoded:
+        found = s.forms.get(pc)
+        if found is None:
+            found = s.forms[pc] = self.decoder.decode(pc, s.read(pc, MAX_INSN_LEN))
+        return found
+
+    def _say(self, text: str) -> None:
+        if text not in self._said:
+            self._said.add(text)
+            self.log.note(f"kmmio: {text}")
+            print(f"kmmio: {text}", file=sys.stderr)
+
+    def _pre(self, s: Session, data: bytes) -> bytes:
+        _, tid, tramp, addr, xsize = _words(data, 0, 5)
+        words = _words(data, 40, _NWORDS)
+        xsave = data[40 + 8 * _NWORDS : 40 + 8 * _NWORDS + xsize]
+        regs = Registers.from_words(words, tid)
+        form = self._form(s, regs.rip).form
+        vectors = FrameVectors(xsave) if form.masked and xsave else None
+        found = form.accesses(regs, vectors) if form.known else []
+        insn = iced.Decoder(64, form.code, ip=form.ip).decode()
+        try:
+            reloc = relocate(insn, form, regs, s.spans(), tramp, [(a.addr, a.width) for a in found])
+        except Unsupported as exc:
+            self._say(f"cannot perform in the program: {exc} (the program gets the fault)")
+            return _pack([P_GENUINE, 0])
+        for src, dst, n in reloc.copy_in:
+            s.write(dst, s.read(src, n))
+        traced = [(a, m) for a in found if (m := s.mapping_at(a.addr, a.width)) is not None]
+        reads = [
+            int.from_bytes(s.read(a.addr, a.width), "little") if a.kind is AccessKind.READ else 0
+            for a, _ in traced
+        ]
+        s.pending[tid] = _Pending(reloc, form, insn, regs, reads, traced, addr)
+        code = reloc.code + bytes(-len(reloc.code) % 8)
+        assert len(reloc.code) < TRAMP_CODE
+        sets = [w for pair in reloc.sets for w in pair]
+        return _pack([P_RUN, len(reloc.sets), *sets, len(reloc.code)]) + code
+
+    def _post(self, s: Session, data: bytes) -> bytes:
+        _, tid = _words(data, 0, 2)
+        after = Registers.from_words(_words(data, 16, _NWORDS), tid)
+        p = s.pending.pop(tid)
+        for src, dst, n in p.reloc.copy_out:
+            s.write(dst, s.read(src, n))
+        out, done = p.reloc.after(p.regs, after, p.form.ip + p.form.length)
+        self._drain()
+        self.stats.stepped += 1
+        ts = now_us()
+        pc = p.regs.rip
+        if p.reloc.string:
+            movs = is_movs(p.insn)
+            for k in range(done):
+                regs_k = string_regs(p.regs, p.form, k)
+                accs = [(a, m) for a in p.form.accesses(regs_k) if (m := s.mapping_at(a.addr, a.width))]
+                written = {
+                    i: int.from_bytes(s.read(a.addr, a.width), "little")
+                    for i, (a, _) in enumerate(accs)
+                    if a.kind is AccessKind.WRITE
+                }
+                for a, m in accs:
+                    if a.kind is AccessKind.WRITE:
+                        value = int.from_bytes(s.read(a.addr, a.width), "little")
+                    elif movs:
+                        dst = string_regs(p.regs, p.form, k).rdi
+                        value = int.from_bytes(s.read(dst, a.width), "little")
+                    else:
+                        value = int.from_bytes(s.read(a.addr, a.width), "little")
+                    kind = Kind.READ if a.kind is AccessKind.READ else Kind.WRITE
+                    self.log.record(kind, a.width, a.addr, value, pc, tid, m.mapping, p.form, ts)
+                del written
+        elif not p.accesses:
+            m = s.mapping_at(p.addr)
+            if m is not None:
+                self.log.unknown(m.mapping, p.addr, p.form.code, pc, tid)
+        else:
+            for (a, m), before in zip(p.accesses, p.reads, strict=True):
+                if a.kind is AccessKind.READ:
+                    value = before
+                else:
+                    value = int.from_bytes(s.read(a.addr, a.width), "little")
+                kind = Kind.READ if a.kind is AccessKind.READ else Kind.WRITE
+                self.log.record(kind, a.width, a.addr, value, pc, tid, m.mapping, p.form, ts)
+        sets = [w for name, value in out.items() for w in (_WORD[name], value)]
+        return _pack([len(out), *sets])
+
+
+def _sigqueue(pid: int, sig: int, value: int) -> None:
+    """``rt_sigqueueinfo``: a signal with ``si_code`` SI_QUEUE and a value (the agent's
+    nudge to let go)."""
+    import ctypes
+
+    info = bytearray(128)
+    struct.pack_into("<iii", info, 0, sig, 0, _SI_QUEUE)
+    struct.pack_into("<iIQ", info, 16, os.getpid(), os.getuid(), value)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(129, pid, sig, ctypes.c_char_p(bytes(info))) != 0:  # SYS_rt_sigqueueinfo
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
