@@ -46,7 +46,7 @@ from kmmio.mmiotrace import Mapping, MmioTrace
 from kmmio.process import Process, Thread
 from kmmio.syscalls import async_io
 from kmmio.syscalls import numbers as nr
-from kmmio.syscalls.filters import AUDIT_ARCH_X86_64, MAX_RANGES, range_filter
+from kmmio.syscalls.filters import AUDIT_ARCH_X86_64, MAX_RANGE_FILTERS, range_filter, uncovered
 from kmmio.syscalls.plan import Lend, NeedAliases, Redirect, Span, Spans, plan_syscall, touched
 from kmmio.syscalls.spec import Class, Dir
 from kmmio.syscalls.table import SYSCALLS
@@ -59,8 +59,6 @@ _O_RDWR, _O_RDONLY, _O_CLOEXEC = 2, 0, 0o2000000
 _AT_FDCWD = -100
 _SECCOMP_SET_MODE_FILTER, _SECCOMP_FILTER_FLAG_TSYNC = 1, 1
 _PR_SET_NO_NEW_PRIVS = 38
-#: Range filters one process gets before the last one stops every pointer-taking syscall.
-MAX_RANGE_FILTERS = 8
 _ROBUST_LIST_LIMIT = 2048
 #: How long a syscall may hold the program's other threads with pages lent to it before
 #: they are let go (it may be waiting for one of them).
@@ -94,22 +92,55 @@ class InFlight:
     released: bool = False
 
 
-#: The grain of the ranges a range filter covers.
-_COVER_GRAIN = 0xFFFF
+def robust_words(read: Callable[[int, int], bytes], head: int) -> list[tuple[int, int]]:
+    """What the kernel's ``exit_robust_list`` reads from the list at ``head``: list
+    entries and futex words, as (address, size)."""
+    out: list[tuple[int, int]] = [(head, 24)]
+    try:
+        first, offset, pending = struct.unpack("<QqQ", read(head, 24))
+    except (KmmioError, OSError, struct.error):
+        return out
+    entry = first & ~1
+    seen = 0
+    while entry and entry != head and seen < _ROBUST_LIST_LIMIT:
+        out.append((entry, 8))
+        out.append((entry + offset, 4))
+        try:
+            entry = int.from_bytes(read(entry, 8), "little") & ~1
+        except (KmmioError, OSError):
+            break
+        seen += 1
+    if pending & ~1:
+        out.append(((pending & ~1) + offset, 4))
+    return out
 
 
-def _merged(ranges: list[tuple[int, int]], most: int) -> list[tuple[int, int]]:
-    """Ranges sorted and merged, the closest neighbours joined until ``most`` are left."""
-    out: list[tuple[int, int]] = []
-    for lo, hi in sorted(ranges):
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    while len(out) > most:
-        gaps = [out[i + 1][0] - out[i][1] for i in range(len(out) - 1)]
-        i = gaps.index(min(gaps))
-        out[i : i + 2] = [(out[i][0], out[i + 1][1])]
+def robust_reach(tid: int, read: Callable[[int, int], bytes], spans: Spans) -> list[tuple[int, int]]:
+    """The traced bytes the kernel's walk of thread ``tid``'s robust list reaches."""
+    try:
+        head = pt.get_robust_list(tid)
+    except TraceeError:
+        return []
+    if not head or not spans:
+        return []
+    return [(a, n) for a, n in robust_words(read, head) if spans.reaches(a, a + n)]
+
+
+def robust_marks(
+    tid: int, read: Callable[[int, int], bytes], spans: Spans, reached: list[tuple[int, int]]
+) -> list[tuple[Span, int, Dir]]:
+    """The futex words of ``reached`` the kernel updates (the dying thread owns them) or
+    reads, for the log's ``robust_list`` lines."""
+    out = []
+    for a, n in reached:
+        span = spans.at(a)
+        if span is None or n != 4:
+            continue
+        try:
+            owner = int.from_bytes(read(a, 4), "little") & _FUTEX_TID_MASK
+        except (KmmioError, OSError):
+            owner = 0
+        out.append((span, a, Dir.UPDATES if owner == tid else Dir.READS))
     return out
 
 
@@ -276,16 +307,9 @@ class SyscallPath:
         proc = thread.proc
         if proc.trace_syscalls or proc.covers_all:
             return
-        missing = []
-        for m in proc.mappings:
-            # Rounded out to 64 KiB: a mapping that comes back a little further (the kernel
-            # reuses the holes it left) is covered already.
-            lo, hi = m.virt & ~_COVER_GRAIN, (m.end + _COVER_GRAIN) & ~_COVER_GRAIN
-            if not any(c_lo <= lo and hi <= c_hi for c_lo, c_hi in proc.covered):
-                missing.append((lo, hi))
+        missing = uncovered([(m.virt, m.end) for m in proc.mappings], proc.covered)
         if not missing:
             return
-        missing = _merged(missing, MAX_RANGES)
         everything = proc.range_filters + 1 >= MAX_RANGE_FILTERS
         code = range_filter(missing, everything=everything)
         if not self._install(thread, code):
@@ -559,27 +583,10 @@ class SyscallPath:
 
     def _robust_reach(self, thread: Thread) -> list[tuple[int, int]]:
         """The traced bytes the kernel's walk of the thread's robust list reaches."""
-        proc = thread.proc
-        try:
-            head = pt.get_robust_list(thread.tid)
-        except TraceeError:
-            return []
-        if not head:
-            return []
-        spans = self.spans(proc)
-        return [(a, n) for a, n in self._robust_words(proc, head) if spans.reaches(a, a + n)]
+        return robust_reach(thread.tid, thread.proc.read, self.spans(thread.proc))
 
     def _robust_marks(self, thread: Thread, spans: Spans, reached: list[tuple[int, int]]) -> None:
-        proc = thread.proc
-        for a, n in reached:
-            span = spans.at(a)
-            if span is None or n != 4:
-                continue
-            try:
-                owner = int.from_bytes(proc.read(a, 4), "little") & _FUTEX_TID_MASK
-            except TraceeError:
-                owner = 0
-            d = Dir.UPDATES if owner == thread.tid else Dir.READS
+        for span, a, d in robust_marks(thread.tid, thread.proc.read, spans, reached):
             self.log.kernel_access("robust_list", d.value, span.map_id, span.phys_of(a), 4, thread.tid)
 
     def thread_exiting(self, thread: Thread) -> None:
@@ -595,28 +602,6 @@ class SyscallPath:
                 "their next lockers may not see EOWNERDEAD",
                 file=sys.stderr,
             )
-
-    @staticmethod
-    def _robust_words(proc: Process, head: int) -> list[tuple[int, int]]:
-        """What the kernel's ``exit_robust_list`` reads: list entries and futex words."""
-        out: list[tuple[int, int]] = [(head, 24)]
-        try:
-            first, offset, pending = struct.unpack("<QqQ", proc.read(head, 24))
-        except TraceeError:
-            return out
-        entry = first & ~1
-        seen = 0
-        while entry and entry != head and seen < _ROBUST_LIST_LIMIT:
-            out.append((entry, 8))
-            out.append((entry + offset, 4))
-            try:
-                entry = int.from_bytes(proc.read(entry, 8), "little") & ~1
-            except TraceeError:
-                break
-            seen += 1
-        if pending & ~1:
-            out.append(((pending & ~1) + offset, 4))
-        return out
 
     def thread_gone(self, proc: Process, tid: int) -> None:
         """A thread is gone: pages lent to it close again (through another thread)."""

@@ -99,14 +99,23 @@ def kmmio(args: list[str], log: Path, timeout: float = 600, **kw: object) -> Run
     return Run(proc.returncode, proc.stdout, proc.stderr, list(read_records(text.splitlines())), text)
 
 
+def backend_args(mode: str) -> list[str]:
+    """``kmmio trace``'s options for a ``mode`` of the fixture below: ``"agent"`` is the
+    in-process agent backend (in auto mode), anything else a ``--mode`` of the ptrace one."""
+    if mode == "agent":
+        return ["--backend", "agent", "--mode", "auto"]
+    return ["--backend", "ptrace", "--mode", mode]
+
+
 def trace(program: list[str], pattern: str, tmp: Path, mode: str = "auto", timeout: float = 600) -> Run:
     log = tmp / "trace.log"
-    return kmmio(["trace", "--mode", mode, "-o", str(log), "-m", pattern, "--", *program], log, timeout)
+    return kmmio(["trace", *backend_args(mode), "-o", str(log), "-m", pattern, "--", *program], log, timeout)
 
 
-@pytest.fixture(params=["step", "auto"])
+@pytest.fixture(params=["step", "auto", "agent"])
 def mode(request: pytest.FixtureRequest) -> str:
-    """Both ways of running a traced access: single-stepped, and emulated where possible."""
+    """Every way of running a traced access: ptrace single-stepping it, ptrace emulating
+    it where possible, the in-process agent."""
     return str(request.param)
 
 

@@ -23,6 +23,7 @@ class Program(ReadyProgram):
         super().__init__([str(exe), str(dev), str(threads), str(rounds)], dev)
 
 
+@pytest.mark.parametrize("mode", ["step", "auto"])  # -p: ptrace (the agent is not injected)
 def test_attach_mid_way_and_detach_with_sigint(build, tmp_path: Path, mode: str) -> None:
     prog = Program(build("attachee"), tmp_path / "att-regs.bin", 4, 600_000)
     before = prog.maps()

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Run, trace
+from conftest import Run, backend_args, trace
 
 from kmmio.trace import Access, Map, Unmap, read_records
 
@@ -79,7 +79,7 @@ def test_transparent_huge_pages_are_traced(build, tmp_path: Path, mode: str) -> 
     log = tmp_path / "thp.log"
     plain = tmp_path / "plain.out"
     exe = build("hugepages")
-    kmmio = [sys.executable, "-m", "kmmio", "trace", "--mode", mode, "-o", str(log), "-m", "thp-regs"]
+    kmmio = [sys.executable, "-m", "kmmio", "trace", *backend_args(mode), "-o", str(log), "-m", "thp-regs"]
     untraced = f"{shlex.quote(str(exe))} thp {shlex.quote(f'{mnt}/plain-regs')} >{shlex.quote(str(plain))}"
     script = (
         f"mount -t tmpfs -o huge=always none {shlex.quote(str(mnt))} && {untraced}"

@@ -34,6 +34,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 #include <asm/prctl.h>
+#include <sys/prctl.h>
 
 #define EXPORT __attribute__((visibility("default")))
 #define TLS __thread __attribute__((tls_model("initial-exec")))
@@ -49,7 +50,8 @@ struct ring_hdr {
     uint32_t cap;             /* records, a power of two */
     _Atomic uint32_t detach;  /* the tracer is going: disarm everything, record nothing */
     uint32_t tracer_pid;
-    _Atomic uint64_t relocated;
+    _Atomic uint64_t relocated; /* kept relocations run, and their records: */
+    _Atomic uint64_t relocated_records;
 };
 struct rec {
     _Atomic uint64_t seq; /* position + 1 once written */
@@ -60,8 +62,8 @@ struct rec {
 #define RING_HDR 4096
 
 /* -- messages (kmmio/agent/protocol.py) ------------------------------------------------- */
-enum { M_HELLO = 1, M_MAPS = 2, M_DECODE = 3, M_PRE = 4, M_POST = 5, M_ARMED = 6 };
-enum { D_NONE = 0, D_QUICK = 1, D_RELOC = 2 };
+enum { M_HELLO = 1, M_MAPS = 2, M_DECODE = 3, M_PRE = 4, M_POST = 5, M_ARMED = 6, M_SYSCALL = 7, M_SYSDONE = 8 };
+enum { D_NONE = 0, D_QUICK = 1, D_RELOC = 2, D_TEMPLATE = 3 };
 enum { A_ARM = 1, A_DISARM = 2 };
 enum { P_RUN = 1, P_GENUINE = 2, P_REGS = 3 };
 #define NWORDS 27 /* struct user_regs_struct */
@@ -85,6 +87,16 @@ struct desc {
     uint64_t index_mask, scale, disp;
     int64_t seg_i, reg_i, reg_shift;
     uint64_t reg_mask, has_imm, imm, sign_bit, next_ip;
+    /* D_TEMPLATE: a relocated copy kept for this pc (kmmio.agent.plan.Template): the
+     * code (its memory operand [scratch + index*scale]), the scratch register, and the
+     * accesses it makes, relative to the effective address. */
+    int64_t scratch_i;
+    uint64_t code_len;
+    uint8_t code[32];
+    uint64_t ntmpl;
+    struct {
+        uint64_t kind, off, width;
+    } tmpl[4];
 };
 #define DESC_CAP 4096
 static struct desc descs[DESC_CAP];
@@ -108,6 +120,8 @@ static int self_mem = -1;      /* /proc/self/mem, for private mappings */
 static pthread_mutex_t sock_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sigaction prog_segv;  /* the program's own SIGSEGV action */
+static struct sigaction prog_sys;   /* and SIGSYS (the agent's seccomp filters trap with it) */
+static int sys_handler;             /* the agent's SIGSYS handler is in place */
 static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
 static int (*real_sigprocmask)(int, const sigset_t *, sigset_t *);
 static int (*real_pthread_sigmask)(int, const sigset_t *, sigset_t *);
@@ -116,6 +130,12 @@ static pid_t fork_parent;
 static TLS pid_t my_tid;
 static TLS uint8_t *tramp;      /* this thread's trampoline page */
 static TLS uint64_t tramp_hlt;  /* the address of its hlt while one runs, else 0 */
+/* A kept relocation running in the trampoline (no tracer round trip): */
+static TLS struct desc t_desc;
+static TLS int t_templated;
+static TLS uint64_t t_ea, t_scratch, t_pc;
+static TLS struct range *t_range;
+static TLS uint8_t t_vals[4][64];
 
 static pid_t tid(void)
 {
@@ -124,11 +144,47 @@ static pid_t tid(void)
     return my_tid;
 }
 
+/* Every syscall the agent makes on the program's behalf, or naming traced addresses,
+ * goes through one "syscall" instruction at a fixed address (the same in every image
+ * after exec), which the agent's seccomp filters let through: a page of its own holding
+ *   mov rax,rdi; mov rdi,rsi; mov rsi,rdx; mov rdx,rcx; mov r10,r8; mov r8,r9;
+ *   mov r9,[rsp+8]; syscall; ret
+ * (kmmio/agent/tracer.py's GADGET_RET is the address after its syscall). */
+#define GADGET_AT 0x6b6d00000000ul
+static const uint8_t GADGET_CODE[] = {0x48, 0x89, 0xf8, 0x48, 0x89, 0xf7, 0x48, 0x89, 0xd6, 0x48, 0x89, 0xca,
+                                      0x4d, 0x89, 0xc2, 0x4d, 0x89, 0xc8, 0x4c, 0x8b, 0x4c, 0x24, 0x08, 0x0f,
+                                      0x05, 0xc3};
+typedef long (*gadget_fn)(long, long, long, long, long, long, long);
+static gadget_fn gadget;
+
+/* A raw syscall: the result, or -errno. */
+static long sys6(long nr, long a, long b, long c, long d, long e, long f)
+{
+    if (gadget)
+        return gadget(nr, a, b, c, d, e, f);
+    long r = syscall(nr, a, b, c, d, e, f); /* only before the gadget exists */
+    return r == -1 ? -errno : r;
+}
+
+static void make_gadget(void)
+{
+    long m = syscall(SYS_mmap, GADGET_AT, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                     -1, 0);
+    if (m != (long)GADGET_AT) {
+        if (m > 0 || m < -4096)
+            syscall(SYS_munmap, m, PAGE);
+        return;
+    }
+    memcpy((void *)m, GADGET_CODE, sizeof GADGET_CODE);
+    syscall(SYS_mprotect, m, PAGE, PROT_READ | PROT_EXEC);
+    gadget = (gadget_fn)m;
+}
+
 static long raw_mmap(void *a, size_t n, int prot, int flags, int fd, off_t off)
 {
-    return syscall(SYS_mmap, a, n, prot, flags, fd, off);
+    return sys6(SYS_mmap, (long)a, (long)n, prot, flags, fd, off);
 }
-static long raw_mprotect(uint64_t a, size_t n, int prot) { return syscall(SYS_mprotect, a, n, prot); }
+static long raw_mprotect(uint64_t a, size_t n, int prot) { return sys6(SYS_mprotect, (long)a, (long)n, prot, 0, 0, 0); }
 
 static uint64_t now_us(void)
 {
@@ -146,7 +202,7 @@ static void die(const char *why)
     r = write(2, why, strlen(why));
     r = write(2, "\n", 1);
     (void)r;
-    syscall(SYS_exit_group, 3);
+    sys6(SYS_exit_group, 3, 0, 0, 0, 0, 0);
 }
 
 /* -- talking to the tracer -------------------------------------------------------------- */
@@ -267,7 +323,7 @@ static void arm(uint64_t map_id, uint64_t lo, uint64_t hi, uint64_t phys, int pr
         die("out of memory");
     r->prot = (uint8_t *)m;
     memset(r->prot, prot, pages);
-    long alias = syscall(SYS_mremap, lo, 0, hi - lo, MREMAP_MAYMOVE);
+    long alias = sys6(SYS_mremap, (long)lo, 0, (long)(hi - lo), MREMAP_MAYMOVE, 0, 0);
     r->private_kind = alias < 0 && alias > -4096;
     r->alias = r->private_kind ? 0 : (uint64_t)alias;
     r->lo = lo;
@@ -291,8 +347,8 @@ static void disarm(struct range *r, int restore)
         for (uint64_t a = r->lo; a < r->hi; a += PAGE)
             raw_mprotect(a, PAGE, page_prot(r, a));
     if (r->alias)
-        syscall(SYS_munmap, r->alias, r->hi - r->lo);
-    syscall(SYS_munmap, r->prot, (r->hi - r->lo + PAGE - 1) / PAGE);
+        sys6(SYS_munmap, (long)r->alias, (long)(r->hi - r->lo), 0, 0, 0, 0);
+    sys6(SYS_munmap, (long)r->prot, (long)((r->hi - r->lo + PAGE - 1) / PAGE), 0, 0, 0, 0);
     r->alias = 0;
 }
 
@@ -317,6 +373,8 @@ static void detach_all(void)
             disarm(&ranges[i], 1);
 }
 
+static void add_filter(const uint64_t *code, uint64_t bytes);
+
 /* The mappings in [lo, hi) changed: the tracer says what to arm and disarm there. */
 static void maps_changed(uint64_t lo, uint64_t hi, uint64_t pc)
 {
@@ -324,13 +382,16 @@ static void maps_changed(uint64_t lo, uint64_t hi, uint64_t pc)
         return;
     forget_code(lo, hi);
     uint64_t req[5] = {M_MAPS, (uint64_t)tid(), pc, lo, hi};
-    uint64_t reply[1 + 6 * 64];
+    static uint64_t reply[1 + 6 * 64 + 1 + 4096]; /* under sock_lock */
     pthread_mutex_lock(&sock_lock);
     pthread_mutex_lock(&table_lock);
     long n = ask(req, sizeof req, reply, sizeof reply);
     if (n < 0 || atomic_load(&ring->detach)) {
         detach_all();
     } else {
+        uint64_t at = 1 + 6 * reply[0];
+        if (at < (uint64_t)n / 8 && reply[at]) /* a seccomp filter for the new ranges */
+            add_filter(&reply[at + 1], reply[at]);
         for (uint64_t i = 0; i < reply[0] && 1 + 6 * (i + 1) <= (uint64_t)n / 8; i++) {
             uint64_t *a = &reply[1 + 6 * i];
             if (a[0] == A_ARM) {
@@ -345,6 +406,140 @@ static void maps_changed(uint64_t lo, uint64_t hi, uint64_t pc)
     }
     pthread_mutex_unlock(&table_lock);
     pthread_mutex_unlock(&sock_lock);
+}
+
+/* -- syscalls reaching traced memory (kmmio.syscalls.plan) --------------------------------- */
+
+#define KM_DATA 0x6b6d /* SECCOMP_RET_DATA of the agent's filters: si_errno of their SIGSYS */
+static void on_sigsys(int sig, siginfo_t *si, void *ctx);
+
+/* A filter from the tracer (struct sock_filter words), for every thread. */
+static void add_filter(const uint64_t *code, uint64_t bytes)
+{
+    if (!gadget)
+        return; /* no way to run the syscalls it would trap */
+    if (!sys_handler) { /* from now on SIGSYS is the agent's, the program's action kept */
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_sigsys;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART | SA_NODEFER;
+        real_sigaction(SIGSYS, &sa, NULL);
+        sys_handler = 1;
+    }
+    if (!code)
+        return;
+    struct {
+        uint16_t len;
+        const void *filter;
+    } prog = {(uint16_t)(bytes / 8), code};
+    long r = sys6(SYS_seccomp, 1 /* SET_MODE_FILTER */, 1 /* TSYNC */, (long)&prog, 0, 0, 0);
+    if (r == -EACCES) { /* without CAP_SYS_ADMIN the kernel wants no_new_privs */
+        sys6(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0);
+        r = sys6(SYS_seccomp, 1, 1, (long)&prog, 0, 0, 0);
+    }
+    (void)r; /* refused: syscalls reaching traced memory fail as they would (EFAULT) */
+}
+
+/* Whether the process has seccomp filters ("Seccomp: 2" in /proc/self/status). */
+static int in_filter_mode(void)
+{
+    char buf[4096];
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    const char *at = strstr(buf, "\nSeccomp:");
+    return at && strtol(at + 9, NULL, 10) == 2;
+}
+
+/* Open (prot from the program) or close again the pages of [lo, hi) in armed ranges. */
+static void lend(uint64_t lo, uint64_t hi, int open)
+{
+    for (uint64_t a = lo & ~(PAGE - 1); a < hi; a += PAGE) {
+        struct range *r = find_range(a);
+        if (r)
+            raw_mprotect(a, PAGE, open ? page_prot(r, a) : PROT_NONE);
+    }
+}
+
+/* A syscall the filter trapped: the tracer says how to run it (its pointers moved to the
+ * aliases, structures copied, pages lent), the agent runs it, the tracer takes what it
+ * needs of the result (MARK lines, data copied back). */
+static void on_sigsys(int sig, siginfo_t *si, void *ctx)
+{
+    int saved = errno;
+    ucontext_t *uc = ctx;
+    greg_t *g = uc->uc_mcontext.gregs;
+    if (si->si_code != 1 /* SYS_SECCOMP */ || si->si_errno != KM_DATA) {
+        if (getenv("KMMIO_AGENT_DEBUG")) {
+            char b[160];
+            int k = snprintf(b, sizeof b, "kmmio agent: SIGSYS code %d errno %d nr %d arch %x\n", si->si_code,
+                             si->si_errno, si->si_syscall, si->si_arch);
+            ssize_t w = write(2, b, (size_t)k);
+            (void)w;
+        }
+        struct sigaction *p = &prog_sys;
+        if (p->sa_handler == SIG_DFL || p->sa_handler == SIG_IGN) {
+            struct sigaction dfl;
+            memset(&dfl, 0, sizeof dfl);
+            dfl.sa_handler = p->sa_handler;
+            real_sigaction(SIGSYS, &dfl, NULL);
+            syscall(SYS_rt_tgsigqueueinfo, getpid(), tid(), sig, si);
+        } else if (p->sa_flags & SA_SIGINFO) {
+            p->sa_sigaction(sig, si, ctx);
+        } else {
+            p->sa_handler(sig);
+        }
+        errno = saved;
+        return;
+    }
+    long nr = si->si_syscall;
+    long a[6] = {g[REG_RDI], g[REG_RSI], g[REG_RDX], g[REG_R10], g[REG_R8], g[REG_R9]};
+    uint64_t req[11] = {M_SYSCALL, (uint64_t)tid(), (uint64_t)nr};
+    for (int i = 0; i < 6; i++)
+        req[3 + i] = (uint64_t)a[i];
+    req[9] = (uint64_t)g[REG_RSP];
+    req[10] = (uint64_t)g[REG_RIP];
+    static TLS uint64_t reply[2 + 6 + 2 + 2 * 16];
+    long n = -1;
+    if (active) {
+        pthread_mutex_lock(&sock_lock);
+        n = ask(req, sizeof req, reply, sizeof reply);
+        pthread_mutex_unlock(&sock_lock);
+    }
+    if (n < 8 * 9) { /* no tracer: as it is */
+        g[REG_RAX] = sys6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+        errno = saved;
+        return;
+    }
+    /* reply: nr, 6 args, post?, lend count, lend ranges */
+    uint64_t nlend = reply[8] > 16 ? 16 : reply[8];
+    int dying = nr == SYS_exit_group || nr == SYS_exit;
+    if (nr == SYS_exit_group && nlend) {
+        pthread_mutex_lock(&table_lock);
+        detach_all(); /* the kernel walks robust lists as the process dies */
+        pthread_mutex_unlock(&table_lock);
+    }
+    for (uint64_t i = 0; i < nlend; i++)
+        lend(reply[9 + 2 * i], reply[10 + 2 * i], 1);
+    long ret = sys6((long)reply[0], (long)reply[1], (long)reply[2], (long)reply[3], (long)reply[4], (long)reply[5],
+                    (long)reply[6]);
+    if (!dying)
+        for (uint64_t i = 0; i < nlend; i++)
+            lend(reply[9 + 2 * i], reply[10 + 2 * i], 0);
+    if (reply[7]) {
+        uint64_t done[3] = {M_SYSDONE, (uint64_t)tid(), (uint64_t)ret};
+        uint64_t ok[1];
+        pthread_mutex_lock(&sock_lock);
+        ask(done, sizeof done, ok, sizeof ok);
+        pthread_mutex_unlock(&sock_lock);
+    }
+    g[REG_RAX] = ret;
+    errno = saved;
 }
 
 /* The tracer went away (killed): every process it traced lets go of its pages. */
@@ -365,7 +560,7 @@ static uint64_t part(const greg_t *g, int64_t i, int64_t shift, uint64_t mask)
         return 0;
     uint64_t v;
     if (i == U_FS_BASE || i == U_GS_BASE) {
-        syscall(SYS_arch_prctl, i == U_FS_BASE ? ARCH_GET_FS : ARCH_GET_GS, &v);
+        sys6(SYS_arch_prctl, i == U_FS_BASE ? ARCH_GET_FS : ARCH_GET_GS, (long)&v, 0, 0, 0, 0);
         return v;
     }
     v = (uint64_t)g[U2G[i]];
@@ -491,14 +686,81 @@ static int quick(const struct desc *d, greg_t *g, uint64_t pc, int *genuine)
     return 1;
 }
 
+static uint8_t *trampoline(void)
+{
+    if (!tramp) {
+        long m = raw_mmap(NULL, PAGE, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m < 0 && m > -4096)
+            die("no memory for a trampoline");
+        tramp = (uint8_t *)m;
+    }
+    return tramp;
+}
+
+/* A kept relocation: the reads' values taken through the alias, the copy run in the
+ * trampoline against the alias; template_done() finishes it at its hlt.  0 if it must go
+ * through the tracer (an access outside the range) or the fault is the program's. */
+static int templated(const struct desc *d, greg_t *g, uint64_t pc, int *genuine)
+{
+    uint64_t start = d->disp + part(g, d->base_i, d->base_shift, d->base_mask);
+    if (d->seg_i >= 0)
+        start += part(g, d->seg_i, 0, ~0ull);
+    uint64_t ea = start + part(g, d->index_i, d->index_shift, d->index_mask) * d->scale;
+    struct range *r = find_range(ea);
+    if (!r || !r->alias)
+        return 0;
+    for (uint64_t i = 0; i < d->ntmpl; i++) {
+        uint64_t a = ea + d->tmpl[i].off, w = d->tmpl[i].width;
+        if (a < r->lo || a + w > r->hi)
+            return 0;
+        if (!allowed(r, a, w, (int)d->tmpl[i].kind)) {
+            *genuine = 1;
+            return 0;
+        }
+    }
+    t_desc = *d;
+    t_ea = ea;
+    t_range = r;
+    t_pc = pc;
+    for (uint64_t i = 0; i < d->ntmpl; i++)
+        if (!d->tmpl[i].kind)
+            load_alias(r, ea + d->tmpl[i].off, t_vals[i], d->tmpl[i].width);
+    greg_t *scratch = &g[U2G[d->scratch_i]];
+    t_scratch = (uint64_t)*scratch;
+    *scratch = (greg_t)(start + (r->alias - r->lo));
+    uint8_t *t = trampoline();
+    memcpy(t, d->code, d->code_len);
+    t[d->code_len] = 0xf4; /* hlt */
+    tramp_hlt = (uint64_t)t + d->code_len;
+    t_templated = 1;
+    g[REG_RIP] = (greg_t)t;
+    return 1;
+}
+
+static void template_done(greg_t *g)
+{
+    const struct desc *d = &t_desc;
+    for (uint64_t i = 0; i < d->ntmpl; i++)
+        if (d->tmpl[i].kind)
+            load_alias(t_range, t_ea + d->tmpl[i].off, t_vals[i], d->tmpl[i].width);
+    for (uint64_t i = 0; i < d->ntmpl; i++)
+        emit((uint32_t)d->tmpl[i].kind, (uint32_t)d->tmpl[i].width, t_range, t_ea + d->tmpl[i].off, t_vals[i], t_pc);
+    g[U2G[d->scratch_i]] = (greg_t)t_scratch;
+    g[REG_RIP] = (greg_t)d->next_ip;
+    t_templated = 0;
+    tramp_hlt = 0;
+    atomic_fetch_add_explicit(&ring->relocated, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ring->relocated_records, d->ntmpl, memory_order_relaxed);
+}
+
 static void words_of(const greg_t *g, uint64_t *w)
 {
     memset(w, 0, NWORDS * 8);
     for (int i = 0; i < NWORDS; i++)
         if (U2G[i] >= 0)
             w[i] = (uint64_t)g[U2G[i]];
-    syscall(SYS_arch_prctl, ARCH_GET_FS, &w[U_FS_BASE]);
-    syscall(SYS_arch_prctl, ARCH_GET_GS, &w[U_GS_BASE]);
+    sys6(SYS_arch_prctl, ARCH_GET_FS, (long)&w[U_FS_BASE], 0, 0, 0, 0);
+    sys6(SYS_arch_prctl, ARCH_GET_GS, (long)&w[U_GS_BASE], 0, 0, 0, 0);
 }
 
 static void apply_sets(greg_t *g, const uint64_t *sets, uint64_t n)
@@ -516,12 +778,7 @@ static void apply_sets(greg_t *g, const uint64_t *sets, uint64_t n)
 static int reloc_pre(ucontext_t *uc, uint64_t addr)
 {
     greg_t *g = uc->uc_mcontext.gregs;
-    if (!tramp) {
-        long m = raw_mmap(NULL, PAGE, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m < 0 && m > -4096)
-            die("no memory for a trampoline");
-        tramp = (uint8_t *)m;
-    }
+    trampoline();
     static TLS uint64_t req[PRE_MAX];
     req[0] = M_PRE;
     req[1] = (uint64_t)tid();
@@ -539,7 +796,7 @@ static int reloc_pre(ucontext_t *uc, uint64_t addr)
     req[4] = xsize;
     memcpy(&req[5 + NWORDS], fp, xsize);
     len += xsize;
-    static TLS uint64_t reply[2 + 2 * NWORDS + 1 + 4];
+    static TLS uint64_t reply[2 + 2 * NWORDS + 1 + 4 + 32];
     pthread_mutex_lock(&sock_lock);
     long n = ask(req, len, reply, sizeof reply);
     pthread_mutex_unlock(&sock_lock);
@@ -553,10 +810,43 @@ static int reloc_pre(ucontext_t *uc, uint64_t addr)
     apply_sets(g, &reply[2], nsets);
     if (reply[0] == P_RUN) {
         uint64_t clen = reply[2 + 2 * nsets];
-        memcpy(tramp, &reply[3 + 2 * nsets], clen);
+        const uint64_t *code = &reply[3 + 2 * nsets];
+        memcpy(tramp, code, clen);
         tramp[clen] = 0xf4; /* hlt: a fault in user mode */
         tramp_hlt = (uint64_t)tramp + clen;
         g[REG_RIP] = (greg_t)tramp;
+        /* Then, maybe, the same run to keep for this pc: the address words, scratch,
+         * code, accesses (kmmio.agent.plan.Template.words). */
+        const uint64_t *k = code + (clen + 7) / 8;
+        if ((const char *)(k + 1) <= (const char *)reply + n && k[0]) {
+            struct desc d;
+            memset(&d, 0, sizeof d);
+            d.pc = req[5 + U_RIP];
+            d.kind = D_TEMPLATE;
+            d.base_i = (int64_t)k[1];
+            d.base_shift = 0;
+            d.base_mask = ~0ull;
+            d.index_i = (int64_t)k[2];
+            d.index_shift = 0;
+            d.index_mask = ~0ull;
+            d.scale = k[3];
+            d.disp = k[4];
+            d.seg_i = (int64_t)k[5];
+            d.next_ip = k[6];
+            d.scratch_i = (int64_t)k[7];
+            d.code_len = k[8];
+            memcpy(d.code, &k[9], 32);
+            d.ntmpl = k[13];
+            for (uint64_t i = 0; i < d.ntmpl && i < 4; i++) {
+                d.tmpl[i].kind = k[14 + 3 * i];
+                d.tmpl[i].off = k[15 + 3 * i];
+                d.tmpl[i].width = k[16 + 3 * i];
+            }
+            struct desc *old = lookup(d.pc);
+            if (old)
+                atomic_store(&old->pc, 1);
+            keep(&d);
+        }
     }
     return 1;
 }
@@ -624,7 +914,10 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
         goto out;
     }
     if (si->si_code == SI_KERNEL && tramp_hlt && pc == tramp_hlt) {
-        reloc_post(g);
+        if (t_templated)
+            template_done(g);
+        else
+            reloc_post(g);
         goto out;
     }
     if (si->si_code > 0 && active) {
@@ -647,6 +940,8 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
             }
             int genuine = 0;
             if (d->kind == D_QUICK && quick(d, g, pc, &genuine))
+                goto out;
+            if (d->kind == D_TEMPLATE && templated(d, g, pc, &genuine))
                 goto out;
             if (!genuine && d->kind != D_NONE && reloc_pre(uc, addr))
                 goto out;
@@ -674,7 +969,7 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
 {
     if (!real_sigaction)
         real_sigaction = dlsym(RTLD_NEXT, "sigaction");
-    if (sig != SIGSEGV || !active) {
+    if ((sig != SIGSEGV && sig != SIGSYS) || !active) {
         if (act && active) {
             struct sigaction copy = *act; /* SIGSEGV is never blocked: a fault in a handler */
             strip_segv(&copy.sa_mask);
@@ -682,11 +977,14 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
         }
         return real_sigaction(sig, act, old);
     }
+    struct sigaction *mine = sig == SIGSEGV ? &prog_segv : &prog_sys;
+    if (sig == SIGSYS && !sys_handler) /* not trapping syscalls (yet): the program's own */
+        real_sigaction(SIGSYS, act, NULL);
     if (old)
-        *old = prog_segv;
+        *old = *mine;
     if (act) {
-        prog_segv = *act;
-        strip_segv(&prog_segv.sa_mask);
+        *mine = *act;
+        strip_segv(&mine->sa_mask);
     }
     return 0;
 }
@@ -751,7 +1049,7 @@ EXPORT void *mmap64(void *a, size_t n, int prot, int flags, int fd, off_t off) _
 
 EXPORT int munmap(void *a, size_t n)
 {
-    long r = syscall(SYS_munmap, a, n);
+    long r = sys6(SYS_munmap, (long)a, (long)n, 0, 0, 0, 0);
     if (r == 0)
         maps_changed((uint64_t)a, (uint64_t)a + round_up(n), CALLER);
     return (int)result(r);
@@ -775,7 +1073,7 @@ EXPORT void *mremap(void *old, size_t old_n, size_t new_n, int flags, ...)
                 disarm(&ranges[i], 1);
         pthread_mutex_unlock(&table_lock);
     }
-    long r = syscall(SYS_mremap, old, old_n, new_n, flags, to);
+    long r = sys6(SYS_mremap, (long)old, (long)old_n, (long)new_n, flags, (long)to, 0);
     if (r < 0 && r > -4096) {
         errno = (int)-r;
         return MAP_FAILED;
@@ -821,7 +1119,7 @@ EXPORT int mprotect(void *addr, size_t n, int prot)
 
 EXPORT void *shmat(int id, const void *a, int flags)
 {
-    long r = syscall(SYS_shmat, id, a, flags);
+    long r = sys6(SYS_shmat, id, (long)a, flags, 0, 0, 0);
     if (r < 0 && r > -4096) {
         errno = (int)-r;
         return (void *)-1;
@@ -832,10 +1130,93 @@ EXPORT void *shmat(int id, const void *a, int flags)
 
 EXPORT int shmdt(const void *a)
 {
-    long r = syscall(SYS_shmdt, a);
+    long r = sys6(SYS_shmdt, (long)a, 0, 0, 0, 0, 0);
     if (r == 0)
         maps_changed((uint64_t)a, (uint64_t)a + 1, CALLER);
     return (int)result(r);
+}
+
+/* -- exec: the agent comes back in the new image --------------------------------------------
+ * Its environment entries are put back when the program passes its own environment (a
+ * filter of the agent's stays in the process for life: without the agent the syscalls it
+ * traps would kill the new image). */
+static char env_agent[64];
+static char env_preload[4096];
+extern char **environ;
+
+static int has(char *const *envp, const char *entry)
+{
+    size_t n = strchr(entry, '=') - entry + 1;
+    for (; envp && *envp; envp++)
+        if (!strncmp(*envp, entry, n))
+            return 1;
+    return 0;
+}
+
+/* envp with the agent's entries added where missing, in out (room for count + 3). */
+static char *const *with_agent(char *const *envp, char **out, size_t room)
+{
+    if (!env_agent[0])
+        return envp;
+    size_t n = 0;
+    for (char *const *e = envp; e && *e && n + 3 < room; e++)
+        out[n++] = *e;
+    if (!has(envp, env_agent))
+        out[n++] = env_agent;
+    if (!has(envp, env_preload))
+        out[n++] = env_preload;
+    out[n] = NULL;
+    return out;
+}
+
+static size_t env_count(char *const *envp)
+{
+    size_t n = 0;
+    while (envp && envp[n])
+        n++;
+    return n + 3;
+}
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+    size_t room = env_count(envp);
+    char *fixed[room];
+    return (int)result(sys6(SYS_execve, (long)path, (long)argv, (long)with_agent(envp, fixed, room), 0, 0, 0));
+}
+
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+    static int (*real)(const char *, char *const[], char *const[]);
+    if (!real)
+        real = dlsym(RTLD_NEXT, "execvpe");
+    size_t room = env_count(envp);
+    char *fixed[room];
+    return real(file, argv, with_agent(envp, fixed, room));
+}
+
+EXPORT int execvp(const char *file, char *const argv[]) { return execvpe(file, argv, environ); }
+EXPORT int execv(const char *path, char *const argv[]) { return execve(path, argv, environ); }
+
+EXPORT int posix_spawn(pid_t *pid, const char *path, const void *fa, const void *attr, char *const argv[],
+                       char *const envp[])
+{
+    static int (*real)(pid_t *, const char *, const void *, const void *, char *const[], char *const[]);
+    if (!real)
+        real = dlsym(RTLD_NEXT, "posix_spawn");
+    size_t room = env_count(envp);
+    char *fixed[room];
+    return real(pid, path, fa, attr, argv, with_agent(envp, fixed, room));
+}
+
+EXPORT int posix_spawnp(pid_t *pid, const char *file, const void *fa, const void *attr, char *const argv[],
+                        char *const envp[])
+{
+    static int (*real)(pid_t *, const char *, const void *, const void *, char *const[], char *const[]);
+    if (!real)
+        real = dlsym(RTLD_NEXT, "posix_spawnp");
+    size_t room = env_count(envp);
+    char *fixed[room];
+    return real(pid, file, fa, attr, argv, with_agent(envp, fixed, room));
 }
 
 /* -- start, fork ------------------------------------------------------------------------- */
@@ -860,7 +1241,7 @@ static int connect_tracer(uint64_t why, uint64_t parent)
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(c), &sv[1], sizeof(int));
-    if (sendmsg(root_fd, &mh, MSG_NOSIGNAL) < 0) {
+    if (sys6(SYS_sendmsg, root_fd, (long)&mh, MSG_NOSIGNAL, 0, 0, 0) < 0) { /* never trapped */
         close(sv[0]);
         close(sv[1]);
         return -1;
@@ -932,6 +1313,13 @@ __attribute__((constructor)) static void agent_start(void)
     const char *env = getenv("KMMIO_AGENT");
     if (!env)
         return;
+    const char *pre = getenv("LD_PRELOAD");
+    if (strlen(env) + 13 < sizeof env_agent && pre && strlen(pre) + 12 < sizeof env_preload) {
+        strcpy(env_agent, "KMMIO_AGENT=");
+        strcat(env_agent, env);
+        strcpy(env_preload, "LD_PRELOAD=");
+        strcat(env_preload, pre);
+    }
     char *end;
     root_fd = (int)strtol(env, &end, 10);
     ring_fd = (int)strtol(end + 1, &end, 10);
@@ -942,9 +1330,13 @@ __attribute__((constructor)) static void agent_start(void)
         return; /* not ours (a descriptor closed or reused): run untraced */
     ring = (struct ring_hdr *)m;
     recs = (struct rec *)((char *)m + RING_HDR);
+    real_sigaction(SIGSEGV, NULL, &prog_segv);
+    real_sigaction(SIGSYS, NULL, &prog_sys);
+    make_gadget();
+    if (in_filter_mode()) /* filters of the agent's before an exec trap here too */
+        add_filter(NULL, 0);
     if (atomic_load(&ring->detach))
         return;
-    real_sigaction(SIGSEGV, NULL, &prog_segv);
     open_self_mem();
     if (connect_tracer(0, (uint64_t)getppid()) < 0)
         return;

@@ -19,6 +19,7 @@ struct ring_hdr {
     _Atomic uint32_t detach;
     uint32_t tracer_pid;
     _Atomic uint64_t relocated;
+    _Atomic uint64_t relocated_records;
 };
 struct rec {
     _Atomic uint64_t seq;

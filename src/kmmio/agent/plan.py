@@ -24,6 +24,7 @@ scratch area and back (not atomic against other threads: said in the README).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -126,6 +127,56 @@ class Relocation:
         return out, done
 
 
+def template(
+    insn: iced.Instruction, reloc: Relocation, regs: Registers, traced: Sequence[tuple[bool, int, int]]
+) -> list[int]:
+    """The words with which the agent keeps a relocation for this instruction address
+    and runs it without asking again (``_agent.c``'s ``D_TEMPLATE``), or ``[0]``.
+
+    Only a copy that does not depend on the run: an explicit operand reached through the
+    alias (no copy to the scratch area), a fixed list of accesses (``traced``: write?,
+    address, width), at most four, at fixed offsets from the effective address, whose
+    code does not depend on where it runs."""
+    if reloc.string or reloc.copy_in or not traced or len(traced) > 4:
+        return [0]
+    base, index = insn.memory_base, insn.memory_index
+    if (base != _R.NONE and base not in _NAME) or (index != _R.NONE and index not in _NAME):
+        return [0]
+    enc = iced.Encoder(64)
+    moved = iced.Decoder(64, reloc.code, ip=0x1000).decode()
+    enc.encode(moved, 0x7000_0000)
+    if bytes(enc.take_buffer()) != reloc.code or len(reloc.code) > 32:
+        return [0]  # position-dependent
+    seg = insn.memory_segment
+    seg_i = _WORD["fs_base"] if seg == _R.FS else _WORD["gs_base"] if seg == _R.GS else -1
+    ea = insn.memory_displacement
+    if base != _R.NONE:
+        ea += regs.get(_NAME[base])
+    if index != _R.NONE:
+        ea += regs.get(_NAME[index]) * insn.memory_index_scale
+    if seg_i >= 0:
+        ea += regs[seg_i]
+    ea &= _MASK64
+    ((scratch_word, _),) = reloc.sets
+    code = reloc.code + bytes(32 - len(reloc.code))
+    words = [
+        1,
+        _WORD[_NAME[base]] if base != _R.NONE else -1,
+        _WORD[_NAME[index]] if index != _R.NONE else -1,
+        insn.memory_index_scale,
+        insn.memory_displacement,
+        seg_i,
+        insn.next_ip,
+        scratch_word,
+        len(reloc.code),
+        *struct.unpack("<4Q", code),
+        len(traced),
+    ]
+    for write, addr, width in traced:
+        words += [int(write), (addr - ea) & _MASK64, width]
+    return [w & _MASK64 for w in words]
+
+
 class Unsupported(Exception):
     """The instruction cannot run against an alias (said to the user, the fault given to
     the program)."""
@@ -142,14 +193,16 @@ def relocate(
     spans: Sequence[Traced],
     tramp: int,
     accesses: Sequence[tuple[int, int]],
+    fault: int,
 ) -> Relocation:
     """Plan the run of ``insn`` (decoded at ``regs.rip``) in the trampoline at ``tramp``;
-    ``accesses`` are its (address, width) as the decoder sees them (empty if unknown)."""
+    ``accesses`` are its (address, width) as the decoder sees them (empty if unknown),
+    ``fault`` the address that faulted."""
     if insn.flow_control != iced.FlowControl.NEXT and not insn.is_string_instruction:
         raise Unsupported(f"{form.text}: a branch through traced memory")
     if insn.is_string_instruction:
         return _string(insn, form, regs, spans, tramp)
-    return _explicit(insn, form, regs, spans, tramp, accesses)
+    return _explicit(insn, form, regs, spans, tramp, accesses, fault)
 
 
 def _explicit(
@@ -159,6 +212,7 @@ def _explicit(
     spans: Sequence[Traced],
     tramp: int,
     accesses: Sequence[tuple[int, int]],
+    fault: int,
 ) -> Relocation:
     mem = next((i for i in range(insn.op_count) if insn.op_kind(i) == iced.OpKind.MEMORY), None)
     if (
@@ -186,11 +240,14 @@ def _explicit(
         elif seg == _R.GS:
             start += regs.gs_base
         start &= _MASK64
-    lo = min((a for a, _ in accesses), default=None)
-    hi = max((a + w for a, w in accesses), default=None)
-    span = _find(spans, lo) if lo is not None else None
+    # The explicit operand's accesses are the traced ones (a push's stack is not traced).
+    mine = [(a, w) for a, w in accesses if any(s.lo < a + w and a < s.hi for s in spans)]
+    lo = min((a for a, _ in mine), default=None)
+    hi = max((a + w for a, w in mine), default=None)
+    span = _find(spans, lo if lo is not None else fault)
     copy_in: tuple[tuple[int, int, int], ...] = ()
-    if span is not None and span.alias and hi is not None and hi <= span.hi:
+    if span is not None and span.alias and (hi is None or hi <= span.hi):
+        # (Accesses unknown, a gather say: all of them taken to be in the faulting mapping.)
         delta = span.alias - span.lo
     elif lo is not None and hi is not None and hi - lo <= SCRATCH and insn.memory_index == _R.NONE:
         delta = tramp + TRAMP_CODE - lo  # the bytes, copied to the scratch area and back

@@ -44,6 +44,7 @@ from kmmio.agent.plan import (
     is_movs,
     relocate,
     string_regs,
+    template,
 )
 from kmmio.backend.procmaps import MapEntry, kernel_page_size, read_maps
 from kmmio.backend.xstate import ThreadVectors
@@ -54,13 +55,18 @@ from kmmio.faults import Mode, TraceStats
 from kmmio.launch import resolve_program
 from kmmio.mmiotrace import Mapping, MmioTrace, now_us
 from kmmio.regions import Pattern
+from kmmio.syscall_path import robust_marks, robust_reach, syscall_name
+from kmmio.syscalls import numbers as nr
+from kmmio.syscalls.filters import MAX_RANGE_FILTERS, SECCOMP_RET_TRAP, range_filter, uncovered
+from kmmio.syscalls.plan import Lend, NeedAliases, Plan, Redirect, Span, Spans, plan_syscall, touched
+from kmmio.syscalls.table import SYSCALLS
 from kmmio.trace.records import Kind, Record
 from kmmio.x86.cache import Decoded, Decoder
 from kmmio.x86.decode import MAX_INSN_LEN, InstructionForm
 from kmmio.x86.operands import AccessKind, MemAccess
 from kmmio.x86.regs import USER_REGS_FIELDS, Registers
 
-M_HELLO, M_MAPS, M_DECODE, M_PRE, M_POST, M_ARMED = 1, 2, 3, 4, 5, 6
+M_HELLO, M_MAPS, M_DECODE, M_PRE, M_POST, M_ARMED, M_SYSCALL, M_SYSDONE = 1, 2, 3, 4, 5, 6, 7, 8
 A_ARM, A_DISARM = 1, 2
 P_RUN, P_GENUINE = 1, 2
 _NWORDS = 27
@@ -72,6 +78,25 @@ RING_CAP = 1 << 16
 _SI_QUEUE = -1
 _NUDGE = 0x6B6D6D696F
 _RING_NAME = "kmmio-ring"
+#: Where the agent's own ``syscall`` instruction returns to (``_agent.c``'s GADGET_AT +
+#: 0x19): syscalls made from there are the agent's, never trapped.
+GADGET_RET = 0x6B6D00000019
+#: The agent's filters trap with SIGSYS, ``si_errno`` this (``_agent.c``'s KM_DATA).
+_KM_DATA = 0x6B6D
+#: Syscalls the agent's filters never trap: they cannot run from a signal handler (a new
+#: thread would start on the handler's frame) or change what the handler returns to, or
+#: are made with every signal blocked (a dying thread's ``exit``: glibc blocks them all
+#: first, and a trapped syscall with SIGSYS blocked kills the process).
+_NEVER = (
+    nr.CLONE,
+    nr.CLONE3,
+    nr.EXECVE,
+    nr.EXECVEAT,
+    nr.EXIT,
+    219,
+    101,
+    15,
+)  # restart_syscall, ptrace, rt_sigreturn
 
 
 def _words(data: bytes, offset: int = 0, count: int | None = None) -> list[int]:
@@ -124,8 +149,24 @@ class Session:
     sock: socket.socket
     mappings: dict[int, AgentMapping] = field(default_factory=dict)
     forms: dict[int, Decoded] = field(default_factory=dict)
+    #: Whether the code at an address cannot change (not in a writable mapping).
+    cacheable: dict[int, bool] = field(default_factory=dict)
     pending: dict[int, _Pending] = field(default_factory=dict)
+    #: Syscalls run for a thread, waiting for their result.
+    syscalls: dict[int, tuple[str, Plan]] = field(default_factory=dict)
     mem: int = -1
+    #: What the agent's seccomp filters in the process look at (they outlive exec).
+    covered: list[tuple[int, int]] = field(default_factory=list)
+    filters: int = 0
+    covers_all: bool = False
+
+    def syscall_spans(self) -> Spans:
+        return Spans(
+            [
+                Span(m.lo, m.hi, m.mapping.map_id, m.mapping.phys, m.alias or None, aliasable=bool(m.alias))
+                for m in self.mappings.values()
+            ]
+        )
 
     def spans(self) -> list[Traced]:
         return [Traced(m.lo, m.hi, m.alias) for m in self.mappings.values()]
@@ -287,6 +328,9 @@ class AgentTracer:
     def _end(self) -> None:
         """The last records; those a dead thread reserved and never wrote are lost."""
         self._drain()
+        kept, kept_records = struct.unpack_from("<QQ", self._ring, 144)  # kept relocations run
+        self.stats.stepped += kept
+        self.stats.emulated -= kept_records
         while lib.kmmio_ring_pending(self._ring_addr) > 0:
             lib.kmmio_ring_skip(self._ring_addr)
             self.log.counts["LOST"] += 1
@@ -329,9 +373,11 @@ class AgentTracer:
             return
         sock = socket.socket(fileno=fds[0])
         _, pid, why, parent = _words(data, 0, 4)
-        for old in [s for s in self.sessions.values() if s.pid == pid]:
-            self._close(old)  # an exec: the old image is gone
         session = Session(pid, sock)
+        for old in [s for s in self.sessions.values() if s.pid == pid]:
+            # An exec: the old image is gone, its seccomp filters stay.
+            session.covered, session.filters, session.covers_all = old.covered, old.filters, old.covers_all
+            self._close(old)
         try:
             session.mem = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
         except OSError:
@@ -348,6 +394,11 @@ class AgentTracer:
         parent = next((s for s in self.sessions.values() if s.pid == parent_pid), None)
         pairs: list[int] = []
         if parent is not None:
+            child.covered, child.filters, child.covers_all = (
+                list(parent.covered),
+                parent.filters,
+                parent.covers_all,
+            )
             self._drain()
             for m in parent.mappings.values():
                 old = m.mapping
@@ -406,6 +457,12 @@ class AgentTracer:
             s.sock.send(self._pre(s, data))
         elif kind == M_POST:
             s.sock.send(self._post(s, data))
+        elif kind == M_SYSCALL:
+            s.sock.send(_pack(self._syscall(s, _words(data, 0, 11))))
+        elif kind == M_SYSDONE:
+            _, tid, ret = _words(data, 0, 3)
+            self._syscall_done(s, tid, ret - (1 << 64) if ret >= 1 << 63 else ret)
+            s.sock.send(_pack([0]))
 
     # -- mappings ---------------------------------------------------------------------------
 
@@ -489,7 +546,83 @@ class AgentTracer:
         # Code there may be new: decoded instructions in the range are forgotten.
         for pc_at in [p for p in s.forms if lo <= p < hi]:
             del s.forms[pc_at]
-        return [len(actions) // 6, *actions]
+            s.cacheable.pop(pc_at, None)
+        return [len(actions) // 6, *actions, *self._cover(s)]
+
+    def _cover(self, s: Session) -> list[int]:
+        """A seccomp filter for the agent to add, trapping syscalls that reach traced
+        ranges no filter of the process looks at yet (as :meth:`SyscallPath.cover` does for
+        ptrace): its length in bytes and its words, or ``[0]``."""
+        if s.covers_all:
+            return [0]
+        missing = uncovered([(m.lo, m.hi) for m in s.mappings.values()], s.covered)
+        if not missing:
+            return [0]
+        everything = s.filters + 1 >= MAX_RANGE_FILTERS
+        code = range_filter(missing, everything, SECCOMP_RET_TRAP | _KM_DATA, _NEVER, GADGET_RET)
+        s.filters += 1
+        s.covered.extend(missing)
+        s.covers_all = everything
+        return [len(code), *_words(code)]
+
+    # -- syscalls ---------------------------------------------------------------------------
+
+    def _syscall(self, s: Session, req: list[int]) -> list[int]:
+        """A syscall a filter trapped: how the agent runs it (number, six arguments, whether
+        to report its result, pages to lend: count and ranges)."""
+        _, tid, number, *args6, sp, _pc = req
+        args = tuple(args6)
+        name = syscall_name(number)
+        spans = s.syscall_spans()
+        if number in (nr.EXIT, nr.EXIT_GROUP):
+            return self._exiting(s, tid, number, args, spans)
+        plan = plan_syscall(SYSCALLS.get(number), number, args, spans, s.read, sp)
+        if isinstance(plan, NeedAliases):  # an alias the agent could not make
+            plan = Lend(tuple((sp_.start, sp_.end) for sp_ in plan.spans), ())
+        if plan is None:
+            return [number, *args, 0, 0]
+        self._drain()
+        s.syscalls[tid] = (name, plan)
+        if isinstance(plan, Redirect):
+            for at, data in plan.writes:
+                s.write(at, data)
+            return [plan.nr, *plan.args, 1, 0]
+        lent = [w for r in plan.ranges for w in r]
+        return [number, *args, 1, len(plan.ranges), *lent]
+
+    def _syscall_done(self, s: Session, tid: int, ret: int) -> None:
+        flight = s.syscalls.pop(tid, None)
+        if flight is None:
+            return
+        name, plan = flight
+        assert plan is not None and not isinstance(plan, NeedAliases)
+        if isinstance(plan, Redirect):
+            for src, dst, n, above in plan.copy_back:
+                if ret > above:
+                    s.write(dst, s.read(src, n))
+
+        def read_u32(addr: int) -> int:
+            return int.from_bytes(s.read(addr, 4), "little")
+
+        for span, addr, size, d in touched(plan.touches, ret, read_u32):
+            self.log.kernel_access(name, d.value, span.map_id, span.phys_of(addr), size, tid)
+
+    def _exiting(self, s: Session, tid: int, number: int, args: tuple[int, ...], spans: Spans) -> list[int]:
+        """``exit``/``exit_group``: the kernel walks the dying thread's robust futex list;
+        where it reaches traced memory the pages are lent (for ``exit_group`` the agent lets
+        go of every page: the process is going)."""
+        reached = robust_reach(tid, s.read, spans)
+        if not reached:
+            return [number, *args, 0, 0]
+        self._drain()
+        for span, a, d in robust_marks(tid, s.read, spans, reached):
+            self.log.kernel_access("robust_list", d.value, span.map_id, span.phys_of(a), 4, tid)
+        ranges = (
+            [(sp_.start, sp_.end) for sp_ in spans.spans]
+            if number == nr.EXIT_GROUP
+            else [(a, a + n) for a, n in reached]
+        )
+        return [number, *args, 0, len(ranges), *(w for r in ranges for w in r)]
 
     # -- instructions -----------------------------------------------------------------------
 
@@ -501,6 +634,7 @@ class AgentTracer:
         except OSError:
             entry = None
         cacheable = entry is not None and "w" not in entry.perms
+        s.cacheable[pc] = cacheable
         return descriptor(decoded, self.mode is not Mode.STEP, cacheable)
 
     def _form(self, s: Session, pc: int) -> Decoded:
@@ -525,7 +659,7 @@ class AgentTracer:
         found = form.accesses(regs, vectors) if form.known else []
         insn = iced.Decoder(64, form.code, ip=form.ip).decode()
         try:
-            reloc = relocate(insn, form, regs, s.spans(), tramp, [(a.addr, a.width) for a in found])
+            reloc = relocate(insn, form, regs, s.spans(), tramp, [(a.addr, a.width) for a in found], addr)
         except Unsupported as exc:
             self._say(f"cannot perform in the program: {exc} (the program gets the fault)")
             return _pack([P_GENUINE, 0])
@@ -540,7 +674,18 @@ class AgentTracer:
         code = reloc.code + bytes(-len(reloc.code) % 8)
         assert len(reloc.code) < TRAMP_CODE
         sets = [w for pair in reloc.sets for w in pair]
-        return _pack([P_RUN, len(reloc.sets), *sets, len(reloc.code)]) + code
+        keep = [0]
+        if (
+            s.cacheable.get(regs.rip)
+            and self.mode is not Mode.STEP
+            and form.known
+            and not form.masked
+            and all(op.bit_offset is None for op in form.operands)
+        ):
+            keep = template(
+                insn, reloc, regs, [(a.kind is AccessKind.WRITE, a.addr, a.width) for a, _ in traced]
+            )
+        return _pack([P_RUN, len(reloc.sets), *sets, len(reloc.code)]) + code + _pack(keep)
 
     def _post(self, s: Session, data: bytes) -> bytes:
         _, tid = _words(data, 0, 2)

@@ -24,12 +24,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kmmio.syscalls import numbers as nr
-from kmmio.syscalls.bpf import ARCH, NR, Program, arg_hi, arg_lo
+from kmmio.syscalls.bpf import ARCH, IP, NR, Program, arg_hi, arg_lo
 from kmmio.syscalls.spec import ArgLen, Buf, Class, Syscall
 from kmmio.syscalls.table import BY_NAME, SYSCALLS
 
 SECCOMP_RET_ALLOW = 0x7FFF0000
 SECCOMP_RET_TRACE = 0x7FF00000
+SECCOMP_RET_TRAP = 0x00030000
 AUDIT_ARCH_X86_64 = 0xC000003E
 
 _SIGSEGV = 11
@@ -214,13 +215,57 @@ def _intervals(by_nr: dict[int, str], unknown: str) -> list[tuple[int, int, str]
     return out
 
 
-def range_filter(ranges: Sequence[tuple[int, int]], everything: bool = False) -> bytes:
+#: Range filters one process gets before the last one stops every pointer-taking syscall.
+MAX_RANGE_FILTERS = 8
+#: The grain of the ranges a range filter covers.
+COVER_GRAIN = 0xFFFF
+
+
+def merged(ranges: Sequence[tuple[int, int]], most: int) -> list[tuple[int, int]]:
+    """Ranges sorted and merged, the closest neighbours joined until ``most`` are left."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    while len(out) > most:
+        gaps = [out[i + 1][0] - out[i][1] for i in range(len(out) - 1)]
+        i = gaps.index(min(gaps))
+        out[i : i + 2] = [(out[i][0], out[i + 1][1])]
+    return out
+
+
+def uncovered(traced: Sequence[tuple[int, int]], covered: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The ranges a new range filter must look at: the traced ``[lo, hi)`` that no filter
+    covers yet, rounded out to 64 KiB (a mapping that comes back a little further, in a
+    hole the kernel reuses, is covered already) and merged to at most :data:`MAX_RANGES`."""
+    missing = []
+    for virt, end in traced:
+        lo, hi = virt & ~COVER_GRAIN, (end + COVER_GRAIN) & ~COVER_GRAIN
+        if not any(c_lo <= lo and hi <= c_hi for c_lo, c_hi in covered):
+            missing.append((lo, hi))
+    return merged(missing, MAX_RANGES) if missing else []
+
+
+def range_filter(
+    ranges: Sequence[tuple[int, int]],
+    everything: bool = False,
+    verdict: int = SECCOMP_RET_TRACE,
+    never: Sequence[int] = (),
+    allow_ip: int | None = None,
+) -> bytes:
     """The filter that stops syscalls reaching into ``ranges`` (``[lo, hi)`` each).
 
     A syscall whose pointers the table describes (DIRECT) is stopped when one of its
     arguments lies in a range or up to :data:`UNSIZED_REACH` bytes below one, or when a
     pointer with a length argument covers bytes of a range; every other syscall that
     reaches user memory is stopped, and the rest let through on their number alone.
+
+    ``verdict`` is what a stop is (``SECCOMP_RET_TRACE`` for the ptrace backend,
+    ``SECCOMP_RET_TRAP`` with data for the agent), and syscalls in ``never`` are never
+    stopped (those the agent cannot run from its signal handler: ``clone``...), nor any
+    made from ``allow_ip`` (the address after the agent's own ``syscall`` instruction).
 
     With ``everything`` it stops every syscall that takes a pointer, whatever it points at:
     the last filter a process gets once it has had too many (see the tracer).  It also
@@ -231,6 +276,14 @@ def range_filter(ranges: Sequence[tuple[int, int]], everything: bool = False) ->
         raise ValueError(f"{len(ranges)} ranges in one filter (at most {MAX_RANGES})")
     p = Program()
     trace, allow, anywhere = "trace", "allow", "anywhere"
+    if allow_ip is not None:
+        high, checked = p.label("ip"), p.label("checked")
+        p.load(IP)
+        p.jeq(allow_ip, high, checked)
+        p.place(high)
+        p.load(IP + 4)
+        p.jeq(allow_ip >> 32, allow, checked)
+        p.place(checked)
     p.load(ARCH)
     p.jeq(AUDIT_ARCH_X86_64, None, trace)
     p.load(NR)
@@ -241,7 +294,9 @@ def range_filter(ranges: Sequence[tuple[int, int]], everything: bool = False) ->
     by_nr: dict[int, str] = {}
     blocks: dict[tuple[tuple[int, int, int], ...], str] = {}
     for sc in SYSCALLS.values():
-        if sc.nr in EXITING or (sc.cls is not Class.NONE and everything) or sc.cls is Class.NESTED:
+        if sc.nr in never:
+            by_nr[sc.nr] = allow
+        elif sc.nr in EXITING or (sc.cls is not Class.NONE and everything) or sc.cls is Class.NESTED:
             by_nr[sc.nr] = trace
         elif sc.cls is Class.NONE:
             by_nr[sc.nr] = allow
@@ -274,7 +329,7 @@ def range_filter(ranges: Sequence[tuple[int, int]], everything: bool = False) ->
                 _near(p, buf.arg, ranges, trace)
         p.goto(allow)
     p.place(trace)
-    p.ret(SECCOMP_RET_TRACE)
+    p.ret(verdict)
     p.place(allow)
     p.ret(SECCOMP_RET_ALLOW)
     return p.assemble()
