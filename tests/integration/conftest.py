@@ -25,6 +25,7 @@ PROGRAMS = HERE / "programs"
 FLAGS = {
     "forms": ["-O1", "-mavx2"],
     "threads": ["-O1", "-pthread"],
+    "kept": ["-O1", "-msse4.1"],
     "churn": ["-O1", "-pthread"],
     "shlocks": ["-O1", "-pthread"],
     "lendblock": ["-O1", "-pthread"],

@@ -111,6 +111,7 @@ def _forms_of_account(stdout: str) -> list[str]:
     return names
 
 
+@pytest.mark.parametrize("mode", ["step", "auto"])  # the ptrace tracer's own counts (the API)
 def test_each_form_is_emulated_or_stepped_as_expected(
     build, tmp_path: Path, mode: str, capfd: pytest.CaptureFixture[str]
 ) -> None:

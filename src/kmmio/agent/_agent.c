@@ -34,6 +34,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 #include <asm/prctl.h>
+#include <cpuid.h>
 #include <sys/prctl.h>
 
 #define EXPORT __attribute__((visibility("default")))
@@ -97,6 +98,10 @@ struct desc {
     struct {
         uint64_t kind, off, width;
     } tmpl[4];
+    /* A masked operand (AVX-512 {k}): tmpl[0] is the whole operand; the bytes touched are
+     * the elements whose bit of opmask k<mask_k> is set (compress: the first popcount). */
+    int64_t mask_k;
+    uint64_t mask_elem, mask_count, mask_compress;
 };
 #define DESC_CAP 4096
 static struct desc descs[DESC_CAP];
@@ -117,8 +122,10 @@ static int root_fd = -1, ring_fd = -1, wake_fd = -1;
 static struct ring_hdr *ring;
 static struct rec *recs;
 static int self_mem = -1;      /* /proc/self/mem, for private mappings */
-static pthread_mutex_t sock_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Locks of the agent's own (a futex through the gadget: libc's would make its futex calls
+ * from libc, which the agent's seccomp filters may trap). */
+typedef _Atomic int lock_t;
+static lock_t sock_lock, table_lock;
 static struct sigaction prog_segv;  /* the program's own SIGSEGV action */
 static struct sigaction prog_sys;   /* and SIGSYS (the agent's seccomp filters trap with it) */
 static int sys_handler;             /* the agent's SIGSYS handler is in place */
@@ -136,6 +143,8 @@ static TLS int t_templated;
 static TLS uint64_t t_ea, t_scratch, t_pc;
 static TLS struct range *t_range;
 static TLS uint8_t t_vals[4][64];
+static TLS uint64_t t_enabled; /* a masked operand's bytes touched (bit i: byte i) */
+static uint32_t opmask_offset; /* where k0-k7 lie in an XSAVE area (CPUID 0xD, 5) */
 
 static pid_t tid(void)
 {
@@ -180,6 +189,34 @@ static void make_gadget(void)
     gadget = (gadget_fn)m;
 }
 
+/* 0 free, 1 taken, 2 taken with waiters (Drepper's "Futexes are tricky", mutex 2). */
+static void lock(lock_t *l)
+{
+    int c = 0;
+    if (atomic_compare_exchange_strong(l, &c, 1))
+        return;
+    if (c != 2)
+        c = atomic_exchange(l, 2);
+    while (c != 0) {
+        sys6(SYS_futex, (long)l, FUTEX_WAIT_PRIVATE, 2, 0, 0, 0);
+        c = atomic_exchange(l, 2);
+    }
+}
+
+static int trylock(lock_t *l)
+{
+    int c = 0;
+    return atomic_compare_exchange_strong(l, &c, 1) ? 0 : -1;
+}
+
+static void unlock(lock_t *l)
+{
+    if (atomic_fetch_sub(l, 1) != 1) {
+        atomic_store(l, 0);
+        sys6(SYS_futex, (long)l, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
+    }
+}
+
 static long raw_mmap(void *a, size_t n, int prot, int flags, int fd, off_t off)
 {
     return sys6(SYS_mmap, (long)a, (long)n, prot, flags, fd, off);
@@ -198,10 +235,9 @@ static void die(const char *why)
     /* The agent cannot go on: say so on stderr and end the program, as the kernel would
      * on an access it cannot handle (its pages would otherwise stay armed). */
     static const char pre[] = "kmmio agent: ";
-    ssize_t r = write(2, pre, sizeof pre - 1);
-    r = write(2, why, strlen(why));
-    r = write(2, "\n", 1);
-    (void)r;
+    sys6(SYS_write, 2, (long)pre, sizeof pre - 1, 0, 0, 0);
+    sys6(SYS_write, 2, (long)why, (long)strlen(why), 0, 0, 0);
+    sys6(SYS_write, 2, (long)"\n", 1, 0, 0, 0);
     sys6(SYS_exit_group, 3, 0, 0, 0, 0, 0);
 }
 
@@ -212,13 +248,13 @@ static long ask(const void *req, size_t len, void *reply, size_t cap)
 {
     ssize_t n;
     do
-        n = send(sock, req, len, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
+        n = sys6(SYS_sendto, sock, (long)req, (long)len, MSG_NOSIGNAL, 0, 0);
+    while (n == -EINTR);
     if (n < 0)
         return -1;
     do
-        n = recv(sock, reply, cap, 0);
-    while (n < 0 && errno == EINTR);
+        n = sys6(SYS_recvfrom, sock, (long)reply, (long)cap, 0, 0, 0);
+    while (n == -EINTR);
     return n <= 0 ? -1 : n;
 }
 
@@ -226,22 +262,21 @@ static void tell(const void *msg, size_t len)
 {
     ssize_t n;
     do
-        n = send(sock, msg, len, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
+        n = sys6(SYS_sendto, sock, (long)msg, (long)len, MSG_NOSIGNAL, 0, 0);
+    while (n == -EINTR);
 }
 
 /* -- records ----------------------------------------------------------------------------- */
 
 static void futex(_Atomic uint64_t *word, int op, uint32_t val, const struct timespec *t)
 {
-    syscall(SYS_futex, (uint32_t *)word, op, val, t, NULL, 0);
+    sys6(SYS_futex, (long)word, op, val, (long)t, 0, 0);
 }
 
 static void wake_tracer(void)
 {
     uint64_t one = 1;
-    ssize_t r = write(wake_fd, &one, 8);
-    (void)r;
+    sys6(SYS_write, wake_fd, (long)&one, 8, 0, 0, 0);
 }
 
 static void emit(uint32_t kind, uint32_t width, const struct range *r, uint64_t addr, const void *value,
@@ -383,8 +418,8 @@ static void maps_changed(uint64_t lo, uint64_t hi, uint64_t pc)
     forget_code(lo, hi);
     uint64_t req[5] = {M_MAPS, (uint64_t)tid(), pc, lo, hi};
     static uint64_t reply[1 + 6 * 64 + 1 + 4096]; /* under sock_lock */
-    pthread_mutex_lock(&sock_lock);
-    pthread_mutex_lock(&table_lock);
+    lock(&sock_lock);
+    lock(&table_lock);
     long n = ask(req, sizeof req, reply, sizeof reply);
     if (n < 0 || atomic_load(&ring->detach)) {
         detach_all();
@@ -404,8 +439,8 @@ static void maps_changed(uint64_t lo, uint64_t hi, uint64_t pc)
             }
         }
     }
-    pthread_mutex_unlock(&table_lock);
-    pthread_mutex_unlock(&sock_lock);
+    unlock(&table_lock);
+    unlock(&sock_lock);
 }
 
 /* -- syscalls reaching traced memory (kmmio.syscalls.plan) --------------------------------- */
@@ -444,11 +479,11 @@ static void add_filter(const uint64_t *code, uint64_t bytes)
 static int in_filter_mode(void)
 {
     char buf[4096];
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    long fd = sys6(SYS_openat, AT_FDCWD, (long)"/proc/self/status", O_RDONLY | O_CLOEXEC, 0, 0, 0);
     if (fd < 0)
         return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
+    long n = sys6(SYS_read, fd, (long)buf, sizeof buf - 1, 0, 0, 0);
+    sys6(SYS_close, fd, 0, 0, 0, 0, 0);
     if (n <= 0)
         return 0;
     buf[n] = 0;
@@ -475,20 +510,13 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
     ucontext_t *uc = ctx;
     greg_t *g = uc->uc_mcontext.gregs;
     if (si->si_code != 1 /* SYS_SECCOMP */ || si->si_errno != KM_DATA) {
-        if (getenv("KMMIO_AGENT_DEBUG")) {
-            char b[160];
-            int k = snprintf(b, sizeof b, "kmmio agent: SIGSYS code %d errno %d nr %d arch %x\n", si->si_code,
-                             si->si_errno, si->si_syscall, si->si_arch);
-            ssize_t w = write(2, b, (size_t)k);
-            (void)w;
-        }
         struct sigaction *p = &prog_sys;
         if (p->sa_handler == SIG_DFL || p->sa_handler == SIG_IGN) {
             struct sigaction dfl;
             memset(&dfl, 0, sizeof dfl);
             dfl.sa_handler = p->sa_handler;
             real_sigaction(SIGSYS, &dfl, NULL);
-            syscall(SYS_rt_tgsigqueueinfo, getpid(), tid(), sig, si);
+            sys6(SYS_rt_tgsigqueueinfo, getpid(), tid(), sig, (long)si, 0, 0);
         } else if (p->sa_flags & SA_SIGINFO) {
             p->sa_sigaction(sig, si, ctx);
         } else {
@@ -507,9 +535,9 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
     static TLS uint64_t reply[2 + 6 + 2 + 2 * 16];
     long n = -1;
     if (active) {
-        pthread_mutex_lock(&sock_lock);
+        lock(&sock_lock);
         n = ask(req, sizeof req, reply, sizeof reply);
-        pthread_mutex_unlock(&sock_lock);
+        unlock(&sock_lock);
     }
     if (n < 8 * 9) { /* no tracer: as it is */
         g[REG_RAX] = sys6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
@@ -520,9 +548,9 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
     uint64_t nlend = reply[8] > 16 ? 16 : reply[8];
     int dying = nr == SYS_exit_group || nr == SYS_exit;
     if (nr == SYS_exit_group && nlend) {
-        pthread_mutex_lock(&table_lock);
+        lock(&table_lock);
         detach_all(); /* the kernel walks robust lists as the process dies */
-        pthread_mutex_unlock(&table_lock);
+        unlock(&table_lock);
     }
     for (uint64_t i = 0; i < nlend; i++)
         lend(reply[9 + 2 * i], reply[10 + 2 * i], 1);
@@ -534,9 +562,9 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
     if (reply[7]) {
         uint64_t done[3] = {M_SYSDONE, (uint64_t)tid(), (uint64_t)ret};
         uint64_t ok[1];
-        pthread_mutex_lock(&sock_lock);
+        lock(&sock_lock);
         ask(done, sizeof done, ok, sizeof ok);
-        pthread_mutex_unlock(&sock_lock);
+        unlock(&sock_lock);
     }
     g[REG_RAX] = ret;
     errno = saved;
@@ -546,9 +574,9 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
 static void tracer_gone(void)
 {
     atomic_store(&ring->detach, 1);
-    if (pthread_mutex_trylock(&table_lock) == 0) {
+    if (trylock(&table_lock) == 0) {
         detach_all();
-        pthread_mutex_unlock(&table_lock);
+        unlock(&table_lock);
     }
 }
 
@@ -601,9 +629,9 @@ static int decode(uint64_t pc, uint64_t addr, struct desc *out)
     uint64_t req[6] = {M_DECODE, (uint64_t)tid(), pc, addr, 0, 0};
     memcpy(&req[4], (const void *)pc, 16); /* the code: readable, it just ran */
     uint64_t reply[20];
-    pthread_mutex_lock(&sock_lock);
+    lock(&sock_lock);
     long n = ask(req, sizeof req, reply, sizeof reply);
-    pthread_mutex_unlock(&sock_lock);
+    unlock(&sock_lock);
     if (n != sizeof reply)
         return -1;
     memset(out, 0, sizeof *out);
@@ -618,7 +646,7 @@ static int decode(uint64_t pc, uint64_t addr, struct desc *out)
 static void load_alias(const struct range *r, uint64_t addr, void *dst, uint64_t width)
 {
     if (r->private_kind) {
-        if (pread(self_mem, dst, width, (off_t)addr) != (ssize_t)width)
+        if (sys6(SYS_pread64, self_mem, (long)dst, (long)width, (long)addr, 0, 0) != (long)width)
             die("cannot read traced private memory");
         return;
     }
@@ -635,7 +663,7 @@ static void load_alias(const struct range *r, uint64_t addr, void *dst, uint64_t
 static void store_alias(const struct range *r, uint64_t addr, const void *src, uint64_t width)
 {
     if (r->private_kind) {
-        if (pwrite(self_mem, src, width, (off_t)addr) != (ssize_t)width)
+        if (sys6(SYS_pwrite64, self_mem, (long)src, (long)width, (long)addr, 0, 0) != (long)width)
             die("cannot write traced private memory");
         return;
     }
@@ -700,13 +728,85 @@ static uint8_t *trampoline(void)
 /* A kept relocation: the reads' values taken through the alias, the copy run in the
  * trampoline against the alias; template_done() finishes it at its hlt.  0 if it must go
  * through the tracer (an access outside the range) or the fault is the program's. */
-static int templated(const struct desc *d, greg_t *g, uint64_t pc, int *genuine)
+/* Opmask register k of the interrupted thread, from its signal frame's XSAVE area. */
+static uint64_t frame_opmask(const ucontext_t *uc, int64_t k)
 {
+    const uint8_t *fp = (const uint8_t *)uc->uc_mcontext.fpregs;
+    uint32_t magic;
+    memcpy(&magic, fp + 464, 4);
+    if (!fp || magic != 0x46505853u || !opmask_offset)
+        return 0;
+    uint64_t bv, v;
+    memcpy(&bv, fp + 512, 8);
+    if (!(bv >> 5 & 1))
+        return 0; /* in its initial state: zero */
+    memcpy(&v, fp + opmask_offset + 8 * k, 8);
+    return v;
+}
+
+/* The bytes of a masked operand the instruction touches (bit i: byte i). */
+static uint64_t enabled_bytes(const struct desc *d, const ucontext_t *uc)
+{
+    uint64_t n = d->mask_count, e = d->mask_elem;
+    uint64_t bits = frame_opmask(uc, d->mask_k) & (n >= 64 ? ~0ull : (1ull << n) - 1);
+    if (d->mask_compress) {
+        uint64_t len = (uint64_t)__builtin_popcountll(bits) * e;
+        return len >= 64 ? ~0ull : (1ull << len) - 1;
+    }
+    uint64_t out = 0, one = e >= 64 ? ~0ull : (1ull << e) - 1;
+    for (uint64_t i = 0; i < n; i++)
+        if (bits >> i & 1)
+            out |= one << (i * e);
+    return out;
+}
+
+/* The next run of set bits of m at or after bit *at: its length (0: none left). */
+static int next_run(uint64_t m, int *at)
+{
+    while (*at < 64 && !(m >> *at & 1))
+        (*at)++;
+    int len = 0;
+    while (*at + len < 64 && (m >> (*at + len) & 1))
+        len++;
+    return len;
+}
+
+static int templated(const struct desc *d, ucontext_t *uc, uint64_t pc, int *genuine)
+{
+    greg_t *g = uc->uc_mcontext.gregs;
     uint64_t start = d->disp + part(g, d->base_i, d->base_shift, d->base_mask);
     if (d->seg_i >= 0)
         start += part(g, d->seg_i, 0, ~0ull);
     uint64_t ea = start + part(g, d->index_i, d->index_shift, d->index_mask) * d->scale;
     struct range *r = find_range(ea);
+    if (d->mask_k >= 0) { /* only the enabled bytes count, and must be in the range */
+        t_enabled = enabled_bytes(d, uc);
+        int at = 0, len;
+        r = NULL;
+        while ((len = next_run(t_enabled, &at))) {
+            struct range *x = find_range(ea + at);
+            if (!x || (r && x != r) || ea + at + len > x->hi)
+                return 0;
+            if (!allowed(x, ea + at, len, (int)d->tmpl[0].kind)) {
+                *genuine = 1;
+                return 0;
+            }
+            r = x;
+            at += len;
+        }
+        if (!r)
+            r = find_range(ea) ? find_range(ea) : find_range(ea + d->tmpl[0].width - 1);
+        if (!r || !r->alias)
+            return 0;
+        t_desc = *d;
+        t_ea = ea;
+        t_range = r;
+        t_pc = pc;
+        if (!d->tmpl[0].kind)
+            for (at = 0; (len = next_run(t_enabled, &at)); at += len)
+                load_alias(r, ea + at, t_vals[0] + at, len);
+        goto run;
+    }
     if (!r || !r->alias)
         return 0;
     for (uint64_t i = 0; i < d->ntmpl; i++) {
@@ -725,6 +825,7 @@ static int templated(const struct desc *d, greg_t *g, uint64_t pc, int *genuine)
     for (uint64_t i = 0; i < d->ntmpl; i++)
         if (!d->tmpl[i].kind)
             load_alias(r, ea + d->tmpl[i].off, t_vals[i], d->tmpl[i].width);
+run:;
     greg_t *scratch = &g[U2G[d->scratch_i]];
     t_scratch = (uint64_t)*scratch;
     *scratch = (greg_t)(start + (r->alias - r->lo));
@@ -740,11 +841,24 @@ static int templated(const struct desc *d, greg_t *g, uint64_t pc, int *genuine)
 static void template_done(greg_t *g)
 {
     const struct desc *d = &t_desc;
+    if (d->mask_k >= 0) {
+        int at, len;
+        uint64_t n = 0;
+        if (d->tmpl[0].kind)
+            for (at = 0; (len = next_run(t_enabled, &at)); at += len)
+                load_alias(t_range, t_ea + at, t_vals[0] + at, len);
+        for (at = 0; (len = next_run(t_enabled, &at)); at += len, n++)
+            emit((uint32_t)d->tmpl[0].kind, (uint32_t)len, t_range, t_ea + at, t_vals[0] + at, t_pc);
+        atomic_fetch_add_explicit(&ring->relocated_records, n, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&ring->relocated_records, d->ntmpl, memory_order_relaxed);
+        goto done;
+    }
     for (uint64_t i = 0; i < d->ntmpl; i++)
         if (d->tmpl[i].kind)
             load_alias(t_range, t_ea + d->tmpl[i].off, t_vals[i], d->tmpl[i].width);
     for (uint64_t i = 0; i < d->ntmpl; i++)
         emit((uint32_t)d->tmpl[i].kind, (uint32_t)d->tmpl[i].width, t_range, t_ea + d->tmpl[i].off, t_vals[i], t_pc);
+done:
     g[U2G[d->scratch_i]] = (greg_t)t_scratch;
     g[REG_RIP] = (greg_t)d->next_ip;
     t_templated = 0;
@@ -796,10 +910,10 @@ static int reloc_pre(ucontext_t *uc, uint64_t addr)
     req[4] = xsize;
     memcpy(&req[5 + NWORDS], fp, xsize);
     len += xsize;
-    static TLS uint64_t reply[2 + 2 * NWORDS + 1 + 4 + 32];
-    pthread_mutex_lock(&sock_lock);
+    static TLS uint64_t reply[2 + 2 * NWORDS + 1 + 4 + 40];
+    lock(&sock_lock);
     long n = ask(req, len, reply, sizeof reply);
-    pthread_mutex_unlock(&sock_lock);
+    unlock(&sock_lock);
     if (n < 16) {
         tracer_gone();
         return 1; /* runs again, untraced */
@@ -842,6 +956,11 @@ static int reloc_pre(ucontext_t *uc, uint64_t addr)
                 d.tmpl[i].off = k[15 + 3 * i];
                 d.tmpl[i].width = k[16 + 3 * i];
             }
+            const uint64_t *mk = &k[14 + 3 * d.ntmpl];
+            d.mask_k = (int64_t)mk[0];
+            d.mask_elem = mk[1];
+            d.mask_count = mk[2];
+            d.mask_compress = mk[3];
             struct desc *old = lookup(d.pc);
             if (old)
                 atomic_store(&old->pc, 1);
@@ -859,9 +978,9 @@ static void reloc_post(greg_t *g)
     words_of(g, &req[2]);
     uint64_t reply[1 + 2 * NWORDS];
     tramp_hlt = 0;
-    pthread_mutex_lock(&sock_lock);
+    lock(&sock_lock);
     long n = ask(req, sizeof req, reply, sizeof reply);
-    pthread_mutex_unlock(&sock_lock);
+    unlock(&sock_lock);
     if (n < 8)
         die("the tracer is gone");
     apply_sets(g, &reply[1], reply[0]);
@@ -882,7 +1001,7 @@ static void chain(int sig, siginfo_t *si, void *uc)
         dfl.sa_handler = SIG_DFL;
         real_sigaction(SIGSEGV, &dfl, NULL);
         if (si->si_code <= 0 && h == SIG_DFL) /* sent, not a fault: send it again */
-            syscall(SYS_rt_tgsigqueueinfo, getpid(), tid(), sig, si);
+            sys6(SYS_rt_tgsigqueueinfo, getpid(), tid(), sig, (long)si, 0, 0);
         return; /* a fault happens again, now with the default action */
     }
     struct sigaction act = *p;
@@ -907,9 +1026,9 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
     greg_t *g = uc->uc_mcontext.gregs;
     uint64_t pc = (uint64_t)g[REG_RIP];
     if (si->si_code == SI_QUEUE && si->si_value.sival_ptr == NUDGE) {
-        if (pthread_mutex_trylock(&table_lock) == 0) {
+        if (trylock(&table_lock) == 0) {
             detach_all();
-            pthread_mutex_unlock(&table_lock);
+            unlock(&table_lock);
         }
         goto out;
     }
@@ -925,9 +1044,9 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
         struct range *r = find_range(addr);
         if (r) {
             if (atomic_load(&ring->detach)) {
-                pthread_mutex_lock(&table_lock);
+                lock(&table_lock);
                 detach_all();
-                pthread_mutex_unlock(&table_lock);
+                unlock(&table_lock);
                 goto out; /* runs again, untraced */
             }
             struct desc local, *d = lookup(pc);
@@ -941,7 +1060,7 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
             int genuine = 0;
             if (d->kind == D_QUICK && quick(d, g, pc, &genuine))
                 goto out;
-            if (d->kind == D_TEMPLATE && templated(d, g, pc, &genuine))
+            if (d->kind == D_TEMPLATE && templated(d, uc, pc, &genuine))
                 goto out;
             if (!genuine && d->kind != D_NONE && reloc_pre(uc, addr))
                 goto out;
@@ -1065,13 +1184,13 @@ EXPORT void *mremap(void *old, size_t old_n, size_t new_n, int flags, ...)
         va_end(ap);
     }
     if (active && old_n) { /* armed pages move with the program's protection */
-        pthread_mutex_lock(&table_lock);
+        lock(&table_lock);
         int top = atomic_load(&range_top);
         for (int i = 0; i < top; i++)
             if (atomic_load(&ranges[i].live) && ranges[i].lo < (uint64_t)old + old_n &&
                 (uint64_t)old < ranges[i].hi)
                 disarm(&ranges[i], 1);
-        pthread_mutex_unlock(&table_lock);
+        unlock(&table_lock);
     }
     long r = sys6(SYS_mremap, (long)old, (long)old_n, (long)new_n, flags, (long)to, 0);
     if (r < 0 && r > -4096) {
@@ -1091,7 +1210,7 @@ EXPORT int mprotect(void *addr, size_t n, int prot)
     uint64_t lo = (uint64_t)addr, hi = lo + round_up(n);
     if (!active)
         return (int)result(raw_mprotect(lo, n, prot));
-    pthread_mutex_lock(&table_lock);
+    lock(&table_lock);
     uint64_t at = lo;
     long rc = 0;
     while (at < hi && rc == 0) {
@@ -1111,7 +1230,7 @@ EXPORT int mprotect(void *addr, size_t n, int prot)
         rc = raw_mprotect(at, next - at, prot);
         at = next;
     }
-    pthread_mutex_unlock(&table_lock);
+    unlock(&table_lock);
     if (prot & PROT_EXEC)
         forget_code(lo, hi);
     return (int)result(rc);
@@ -1225,7 +1344,7 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file, const void *fa, const void
 static int connect_tracer(uint64_t why, uint64_t parent)
 {
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+    if (sys6(SYS_socketpair, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, (long)sv, 0, 0) < 0)
         return -1;
     uint64_t hello[4] = {M_HELLO, (uint64_t)getpid(), why, parent};
     struct iovec iov = {hello, sizeof hello};
@@ -1242,13 +1361,13 @@ static int connect_tracer(uint64_t why, uint64_t parent)
     c->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(c), &sv[1], sizeof(int));
     if (sys6(SYS_sendmsg, root_fd, (long)&mh, MSG_NOSIGNAL, 0, 0, 0) < 0) { /* never trapped */
-        close(sv[0]);
-        close(sv[1]);
+        sys6(SYS_close, sv[0], 0, 0, 0, 0, 0);
+        sys6(SYS_close, sv[1], 0, 0, 0, 0, 0);
         return -1;
     }
-    close(sv[1]);
+    sys6(SYS_close, sv[1], 0, 0, 0, 0, 0);
     if (sock >= 0)
-        close(sock);
+        sys6(SYS_close, sock, 0, 0, 0, 0, 0);
     sock = sv[0];
     return 0;
 }
@@ -1256,29 +1375,29 @@ static int connect_tracer(uint64_t why, uint64_t parent)
 static void open_self_mem(void)
 {
     if (self_mem >= 0)
-        close(self_mem);
-    self_mem = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+        sys6(SYS_close, self_mem, 0, 0, 0, 0, 0);
+    self_mem = (int)sys6(SYS_openat, AT_FDCWD, (long)"/proc/self/mem", O_RDWR | O_CLOEXEC, 0, 0, 0);
 }
 
 static void before_fork(void)
 {
     fork_parent = getpid();
-    pthread_mutex_lock(&sock_lock);
-    pthread_mutex_lock(&table_lock);
+    lock(&sock_lock);
+    lock(&table_lock);
 }
 
 static void after_fork_parent(void)
 {
-    pthread_mutex_unlock(&table_lock);
-    pthread_mutex_unlock(&sock_lock);
+    unlock(&table_lock);
+    unlock(&sock_lock);
 }
 
 /* A forked child: its own socket and thread ids; its inherited ranges get their own map
  * ids from the tracer (the reply: pairs of old and new ids). */
 static void after_fork_child(void)
 {
-    pthread_mutex_unlock(&table_lock);
-    pthread_mutex_unlock(&sock_lock);
+    unlock(&table_lock);
+    unlock(&sock_lock);
     my_tid = 0;
     if (!active)
         return;
@@ -1290,8 +1409,8 @@ static void after_fork_child(void)
     }
     ssize_t n;
     do
-        n = recv(sock, reply, sizeof reply, 0);
-    while (n < 0 && errno == EINTR);
+        n = sys6(SYS_recvfrom, sock, (long)reply, sizeof reply, 0, 0, 0);
+    while (n == -EINTR);
     if (n < 8) {
         detach_all();
         return;
@@ -1333,6 +1452,9 @@ __attribute__((constructor)) static void agent_start(void)
     real_sigaction(SIGSEGV, NULL, &prog_segv);
     real_sigaction(SIGSYS, NULL, &prog_sys);
     make_gadget();
+    unsigned a, b, c, dd;
+    if (__get_cpuid_count(0xd, 5, &a, &b, &c, &dd) && a)
+        opmask_offset = b;
     if (in_filter_mode()) /* filters of the agent's before an exec trap here too */
         add_filter(NULL, 0);
     if (atomic_load(&ring->detach))
@@ -1343,8 +1465,8 @@ __attribute__((constructor)) static void agent_start(void)
     uint64_t ok[1];
     ssize_t n;
     do
-        n = recv(sock, ok, sizeof ok, 0);
-    while (n < 0 && errno == EINTR);
+        n = sys6(SYS_recvfrom, sock, (long)ok, sizeof ok, 0, 0, 0);
+    while (n == -EINTR);
     if (n != 8 || !ok[0])
         return;
     install_handler();

@@ -32,6 +32,7 @@ import iced_x86 as iced
 
 from kmmio.x86.cache import Decoded
 from kmmio.x86.decode import InstructionForm
+from kmmio.x86.operands import Mask
 from kmmio.x86.quick import QuickOp
 from kmmio.x86.regs import EFLAGS_DF, USER_REGS_FIELDS, Registers
 
@@ -128,7 +129,11 @@ class Relocation:
 
 
 def template(
-    insn: iced.Instruction, reloc: Relocation, regs: Registers, traced: Sequence[tuple[bool, int, int]]
+    insn: iced.Instruction,
+    reloc: Relocation,
+    regs: Registers,
+    traced: Sequence[tuple[bool, int, int]],
+    mask: Mask | None = None,
 ) -> list[int]:
     """The words with which the agent keeps a relocation for this instruction address
     and runs it without asking again (``_agent.c``'s ``D_TEMPLATE``), or ``[0]``.
@@ -136,7 +141,10 @@ def template(
     Only a copy that does not depend on the run: an explicit operand reached through the
     alias (no copy to the scratch area), a fixed list of accesses (``traced``: write?,
     address, width), at most four, at fixed offsets from the effective address, whose
-    code does not depend on where it runs."""
+    code does not depend on where it runs.  A masked operand (``mask``, an opmask one)
+    is one entry, its whole width: the agent finds the bytes from the opmask register."""
+    if mask is not None and (mask.opmask < 0 or len(traced) != 1):
+        return [0]
     if reloc.string or reloc.copy_in or not traced or len(traced) > 4:
         return [0]
     base, index = insn.memory_base, insn.memory_index
@@ -174,6 +182,10 @@ def template(
     ]
     for write, addr, width in traced:
         words += [int(write), (addr - ea) & _MASK64, width]
+    if mask is None:
+        words += [-1, 0, 0, 0]
+    else:
+        words += [mask.opmask, mask.element, mask.count, int(mask.compress)]
     return [w & _MASK64 for w in words]
 
 

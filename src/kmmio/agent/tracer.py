@@ -607,6 +607,30 @@ class AgentTracer:
         for span, addr, size, d in touched(plan.touches, ret, read_u32):
             self.log.kernel_access(name, d.value, span.map_id, span.phys_of(addr), size, tid)
 
+    def _string_records(self, s: Session, p: _Pending, done: int, tid: int, ts: int) -> None:
+        """The records of ``done`` elements of a relocated string instruction, in program
+        order: element ``k``'s accesses are the first element's moved on by ``k`` steps.
+        Values are read after the run (a ``movs`` read is what it wrote)."""
+        first = p.form.accesses(p.regs)
+        step = string_regs(p.regs, p.form, 1).rsi - p.regs.rsi if done > 1 else 0
+        dst = string_regs(p.regs, p.form, 0).rdi
+        movs = is_movs(p.insn)
+        pages = _Pages(s)
+        pc = p.regs.rip
+        for k in range(done):
+            shift = k * step
+            for a in first:
+                addr = (a.addr + shift) & 0xFFFFFFFFFFFFFFFF
+                m = s.mapping_at(addr, a.width)
+                if m is None:
+                    continue
+                if a.kind is AccessKind.READ and movs:
+                    value = pages.read((dst + shift) & 0xFFFFFFFFFFFFFFFF, a.width)
+                else:
+                    value = pages.read(addr, a.width)
+                kind = Kind.READ if a.kind is AccessKind.READ else Kind.WRITE
+                self.log.record(kind, a.width, addr, value, pc, tid, m.mapping, p.form, ts)
+
     def _exiting(self, s: Session, tid: int, number: int, args: tuple[int, ...], spans: Spans) -> list[int]:
         """``exit``/``exit_group``: the kernel walks the dying thread's robust futex list;
         where it reaches traced memory the pages are lent (for ``exit_group`` the agent lets
@@ -679,12 +703,14 @@ class AgentTracer:
             s.cacheable.get(regs.rip)
             and self.mode is not Mode.STEP
             and form.known
-            and not form.masked
             and all(op.bit_offset is None for op in form.operands)
         ):
-            keep = template(
-                insn, reloc, regs, [(a.kind is AccessKind.WRITE, a.addr, a.width) for a, _ in traced]
-            )
+            if not form.masked:
+                listed = [(a.kind is AccessKind.WRITE, a.addr, a.width) for a, _ in traced]
+                keep = template(insn, reloc, regs, listed)
+            elif len(form.operands) == 1:
+                op = form.operands[0]  # the masked operand, whole: the agent finds its bytes
+                keep = template(insn, reloc, regs, [(op.writes, op.address(regs), op.width)], op.mask)
         return _pack([P_RUN, len(reloc.sets), *sets, len(reloc.code)]) + code + _pack(keep)
 
     def _post(self, s: Session, data: bytes) -> bytes:
@@ -699,26 +725,7 @@ class AgentTracer:
         ts = now_us()
         pc = p.regs.rip
         if p.reloc.string:
-            movs = is_movs(p.insn)
-            for k in range(done):
-                regs_k = string_regs(p.regs, p.form, k)
-                accs = [(a, m) for a in p.form.accesses(regs_k) if (m := s.mapping_at(a.addr, a.width))]
-                written = {
-                    i: int.from_bytes(s.read(a.addr, a.width), "little")
-                    for i, (a, _) in enumerate(accs)
-                    if a.kind is AccessKind.WRITE
-                }
-                for a, m in accs:
-                    if a.kind is AccessKind.WRITE:
-                        value = int.from_bytes(s.read(a.addr, a.width), "little")
-                    elif movs:
-                        dst = string_regs(p.regs, p.form, k).rdi
-                        value = int.from_bytes(s.read(dst, a.width), "little")
-                    else:
-                        value = int.from_bytes(s.read(a.addr, a.width), "little")
-                    kind = Kind.READ if a.kind is AccessKind.READ else Kind.WRITE
-                    self.log.record(kind, a.width, a.addr, value, pc, tid, m.mapping, p.form, ts)
-                del written
+            self._string_records(s, p, done, tid, ts)
         elif not p.accesses:
             m = s.mapping_at(p.addr)
             if m is not None:
@@ -733,6 +740,27 @@ class AgentTracer:
                 self.log.record(kind, a.width, a.addr, value, pc, tid, m.mapping, p.form, ts)
         sets = [w for name, value in out.items() for w in (_WORD[name], value)]
         return _pack([len(out), *sets])
+
+
+class _Pages:
+    """The program's memory read a page at a time and kept for one relocated run (a
+    ``rep`` string instruction's elements are read from one ``pread`` a page)."""
+
+    def __init__(self, s: Session) -> None:
+        self.s = s
+        self.pages: dict[int, bytes] = {}
+
+    def read(self, addr: int, n: int) -> int:
+        out = bytearray()
+        while n:
+            base = addr & ~0xFFF
+            page = self.pages.get(base)
+            if page is None:
+                page = self.pages[base] = self.s.read(base, 0x1000)
+            take = min(n, base + 0x1000 - addr)
+            out += page[addr - base : addr - base + take]
+            addr, n = addr + take, n - take
+        return int.from_bytes(out, "little")
 
 
 def _sigqueue(pid: int, sig: int, value: int) -> None:
