@@ -36,6 +36,7 @@
 #include <asm/prctl.h>
 #include <cpuid.h>
 #include <sys/prctl.h>
+#include <linux/audit.h>
 
 #define EXPORT __attribute__((visibility("default")))
 #define TLS __thread __attribute__((tls_model("initial-exec")))
@@ -108,7 +109,8 @@ static struct desc descs[DESC_CAP];
 
 struct range {
     _Atomic uint64_t live;
-    uint64_t lo, hi, alias, map_id, phys;
+    uint64_t lo, hi, alias, map_id, phys; /* the armed pages; phys: of wlo */
+    uint64_t wlo, whi;                    /* the bytes logged (-m PATTERN@OFFSET+LENGTH) */
     uint8_t *prot; /* per 4 KiB page: what the program asked for */
     int private_kind; /* no alias: accessed through /proc/self/mem */
 };
@@ -135,6 +137,7 @@ static int (*real_pthread_sigmask)(int, const sigset_t *, sigset_t *);
 static pid_t fork_parent;
 
 static TLS pid_t my_tid;
+static TLS uint64_t call_pc; /* see CALLER */
 static TLS uint8_t *tramp;      /* this thread's trampoline page */
 static TLS uint64_t tramp_hlt;  /* the address of its hlt while one runs, else 0 */
 /* A kept relocation running in the trampoline (no tracer round trip): */
@@ -163,8 +166,13 @@ static pid_t tid(void)
 static const uint8_t GADGET_CODE[] = {0x48, 0x89, 0xf8, 0x48, 0x89, 0xf7, 0x48, 0x89, 0xd6, 0x48, 0x89, 0xca,
                                       0x4d, 0x89, 0xc2, 0x4d, 0x89, 0xc8, 0x4c, 0x8b, 0x4c, 0x24, 0x08, 0x0f,
                                       0x05, 0xc3};
+/* And at GADGET_AT + 0x40 the same for the i386 ABI (int 0x80), its arguments in
+ * ebx, ecx, edx, esi, edi, ebp; the address after its int 0x80 is GADGET_AT + 0x5e. */
+static const uint8_t INT80_CODE[] = {0x53, 0x55, 0x48, 0x89, 0xf8, 0x48, 0x89, 0xf3, 0x49, 0x89, 0xca,
+                                     0x48, 0x89, 0xd1, 0x4c, 0x89, 0xd2, 0x4c, 0x89, 0xc6, 0x4c, 0x89,
+                                     0xcf, 0x48, 0x8b, 0x6c, 0x24, 0x18, 0xcd, 0x80, 0x5d, 0x5b, 0xc3};
 typedef long (*gadget_fn)(long, long, long, long, long, long, long);
-static gadget_fn gadget;
+static gadget_fn gadget, int80;
 
 /* A raw syscall: the result, or -errno. */
 static long sys6(long nr, long a, long b, long c, long d, long e, long f)
@@ -185,8 +193,10 @@ static void make_gadget(void)
         return;
     }
     memcpy((void *)m, GADGET_CODE, sizeof GADGET_CODE);
+    memcpy((void *)(m + 0x40), INT80_CODE, sizeof INT80_CODE);
     syscall(SYS_mprotect, m, PAGE, PROT_READ | PROT_EXEC);
     gadget = (gadget_fn)m;
+    int80 = (gadget_fn)(m + 0x40);
 }
 
 /* 0 free, 1 taken, 2 taken with waiters (Drepper's "Futexes are tricky", mutex 2). */
@@ -284,6 +294,8 @@ static void emit(uint32_t kind, uint32_t width, const struct range *r, uint64_t 
 {
     if (!ring || atomic_load_explicit(&ring->detach, memory_order_relaxed))
         return;
+    if (addr + width <= r->wlo || addr >= r->whi)
+        return; /* on an armed page, outside what is traced */
     uint64_t cap = ring->cap;
     uint64_t pos = atomic_fetch_add_explicit(&ring->head, 1, memory_order_relaxed);
     uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
@@ -302,7 +314,7 @@ static void emit(uint32_t kind, uint32_t width, const struct range *r, uint64_t 
     x->width = width;
     x->ts_us = now_us();
     x->map_id = r->map_id;
-    x->phys = r->phys + (addr - r->lo);
+    x->phys = r->phys + (addr - r->wlo);
     x->pc = pc;
     x->tid = (uint64_t)tid();
     memcpy(x->value, value, width);
@@ -337,8 +349,16 @@ static int allowed(const struct range *r, uint64_t addr, uint64_t n, int write)
     return 1;
 }
 
+/* Pages of ranges just disarmed, whose protections a range armed in their place takes
+ * (part of a traced mapping unmapped: the rest is armed again, already PROT_NONE). */
+struct gone {
+    uint64_t lo, hi;
+    uint8_t *prot;
+};
+
 /* arm_kmmio_fault_page(): alias the range's pages, then make them PROT_NONE. */
-static void arm(uint64_t map_id, uint64_t lo, uint64_t hi, uint64_t phys, int prot)
+static void arm(uint64_t map_id, uint64_t lo, uint64_t hi, uint64_t phys, int prot, const struct gone *gone,
+                int ngone)
 {
     int slot = -1, top = atomic_load(&range_top);
     for (int i = 0; i < top; i++)
@@ -352,15 +372,27 @@ static void arm(uint64_t map_id, uint64_t lo, uint64_t hi, uint64_t phys, int pr
         slot = top;
     }
     struct range *r = &ranges[slot];
-    size_t pages = (hi - lo + PAGE - 1) / PAGE;
+    r->wlo = lo;
+    r->whi = hi;
+    lo &= ~(PAGE - 1);
+    hi = (hi + PAGE - 1) & ~(PAGE - 1);
+    size_t pages = (hi - lo) / PAGE;
     long m = raw_mmap(NULL, pages, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m < 0 && m > -4096)
         die("out of memory");
     r->prot = (uint8_t *)m;
     memset(r->prot, prot, pages);
+    for (int g = 0; g < ngone; g++)
+        for (uint64_t a = lo; a < hi; a += PAGE)
+            if (gone[g].lo <= a && a < gone[g].hi)
+                r->prot[(a - lo) / PAGE] = gone[g].prot[(a - gone[g].lo) / PAGE];
     long alias = sys6(SYS_mremap, (long)lo, 0, (long)(hi - lo), MREMAP_MAYMOVE, 0, 0);
     r->private_kind = alias < 0 && alias > -4096;
     r->alias = r->private_kind ? 0 : (uint64_t)alias;
+    /* The alias as writable as the pages may ever be (the program may mprotect them so
+     * later); a read-only file stays read-only. */
+    if (r->alias && raw_mprotect(r->alias, hi - lo, PROT_READ | PROT_WRITE) < 0)
+        raw_mprotect(r->alias, hi - lo, PROT_READ);
     r->lo = lo;
     r->hi = hi;
     r->map_id = map_id;
@@ -375,7 +407,12 @@ static void arm(uint64_t map_id, uint64_t lo, uint64_t hi, uint64_t phys, int pr
 
 /* disarm_kmmio_fault_page(): forget a range (its pages unmapped or remapped: nothing to
  * restore), or, with restore, give the pages back the program's protection. */
-static void disarm(struct range *r, int restore)
+static void free_prot(uint8_t *prot, uint64_t lo, uint64_t hi)
+{
+    sys6(SYS_munmap, (long)prot, (long)((hi - lo + PAGE - 1) / PAGE), 0, 0, 0, 0);
+}
+
+static void disarm_keep(struct range *r, int restore, struct gone *keep)
 {
     atomic_store_explicit(&r->live, 0, memory_order_release);
     if (restore)
@@ -383,9 +420,17 @@ static void disarm(struct range *r, int restore)
             raw_mprotect(a, PAGE, page_prot(r, a));
     if (r->alias)
         sys6(SYS_munmap, (long)r->alias, (long)(r->hi - r->lo), 0, 0, 0, 0);
-    sys6(SYS_munmap, (long)r->prot, (long)((r->hi - r->lo + PAGE - 1) / PAGE), 0, 0, 0, 0);
+    if (keep) {
+        keep->lo = r->lo;
+        keep->hi = r->hi;
+        keep->prot = r->prot;
+    } else {
+        free_prot(r->prot, r->lo, r->hi);
+    }
     r->alias = 0;
 }
+
+static void disarm(struct range *r, int restore) { disarm_keep(r, restore, NULL); }
 
 static void forget_code(uint64_t lo, uint64_t hi)
 {
@@ -427,17 +472,21 @@ static void maps_changed(uint64_t lo, uint64_t hi, uint64_t pc)
         uint64_t at = 1 + 6 * reply[0];
         if (at < (uint64_t)n / 8 && reply[at]) /* a seccomp filter for the new ranges */
             add_filter(&reply[at + 1], reply[at]);
+        struct gone gone[16];
+        int ngone = 0;
         for (uint64_t i = 0; i < reply[0] && 1 + 6 * (i + 1) <= (uint64_t)n / 8; i++) {
             uint64_t *a = &reply[1 + 6 * i];
             if (a[0] == A_ARM) {
-                arm(a[1], a[2], a[3], a[4], (int)a[5]);
+                arm(a[1], a[2], a[3], a[4], (int)a[5], gone, ngone);
             } else if (a[0] == A_DISARM) {
                 int top = atomic_load(&range_top);
                 for (int k = 0; k < top; k++)
                     if (atomic_load(&ranges[k].live) && ranges[k].map_id == a[1])
-                        disarm(&ranges[k], 0);
+                        disarm_keep(&ranges[k], 0, ngone < 16 ? &gone[ngone++] : NULL);
             }
         }
+        for (int g = 0; g < ngone; g++)
+            free_prot(gone[g].prot, gone[g].lo, gone[g].hi);
     }
     unlock(&table_lock);
     unlock(&sock_lock);
@@ -473,6 +522,84 @@ static void add_filter(const uint64_t *code, uint64_t bytes)
         r = sys6(SYS_seccomp, 1, 1, (long)&prog, 0, 0, 0);
     }
     (void)r; /* refused: syscalls reaching traced memory fail as they would (EFAULT) */
+}
+
+EXPORT void *mmap(void *a, size_t n, int prot, int flags, int fd, off_t off);
+EXPORT int munmap(void *a, size_t n);
+EXPORT void *mremap(void *old, size_t old_n, size_t new_n, int flags, ...);
+EXPORT int mprotect(void *addr, size_t n, int prot);
+EXPORT void *shmat(int id, const void *a, int flags);
+EXPORT int shmdt(const void *a);
+
+static long neg_errno(long r) { return r == -1 ? -errno : r; }
+
+/* A mapping call the base filter trapped (a raw syscall, or libc's own mmap from inside
+ * libc): the same as the program calling the interposed function; rt_sigaction of SIGSEGV
+ * or SIGSYS answered from the program's copy.  -ENOSYS - 4096: not one of them. */
+static long mapping_call_at(long nr, const long *a, greg_t *g);
+
+static long mapping_call(long nr, const long *a, greg_t *g)
+{
+    call_pc = (uint64_t)g[REG_RIP];
+    long r = mapping_call_at(nr, a, g);
+    call_pc = 0;
+    return r;
+}
+
+static long mapping_call_at(long nr, const long *a, greg_t *g)
+{
+    switch (nr) {
+    case SYS_mmap: {
+        void *r = mmap((void *)a[0], (size_t)a[1], (int)a[2], (int)a[3], (int)a[4], a[5]);
+        return r == MAP_FAILED ? -errno : (long)r;
+    }
+    case SYS_munmap:
+        return neg_errno(munmap((void *)a[0], (size_t)a[1]));
+    case SYS_mremap: {
+        void *r = mremap((void *)a[0], (size_t)a[1], (size_t)a[2], (int)a[3], (void *)a[4]);
+        return r == MAP_FAILED ? -errno : (long)r;
+    }
+    case SYS_mprotect:
+        return neg_errno(mprotect((void *)a[0], (size_t)a[1], (int)a[2]));
+    case SYS_shmat: {
+        void *r = shmat((int)a[0], (const void *)a[1], (int)a[2]);
+        return r == (void *)-1 ? -errno : (long)r;
+    }
+    case SYS_shmdt:
+        return neg_errno(shmdt((const void *)a[0]));
+    case SYS_pkey_mprotect:
+    case SYS_remap_file_pages: {
+        long r = sys6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+        if (r >= 0)
+            maps_changed((uint64_t)a[0], (uint64_t)a[0] + (uint64_t)a[1], (uint64_t)g[REG_RIP]);
+        return r;
+    }
+    case SYS_rt_sigaction:
+        if (a[0] == SIGSEGV || a[0] == SIGSYS) {
+            struct kact {
+                void *handler;
+                unsigned long flags;
+                void *restorer;
+                uint64_t mask;
+            };
+            struct sigaction *mine = a[0] == SIGSEGV ? &prog_segv : &prog_sys;
+            struct kact old = {(void *)mine->sa_handler, (unsigned long)mine->sa_flags, NULL, 0};
+            memcpy(&old.mask, &mine->sa_mask, 8);
+            if (a[1]) {
+                const struct kact *k = (const struct kact *)a[1];
+                memset(mine, 0, sizeof *mine);
+                mine->sa_handler = (void (*)(int))k->handler;
+                mine->sa_flags = (int)k->flags;
+                memcpy(&mine->sa_mask, &k->mask, 8);
+                sigdelset(&mine->sa_mask, SIGSEGV);
+            }
+            if (a[2])
+                memcpy((void *)a[2], &old, sizeof old);
+            return 0;
+        }
+        return sys6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+    }
+    return -ENOSYS - 4096;
 }
 
 /* Whether the process has seccomp filters ("Seccomp: 2" in /proc/self/status). */
@@ -526,7 +653,27 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
         return;
     }
     long nr = si->si_syscall;
+    if (si->si_arch != AUDIT_ARCH_X86_64) { /* int 0x80: run it, then see what changed */
+        long b[6] = {g[REG_RBX] & 0xffffffff, g[REG_RCX] & 0xffffffff, g[REG_RDX] & 0xffffffff,
+                     g[REG_RSI] & 0xffffffff, g[REG_RDI] & 0xffffffff, g[REG_RBP] & 0xffffffff};
+        long ret;
+        if (nr == 125) /* i386 mprotect: armed pages stay armed */
+            ret = mprotect((void *)b[0], (size_t)b[1], (int)b[2]) < 0 ? -errno : 0;
+        else
+            ret = int80 ? int80(nr, b[0], b[1], b[2], b[3], b[4], b[5]) : -ENOSYS;
+        if (ret >= 0 && (nr == 90 || nr == 91 || nr == 117 || nr == 163 || nr == 192 || nr == 257 || nr == 380))
+            maps_changed(0, 1ull << 47, (uint64_t)g[REG_RIP]); /* a mapping call: look again */
+        g[REG_RAX] = ret;
+        errno = saved;
+        return;
+    }
     long a[6] = {g[REG_RDI], g[REG_RSI], g[REG_RDX], g[REG_R10], g[REG_R8], g[REG_R9]};
+    long mine = mapping_call(nr, a, g);
+    if (mine != -ENOSYS - 4096) {
+        g[REG_RAX] = mine;
+        errno = saved;
+        return;
+    }
     uint64_t req[11] = {M_SYSCALL, (uint64_t)tid(), (uint64_t)nr};
     for (int i = 0; i < 6; i++)
         req[3 + i] = (uint64_t)a[i];
@@ -1144,6 +1291,17 @@ EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 }
 
 static uint64_t round_up(uint64_t n) { return (n + PAGE - 1) & ~(PAGE - 1); }
+
+/* Whether armed pages lie in [lo, hi) (always "yes" before the agent is connected: the
+ * tracer is asked anyway). */
+static int armed_in(uint64_t lo, uint64_t hi)
+{
+    int top = atomic_load(&range_top);
+    for (int i = 0; i < top; i++)
+        if (atomic_load(&ranges[i].live) && ranges[i].lo < hi && lo < ranges[i].hi)
+            return 1;
+    return 0;
+}
 static long result(long r)
 {
     if (r < 0 && r > -4096) {
@@ -1152,7 +1310,9 @@ static long result(long r)
     }
     return r;
 }
-#define CALLER ((uint64_t)__builtin_return_address(0))
+/* The program's instruction that made a mapping call (for MAP/UNMAP lines): the caller of
+ * the interposed function, or where a trapped syscall was made (call_pc). */
+#define CALLER (call_pc ? call_pc : (uint64_t)__builtin_return_address(0))
 
 EXPORT void *mmap(void *a, size_t n, int prot, int flags, int fd, off_t off)
 {
@@ -1161,7 +1321,10 @@ EXPORT void *mmap(void *a, size_t n, int prot, int flags, int fd, off_t off)
         errno = (int)-r;
         return MAP_FAILED;
     }
-    maps_changed((uint64_t)r, (uint64_t)r + round_up(n), CALLER);
+    /* Private anonymous memory has no path for a pattern to match: not worth asking,
+     * unless it replaced armed pages (MAP_FIXED). */
+    if (!((flags & MAP_ANONYMOUS) && (flags & MAP_TYPE) == MAP_PRIVATE) || armed_in((uint64_t)r, (uint64_t)r + n))
+        maps_changed((uint64_t)r, (uint64_t)r + round_up(n), CALLER);
     return (void *)r;
 }
 EXPORT void *mmap64(void *a, size_t n, int prot, int flags, int fd, off_t off) __attribute__((alias("mmap")));
@@ -1169,7 +1332,7 @@ EXPORT void *mmap64(void *a, size_t n, int prot, int flags, int fd, off_t off) _
 EXPORT int munmap(void *a, size_t n)
 {
     long r = sys6(SYS_munmap, (long)a, (long)n, 0, 0, 0, 0);
-    if (r == 0)
+    if (r == 0 && armed_in((uint64_t)a, (uint64_t)a + n))
         maps_changed((uint64_t)a, (uint64_t)a + round_up(n), CALLER);
     return (int)result(r);
 }
@@ -1462,14 +1625,16 @@ __attribute__((constructor)) static void agent_start(void)
     open_self_mem();
     if (connect_tracer(0, (uint64_t)getppid()) < 0)
         return;
-    uint64_t ok[1];
+    static uint64_t ok[2 + 4096];
     ssize_t n;
     do
         n = sys6(SYS_recvfrom, sock, (long)ok, sizeof ok, 0, 0, 0);
     while (n == -EINTR);
-    if (n != 8 || !ok[0])
+    if (n < 8 || !ok[0])
         return;
     install_handler();
+    if (n >= 16 && ok[1]) /* the base filter: raw mapping calls, i386, rt_sigaction */
+        add_filter(&ok[2], ok[1]);
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
     active = 1;
     maps_changed(0, 1ull << 47, 0);

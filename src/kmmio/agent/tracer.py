@@ -57,7 +57,7 @@ from kmmio.mmiotrace import Mapping, MmioTrace, now_us
 from kmmio.regions import Pattern
 from kmmio.syscall_path import robust_marks, robust_reach, syscall_name
 from kmmio.syscalls import numbers as nr
-from kmmio.syscalls.filters import MAX_RANGE_FILTERS, SECCOMP_RET_TRAP, range_filter, uncovered
+from kmmio.syscalls.filters import MAX_RANGE_FILTERS, SECCOMP_RET_TRAP, base_filter, range_filter, uncovered
 from kmmio.syscalls.plan import Lend, NeedAliases, Plan, Redirect, Span, Spans, plan_syscall, touched
 from kmmio.syscalls.table import SYSCALLS
 from kmmio.trace.records import Kind, Record
@@ -80,7 +80,7 @@ _NUDGE = 0x6B6D6D696F
 _RING_NAME = "kmmio-ring"
 #: Where the agent's own ``syscall`` instruction returns to (``_agent.c``'s GADGET_AT +
 #: 0x19): syscalls made from there are the agent's, never trapped.
-GADGET_RET = 0x6B6D00000019
+GADGET_RETS = (0x6B6D00000019, 0x6B6D0000005E)  # after its syscall, after its int 0x80
 #: The agent's filters trap with SIGSYS, ``si_errno`` this (``_agent.c``'s KM_DATA).
 _KM_DATA = 0x6B6D
 #: Syscalls the agent's filters never trap: they cannot run from a signal handler (a new
@@ -125,9 +125,19 @@ class AgentMapping:
     """A traced mapping in one session, with where the agent aliased it."""
 
     mapping: Mapping
+    #: The bytes traced (a pattern's window may start or end inside a page).
     lo: int
     hi: int
+    #: Where the agent aliased the armed pages, ``[base, end)``, the window's whole pages.
     alias: int = 0
+
+    @property
+    def base(self) -> int:
+        return self.lo & ~0xFFF
+
+    @property
+    def end(self) -> int:
+        return (self.hi + 0xFFF) & ~0xFFF
 
 
 @dataclass
@@ -163,13 +173,20 @@ class Session:
     def syscall_spans(self) -> Spans:
         return Spans(
             [
-                Span(m.lo, m.hi, m.mapping.map_id, m.mapping.phys, m.alias or None, aliasable=bool(m.alias))
+                Span(
+                    m.lo,
+                    m.hi,
+                    m.mapping.map_id,
+                    m.mapping.phys,
+                    m.alias + (m.lo - m.base) if m.alias else None,
+                    aliasable=bool(m.alias),
+                )
                 for m in self.mappings.values()
             ]
         )
 
     def spans(self) -> list[Traced]:
-        return [Traced(m.lo, m.hi, m.alias) for m in self.mappings.values()]
+        return [Traced(m.base, m.end, m.alias) for m in self.mappings.values()]
 
     def mapping_at(self, addr: int, width: int = 1) -> AgentMapping | None:
         for m in self.mappings.values():
@@ -386,8 +403,12 @@ class AgentTracer:
         self._sel.register(sock, selectors.EVENT_READ, session)
         if why == 1:
             self._inherit(session, parent)
+        elif session.filters:  # an exec: its filters stay
+            sock.send(_pack([1, 0]))
         else:
-            sock.send(_pack([1]))
+            code = base_filter((), SECCOMP_RET_TRAP | _KM_DATA, GADGET_RETS, (signal.SIGSEGV, signal.SIGSYS))
+            session.filters = 1
+            sock.send(_pack([1, len(code), *_words(code)]))
 
     def _inherit(self, child: Session, parent_pid: int) -> None:
         """A forked child: the parent's traced mappings, its own ids (``MAP`` records)."""
@@ -491,6 +512,9 @@ class AgentTracer:
         for the agent (count, then (action, map id, lo, hi, phys, prot) each)."""
         self._drain()
         actions: list[int] = []
+        # The agent's aliases are no mappings of the program's (those of mappings ended
+        # here go only once the agent reads this answer).
+        aliases = {m.alias for m in s.mappings.values()}
         whole = hi - lo == 1  # shmat/shmdt: the segment at lo, whatever its length
         for m in [m for m in s.mappings.values() if m.lo < max(hi, lo + 1) and lo < m.hi]:
             lo, hi = min(lo, m.lo), max(hi, m.hi)
@@ -501,7 +525,6 @@ class AgentTracer:
             entries = read_maps(s.pid)
         except OSError:
             entries = []
-        aliases = {m.alias for m in s.mappings.values()}
         for e in entries:
             a, b = (e.start, e.end) if whole and e.start <= lo < e.end else (max(e.start, lo), min(e.end, hi))
             if a >= b or e.start in aliases:
@@ -559,7 +582,7 @@ class AgentTracer:
         if not missing:
             return [0]
         everything = s.filters + 1 >= MAX_RANGE_FILTERS
-        code = range_filter(missing, everything, SECCOMP_RET_TRAP | _KM_DATA, _NEVER, GADGET_RET)
+        code = range_filter(missing, everything, SECCOMP_RET_TRAP | _KM_DATA, _NEVER, GADGET_RETS)
         s.filters += 1
         s.covered.extend(missing)
         s.covers_all = everything

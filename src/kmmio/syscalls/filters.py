@@ -65,11 +65,22 @@ EXITING = (nr.EXIT, nr.EXIT_GROUP)
 UNSIZED_REACH = 4096
 
 
-def base_filter(extra: Sequence[int] = ()) -> bytes:
+def base_filter(
+    extra: Sequence[int] = (),
+    verdict: int = SECCOMP_RET_TRACE,
+    allow_ips: Sequence[int] = (),
+    signals: Sequence[int] = (_SIGSEGV,),
+) -> bytes:
     """The filter installed before ``execve``: see the module docstring; ``extra``: more
-    syscall numbers to stop (a simulated device's ``read``/``poll``...)."""
+    syscall numbers to stop (a simulated device's ``read``/``poll``...).
+
+    The agent backend's (installed by the agent as the program starts) stops with
+    ``verdict`` (``SECCOMP_RET_TRAP``), lets through what its own ``syscall`` and ``int
+    0x80`` instructions make (``allow_ips``: the addresses after them), and watches
+    ``rt_sigaction`` of SIGSYS too (``signals``)."""
     p = Program()
     trace, allow = "trace", "allow"
+    _allow_from(p, allow_ips, allow)
     p.load(ARCH)
     p.jeq(AUDIT_ARCH_X86_64, None, trace)  # i386 / x32 entry: the tracer reads it
     p.load(NR)
@@ -87,12 +98,27 @@ def base_filter(extra: Sequence[int] = ()) -> bytes:
     # rt_sigaction(SIGSEGV, ...): the tracer keeps a copy of the program's action
     p.jeq(nr.RT_SIGACTION, None, allow)
     p.load(arg_lo(0))
-    p.jeq(_SIGSEGV, trace, allow)
+    for sig in signals:
+        p.jeq(sig, trace)
+    p.goto(allow)
     p.place(trace)
-    p.ret(SECCOMP_RET_TRACE)
+    p.ret(verdict)
     p.place(allow)
     p.ret(SECCOMP_RET_ALLOW)
     return p.assemble()
+
+
+def _allow_from(p: Program, ips: Sequence[int], allow: str) -> None:
+    """Let syscalls made from any of ``ips`` (instruction pointer after the instruction)
+    through, before anything else is looked at."""
+    for ip in ips:
+        high, other = p.label("ip"), p.label("other")
+        p.load(IP)
+        p.jeq(ip, high, other)
+        p.place(high)
+        p.load(IP + 4)
+        p.jeq(ip >> 32, allow, other)
+        p.place(other)
 
 
 # Scratch memory of the range test: the extent [ptr, end) in halves.
@@ -253,7 +279,7 @@ def range_filter(
     everything: bool = False,
     verdict: int = SECCOMP_RET_TRACE,
     never: Sequence[int] = (),
-    allow_ip: int | None = None,
+    allow_ips: Sequence[int] = (),
 ) -> bytes:
     """The filter that stops syscalls reaching into ``ranges`` (``[lo, hi)`` each).
 
@@ -265,7 +291,8 @@ def range_filter(
     ``verdict`` is what a stop is (``SECCOMP_RET_TRACE`` for the ptrace backend,
     ``SECCOMP_RET_TRAP`` with data for the agent), and syscalls in ``never`` are never
     stopped (those the agent cannot run from its signal handler: ``clone``...), nor any
-    made from ``allow_ip`` (the address after the agent's own ``syscall`` instruction).
+    made from ``allow_ips`` (the addresses after the agent's own ``syscall`` and ``int
+    0x80`` instructions).
 
     With ``everything`` it stops every syscall that takes a pointer, whatever it points at:
     the last filter a process gets once it has had too many (see the tracer).  It also
@@ -276,14 +303,7 @@ def range_filter(
         raise ValueError(f"{len(ranges)} ranges in one filter (at most {MAX_RANGES})")
     p = Program()
     trace, allow, anywhere = "trace", "allow", "anywhere"
-    if allow_ip is not None:
-        high, checked = p.label("ip"), p.label("checked")
-        p.load(IP)
-        p.jeq(allow_ip, high, checked)
-        p.place(high)
-        p.load(IP + 4)
-        p.jeq(allow_ip >> 32, allow, checked)
-        p.place(checked)
+    _allow_from(p, allow_ips, allow)
     p.load(ARCH)
     p.jeq(AUDIT_ARCH_X86_64, None, trace)
     p.load(NR)
