@@ -199,6 +199,36 @@ static void make_gadget(void)
     int80 = (gadget_fn)(m + 0x40);
 }
 
+/* The kernel's struct sigaction; the agent sets its own SIGSEGV and SIGSYS actions with
+ * rt_sigaction through the gadget (its base filter traps the program's), returning
+ * through its own restorer. */
+struct kact {
+    void *handler;
+    unsigned long flags;
+    void *restorer;
+    uint64_t mask;
+};
+void kmmio_restore_rt(void) __attribute__((visibility("hidden")));
+__asm__(".text\n.p2align 4\nkmmio_restore_rt:\n\tmov $15, %rax\n\tsyscall\n\thlt\n");
+
+static long ksigaction(int sig, void *handler, unsigned long flags, struct kact *old)
+{
+    struct kact act = {handler, flags | 0x04000000 /* SA_RESTORER */, (void *)kmmio_restore_rt, 0};
+    return sys6(SYS_rt_sigaction, sig, handler == (void *)-2 ? 0 : (long)&act, (long)old, 8, 0, 0);
+}
+
+/* The program's action as the kernel holds it, as a struct sigaction. */
+static void read_action(int sig, struct sigaction *out)
+{
+    struct kact k;
+    memset(out, 0, sizeof *out);
+    if (ksigaction(sig, (void *)-2, 0, &k) < 0)
+        return;
+    out->sa_handler = (void (*)(int))k.handler;
+    out->sa_flags = (int)(k.flags & ~0x04000000ul);
+    memcpy(&out->sa_mask, &k.mask, 8);
+}
+
 /* 0 free, 1 taken, 2 taken with waiters (Drepper's "Futexes are tricky", mutex 2). */
 static void lock(lock_t *l)
 {
@@ -503,11 +533,7 @@ static void add_filter(const uint64_t *code, uint64_t bytes)
     if (!gadget)
         return; /* no way to run the syscalls it would trap */
     if (!sys_handler) { /* from now on SIGSYS is the agent's, the program's action kept */
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_sigaction = on_sigsys;
-        sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART | SA_NODEFER;
-        real_sigaction(SIGSYS, &sa, NULL);
+        ksigaction(SIGSYS, (void *)on_sigsys, SA_SIGINFO | SA_ONSTACK | SA_RESTART | SA_NODEFER, NULL);
         sys_handler = 1;
     }
     if (!code)
@@ -639,10 +665,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
     if (si->si_code != 1 /* SYS_SECCOMP */ || si->si_errno != KM_DATA) {
         struct sigaction *p = &prog_sys;
         if (p->sa_handler == SIG_DFL || p->sa_handler == SIG_IGN) {
-            struct sigaction dfl;
-            memset(&dfl, 0, sizeof dfl);
-            dfl.sa_handler = p->sa_handler;
-            real_sigaction(SIGSYS, &dfl, NULL);
+            ksigaction(SIGSYS, (void *)p->sa_handler, 0, NULL);
             sys6(SYS_rt_tgsigqueueinfo, getpid(), tid(), sig, (long)si, 0, 0);
         } else if (p->sa_flags & SA_SIGINFO) {
             p->sa_sigaction(sig, si, ctx);
@@ -1143,10 +1166,7 @@ static void chain(int sig, siginfo_t *si, void *uc)
     struct sigaction *p = &prog_segv;
     void (*h)(int) = p->sa_handler;
     if (h == SIG_DFL || h == SIG_IGN) {
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        real_sigaction(SIGSEGV, &dfl, NULL);
+        ksigaction(SIGSEGV, (void *)SIG_DFL, 0, NULL);
         if (si->si_code <= 0 && h == SIG_DFL) /* sent, not a fault: send it again */
             sys6(SYS_rt_tgsigqueueinfo, getpid(), tid(), sig, (long)si, 0, 0);
         return; /* a fault happens again, now with the default action */
@@ -1220,11 +1240,7 @@ out:
 
 static void install_handler(void)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_segv;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
-    real_sigaction(SIGSEGV, &sa, NULL);
+    ksigaction(SIGSEGV, (void *)on_segv, SA_SIGINFO | SA_ONSTACK | SA_RESTART, NULL);
 }
 
 /* -- the program's calls, interposed ----------------------------------------------------- */
@@ -1612,9 +1628,9 @@ __attribute__((constructor)) static void agent_start(void)
         return; /* not ours (a descriptor closed or reused): run untraced */
     ring = (struct ring_hdr *)m;
     recs = (struct rec *)((char *)m + RING_HDR);
-    real_sigaction(SIGSEGV, NULL, &prog_segv);
-    real_sigaction(SIGSYS, NULL, &prog_sys);
     make_gadget();
+    read_action(SIGSEGV, &prog_segv);
+    read_action(SIGSYS, &prog_sys);
     unsigned a, b, c, dd;
     if (__get_cpuid_count(0xd, 5, &a, &b, &c, &dd) && a)
         opmask_offset = b;
