@@ -99,7 +99,7 @@ def _check_locks(out: str, rounds: int, records: list[object]) -> None:
     assert not any(isinstance(r, Mark) and "Lost" in r.text for r in records)
 
 
-ROUNDS = {"auto": 2000, "step": 300}
+ROUNDS = {"auto": 2000, "step": 300, "agent": 2000}
 
 
 def test_process_shared_locks_in_traced_memory_spawned(build, tmp_path: Path, mode: str) -> None:
@@ -165,6 +165,7 @@ def _attached(program: list[str], pattern: str, tmp_path: Path, mode: str) -> tu
     return out, prog.returncode, list(read_records(log.read_text().splitlines()))
 
 
+@pytest.mark.parametrize("mode", ["step", "auto"])  # -p: ptrace
 def test_process_shared_locks_in_traced_memory_attached(build, tmp_path: Path, mode: str) -> None:
     rounds = ROUNDS[mode]
     out, status, records = _attached(_locks(tmp_path, build("shlocks"), rounds), "shl-regs", tmp_path, mode)
@@ -173,7 +174,7 @@ def test_process_shared_locks_in_traced_memory_attached(build, tmp_path: Path, m
 
 
 MPLOCK = [sys.executable, str(PROGRAMS / "mplock.py")]
-MP_ROUNDS = {"auto": 1500, "step": 200}
+MP_ROUNDS = {"auto": 1500, "step": 200, "agent": 1500}
 
 
 def test_a_multiprocessing_lock_spawned(tmp_path: Path, mode: str) -> None:
@@ -185,6 +186,7 @@ def test_a_multiprocessing_lock_spawned(tmp_path: Path, mode: str) -> None:
     assert "0 lost" in run.stderr and "Lost" not in run.log
 
 
+@pytest.mark.parametrize("mode", ["step", "auto"])  # -p: ptrace
 def test_a_multiprocessing_lock_attached(tmp_path: Path, mode: str) -> None:
     rounds = MP_ROUNDS[mode]
     out, status, records = _attached([*MPLOCK, str(rounds), "wait"], "/dev/shm/", tmp_path, mode)

@@ -135,6 +135,7 @@ static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
 static int (*real_sigprocmask)(int, const sigset_t *, sigset_t *);
 static int (*real_pthread_sigmask)(int, const sigset_t *, sigset_t *);
 static pid_t fork_parent;
+static pid_t my_pid; /* the process connected to the tracer (a fork child is not, until its handler runs) */
 
 static TLS pid_t my_tid;
 static TLS uint64_t call_pc; /* see CALLER */
@@ -431,7 +432,7 @@ static void arm(uint64_t map_id, uint64_t lo, uint64_t hi, uint64_t phys, int pr
     if (slot == top)
         atomic_store_explicit(&range_top, top + 1, memory_order_release);
     raw_mprotect(lo, hi - lo, PROT_NONE);
-    uint64_t msg[4] = {M_ARMED, map_id, r->alias, (uint64_t)r->private_kind};
+    uint64_t msg[5] = {M_ARMED, map_id, r->alias, (uint64_t)r->private_kind, r->wlo};
     tell(msg, sizeof msg);
 }
 
@@ -511,7 +512,7 @@ static void maps_changed(uint64_t lo, uint64_t hi, uint64_t pc)
             } else if (a[0] == A_DISARM) {
                 int top = atomic_load(&range_top);
                 for (int k = 0; k < top; k++)
-                    if (atomic_load(&ranges[k].live) && ranges[k].map_id == a[1])
+                    if (atomic_load(&ranges[k].live) && ranges[k].map_id == a[1] && ranges[k].wlo == a[2])
                         disarm_keep(&ranges[k], 0, ngone < 16 ? &gone[ngone++] : NULL);
             }
         }
@@ -704,7 +705,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
     req[10] = (uint64_t)g[REG_RIP];
     static TLS uint64_t reply[2 + 6 + 2 + 2 * 16];
     long n = -1;
-    if (active) {
+    if (active && sys6(SYS_getpid, 0, 0, 0, 0, 0, 0) == my_pid) {
         lock(&sock_lock);
         n = ask(req, sizeof req, reply, sizeof reply);
         unlock(&sock_lock);
@@ -1186,6 +1187,8 @@ static void chain(int sig, siginfo_t *si, void *uc)
 }
 
 /* kmmio_handler(). */
+static void after_fork_child(void);
+
 static void on_segv(int sig, siginfo_t *si, void *ctx)
 {
     int saved = errno;
@@ -1207,6 +1210,8 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
         goto out;
     }
     if (si->si_code > 0 && active) {
+        if (sys6(SYS_getpid, 0, 0, 0, 0, 0, 0) != my_pid) /* a fork child not yet connected */
+            after_fork_child();
         uint64_t addr = (uint64_t)si->si_addr;
         struct range *r = find_range(addr);
         if (r) {
@@ -1415,6 +1420,14 @@ EXPORT int mprotect(void *addr, size_t n, int prot)
     return (int)result(rc);
 }
 
+EXPORT int remap_file_pages(void *a, size_t n, int prot, size_t pgoff, int flags)
+{
+    long r = sys6(SYS_remap_file_pages, (long)a, (long)n, prot, (long)pgoff, flags, 0);
+    if (r == 0)
+        maps_changed((uint64_t)a, (uint64_t)a + round_up(n), CALLER);
+    return (int)result(r);
+}
+
 EXPORT void *shmat(int id, const void *a, int flags)
 {
     long r = sys6(SYS_shmat, id, (long)a, flags, 0, 0, 0);
@@ -1525,7 +1538,8 @@ static int connect_tracer(uint64_t why, uint64_t parent)
     int sv[2];
     if (sys6(SYS_socketpair, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, (long)sv, 0, 0) < 0)
         return -1;
-    uint64_t hello[4] = {M_HELLO, (uint64_t)getpid(), why, parent};
+    my_pid = (pid_t)sys6(SYS_getpid, 0, 0, 0, 0, 0, 0);
+    uint64_t hello[4] = {M_HELLO, (uint64_t)my_pid, why, parent};
     struct iovec iov = {hello, sizeof hello};
     char cbuf[CMSG_SPACE(sizeof(int))];
     memset(cbuf, 0, sizeof cbuf);
@@ -1575,6 +1589,8 @@ static void after_fork_parent(void)
  * ids from the tracer (the reply: pairs of old and new ids). */
 static void after_fork_child(void)
 {
+    if (!active || sys6(SYS_getpid, 0, 0, 0, 0, 0, 0) == my_pid)
+        return; /* done already (a traced access came first) */
     unlock(&table_lock);
     unlock(&sock_lock);
     my_tid = 0;
@@ -1598,8 +1614,10 @@ static void after_fork_child(void)
     for (uint64_t i = 0; i < reply[0]; i++)
         for (int k = 0; k < top; k++)
             if (atomic_load(&ranges[k].live) && ranges[k].map_id == reply[1 + 2 * i]) {
-                ranges[k].map_id = reply[2 + 2 * i];
-                break;
+                if (reply[2 + 2 * i])
+                    ranges[k].map_id = reply[2 + 2 * i];
+                else /* the child did not get it (MADV_DONTFORK) */
+                    disarm(&ranges[k], 0);
             }
 }
 

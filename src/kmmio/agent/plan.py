@@ -227,6 +227,8 @@ def _explicit(
     fault: int,
 ) -> Relocation:
     mem = next((i for i in range(insn.op_count) if insn.op_kind(i) == iced.OpKind.MEMORY), None)
+    if mem is None and any(insn.op_kind(i) == iced.OpKind.MEMORY_SEG_RDI for i in range(insn.op_count)):
+        return _implicit_rdi(insn, form, regs, spans, tramp, accesses, fault)
     if (
         mem is None
         or insn.memory_base in (_R.EIP, _R.ESP)
@@ -285,6 +287,34 @@ def _explicit(
         shift_back=(),
         copy_in=copy_in,
         copy_out=tuple((b, a, n) for a, b, n in copy_in),
+    )
+
+
+def _implicit_rdi(
+    insn: iced.Instruction,
+    form: InstructionForm,
+    regs: Registers,
+    spans: Sequence[Traced],
+    tramp: int,
+    accesses: Sequence[tuple[int, int]],
+    fault: int,
+) -> Relocation:
+    """``maskmovdqu``/``vmaskmovdqu``: its operand is ``[rdi]``, implicit: ``rdi`` moves by
+    the mapping's delta and back."""
+    span = _find(spans, regs.rdi if accesses else fault)
+    hi = max((a + w for a, w in accesses), default=regs.rdi + 16)
+    if span is None or not span.alias or hi > span.hi or insn.has_segment_prefix:
+        raise Unsupported(f"{form.text}: its accesses are not in one traced mapping")
+    delta = span.alias - span.lo
+    enc = iced.Encoder(64)
+    enc.encode(insn, tramp)
+    return Relocation(
+        code=bytes(enc.take_buffer()),
+        sets=((_WORD["rdi"], (regs.rdi + delta) & _MASK64),),
+        restore=(),
+        shift_back=(("rdi", delta),),
+        copy_in=(),
+        copy_out=(),
     )
 
 

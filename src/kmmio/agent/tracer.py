@@ -88,15 +88,10 @@ _KM_DATA = 0x6B6D
 #: are made with every signal blocked (a dying thread's ``exit``: glibc blocks them all
 #: first, and a trapped syscall with SIGSYS blocked kills the process).
 _NEVER = (
-    nr.CLONE,
-    nr.CLONE3,
-    nr.EXECVE,
-    nr.EXECVEAT,
-    nr.EXIT,
-    219,
-    101,
-    15,
-)  # restart_syscall, ptrace, rt_sigreturn
+    nr.CLONE, nr.CLONE3, nr.EXECVE, nr.EXECVEAT, nr.EXIT, nr.RT_SIGPROCMASK,
+    219, 101, 15,  # restart_syscall, ptrace, rt_sigreturn
+    273, 334, 131,  # set_robust_list, rseq, sigaltstack: a thread's own set-up, signals blocked
+)  # fmt: skip
 
 
 def _words(data: bytes, offset: int = 0, count: int | None = None) -> list[int]:
@@ -157,7 +152,8 @@ class Session:
 
     pid: int
     sock: socket.socket
-    mappings: dict[int, AgentMapping] = field(default_factory=dict)
+    #: The traced pieces (a mapping partly unmapped or replaced keeps its id in its pieces).
+    mappings: list[AgentMapping] = field(default_factory=list)
     forms: dict[int, Decoded] = field(default_factory=dict)
     #: Whether the code at an address cannot change (not in a writable mapping).
     cacheable: dict[int, bool] = field(default_factory=dict)
@@ -181,15 +177,15 @@ class Session:
                     m.alias + (m.lo - m.base) if m.alias else None,
                     aliasable=bool(m.alias),
                 )
-                for m in self.mappings.values()
+                for m in self.mappings
             ]
         )
 
     def spans(self) -> list[Traced]:
-        return [Traced(m.base, m.end, m.alias) for m in self.mappings.values()]
+        return [Traced(m.base, m.end, m.alias) for m in self.mappings]
 
     def mapping_at(self, addr: int, width: int = 1) -> AgentMapping | None:
-        for m in self.mappings.values():
+        for m in self.mappings:
             if m.lo < addr + width and addr < m.hi:
                 return m
         return None
@@ -377,7 +373,7 @@ class AgentTracer:
             starts = {e.start for e in read_maps(s.pid)}
         except OSError:
             return False
-        return any(m.alias in starts for m in s.mappings.values() if m.alias)
+        return any(m.alias in starts for m in s.mappings if m.alias)
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -403,11 +399,11 @@ class AgentTracer:
         self._sel.register(sock, selectors.EVENT_READ, session)
         if why == 1:
             self._inherit(session, parent)
-        elif session.filters:  # an exec: its filters stay
-            sock.send(_pack([1, 0]))
-        else:
-            code = base_filter((), SECCOMP_RET_TRAP | _KM_DATA, GADGET_RETS, (signal.SIGSEGV, signal.SIGSYS))
-            session.filters = 1
+        else:  # a new image (start, exec): a base filter for its own code
+            code = base_filter(
+                (), SECCOMP_RET_TRAP | _KM_DATA, GADGET_RETS, (signal.SIGSEGV, signal.SIGSYS), _own_code(pid)
+            )
+            session.filters += 1
             sock.send(_pack([1, len(code), *_words(code)]))
 
     def _inherit(self, child: Session, parent_pid: int) -> None:
@@ -421,8 +417,19 @@ class AgentTracer:
                 parent.covers_all,
             )
             self._drain()
-            for m in parent.mappings.values():
+            try:  # what the child got (not MADV_DONTFORK's pages)
+                present = [(e.start, e.end) for e in read_maps(child.pid)]
+            except OSError:
+                present = [(m.lo, m.hi) for m in parent.mappings]
+            ids: dict[int, Mapping] = {}
+            for m in parent.mappings:
                 old = m.mapping
+                if not any(a < m.hi and m.lo < b for a, b in present):
+                    pairs += [old.map_id, 0]  # the agent lets go of it
+                    continue
+                if old.map_id in ids:
+                    child.mappings.append(AgentMapping(ids[old.map_id], m.lo, m.hi, m.alias))
+                    continue
                 new = self.log.new_mapping(
                     None,  # type: ignore[arg-type]
                     old.path,
@@ -435,7 +442,9 @@ class AgentTracer:
                     old.page_size,
                     old.info,
                 )
-                child.mappings[new.map_id] = AgentMapping(new, m.lo, m.hi, m.alias)
+                new.inode, new.offset = old.inode, old.offset
+                ids[old.map_id] = new
+                child.mappings.append(AgentMapping(new, m.lo, m.hi, m.alias))
                 pairs += [old.map_id, new.map_id]
         child.sock.send(_pack([len(pairs) // 2, *pairs]))
 
@@ -443,8 +452,8 @@ class AgentTracer:
         """An address space is gone (exit, exec): its mappings end; a relocated access in
         flight is lost."""
         self._drain()
-        for m in s.mappings.values():
-            self.log.end_mapping(m.mapping, 0, s.pid)
+        for mapping in {m.mapping.map_id: m.mapping for m in s.mappings}.values():
+            self.log.end_mapping(mapping, 0, s.pid)
         self.log.counts["LOST"] += len(s.pending)
         s.mappings.clear()
         with contextlib.suppress(KeyError, ValueError):
@@ -467,10 +476,10 @@ class AgentTracer:
             _, tid, pc, lo, hi = _words(data, 0, 5)
             s.sock.send(_pack(self._maps(s, tid, pc, lo, hi)))
         elif kind == M_ARMED:
-            _, map_id, alias, _private = _words(data, 0, 4)
-            m = s.mappings.get(map_id)
-            if m is not None:
-                m.alias = alias
+            _, map_id, alias, _private, lo = _words(data, 0, 5)
+            for m in s.mappings:
+                if m.mapping.map_id == map_id and m.lo == lo:
+                    m.alias = alias
         elif kind == M_DECODE:
             _, tid, pc, _addr = _words(data, 0, 4)
             s.sock.send(_pack(self._decode(s, pc, data[32:48])))
@@ -514,17 +523,26 @@ class AgentTracer:
         actions: list[int] = []
         # The agent's aliases are no mappings of the program's (those of mappings ended
         # here go only once the agent reads this answer).
-        aliases = {m.alias for m in s.mappings.values()}
+        aliases = {m.alias for m in s.mappings}
         whole = hi - lo == 1  # shmat/shmdt: the segment at lo, whatever its length
-        for m in [m for m in s.mappings.values() if m.lo < max(hi, lo + 1) and lo < m.hi]:
-            lo, hi = min(lo, m.lo), max(hi, m.hi)
-            actions += [A_DISARM, m.mapping.map_id, m.lo, m.hi, 0, 0]
-            del s.mappings[m.mapping.map_id]
-            self.log.end_mapping(m.mapping, pc, tid)
         try:
             entries = read_maps(s.pid)
         except OSError:
             entries = []
+        if whole:
+            lo, hi = next(((e.start, e.end) for e in entries if e.start <= lo < e.end), (lo, hi))
+        for m in [m for m in s.mappings if m.lo < hi and lo < m.hi]:
+            actions += [A_DISARM, m.mapping.map_id, m.lo, m.hi, 0, 0]
+            s.mappings.remove(m)
+            # What is left of it outside [lo, hi) and still the same bytes of the same
+            # object keeps its id (as the ptrace backend's probes do).
+            for a, b in ((m.lo, min(m.hi, lo)), (max(m.lo, hi), m.hi)):
+                if a < b and not whole and _same_object(entries, m.mapping, a, b):
+                    s.mappings.append(AgentMapping(m.mapping, a, b))
+                    phys = m.mapping.phys + (a - m.mapping.virt)
+                    actions += [A_ARM, m.mapping.map_id, a, b, phys, m.mapping.prot]
+            if not any(p.mapping is m.mapping for p in s.mappings):
+                self.log.end_mapping(m.mapping, pc, tid)
         for e in entries:
             a, b = (e.start, e.end) if whole and e.start <= lo < e.end else (max(e.start, lo), min(e.end, hi))
             if a >= b or e.start in aliases:
@@ -564,7 +582,7 @@ class AgentTracer:
                 info,
             )
             mapping.inode, mapping.offset = e.inode, obj_offset
-            s.mappings[mapping.map_id] = AgentMapping(mapping, a, b)
+            s.mappings.append(AgentMapping(mapping, a, b))
             actions += [A_ARM, mapping.map_id, a, b, phys, e.prot]
         # Code there may be new: decoded instructions in the range are forgotten.
         for pc_at in [p for p in s.forms if lo <= p < hi]:
@@ -578,7 +596,7 @@ class AgentTracer:
         ptrace): its length in bytes and its words, or ``[0]``."""
         if s.covers_all:
             return [0]
-        missing = uncovered([(m.lo, m.hi) for m in s.mappings.values()], s.covered)
+        missing = uncovered([(m.lo, m.hi) for m in s.mappings], s.covered)
         if not missing:
             return [0]
         everything = s.filters + 1 >= MAX_RANGE_FILTERS
@@ -784,6 +802,47 @@ class _Pages:
             out += page[addr - base : addr - base + take]
             addr, n = addr + take, n - take
         return int.from_bytes(out, "little")
+
+
+def _same_object(entries: list[MapEntry], mapping: Mapping, a: int, b: int) -> bool:
+    """Whether ``[a, b)`` of ``mapping`` still maps the same object at the same offsets."""
+    for e in entries:
+        if e.start <= a < e.end:
+            if b > e.end or e.inode != mapping.inode:
+                return False
+            return e.anonymous or e.offset + (a - e.start) == mapping.offset + (a - mapping.virt)
+    return False
+
+
+_ADDR_NO_RANDOMIZE = 0x0040000
+
+
+def _own_code(pid: int) -> list[tuple[int, int]]:
+    """The executable ranges of the program itself and of libc (whose own ``mmap`` calls,
+    ``sem_open``'s say, go past the interposed one), split at 4 GiB blocks: where the
+    agent's base filter looks for raw mapping calls.  libc's only with address-space
+    randomisation: without it the next image's libc lies at the same place after an
+    ``exec`` (the filter stays), and maps things before the agent there can take a trap."""
+    try:
+        entries = read_maps(pid)
+        exe = os.readlink(f"/proc/{pid}/exe")
+        with open(f"/proc/{pid}/personality") as f:
+            fixed = int(f.read(), 16) & _ADDR_NO_RANDOMIZE
+        with open("/proc/sys/kernel/randomize_va_space") as f:
+            fixed = fixed or f.read().strip() == "0"
+    except (OSError, ValueError):
+        return []
+    out = []
+    for e in entries:
+        name = os.path.basename(e.path)
+        libc = not fixed and (name.startswith("libc.so") or name.startswith("libc-"))
+        if "x" in e.perms and (e.path == exe or libc):
+            lo = e.start
+            while lo < e.end:
+                hi = min(e.end, (lo | 0xFFFFFFFF) + 1)
+                out.append((lo, hi))
+                lo = hi
+    return out
 
 
 def _sigqueue(pid: int, sig: int, value: int) -> None:

@@ -70,17 +70,33 @@ def base_filter(
     verdict: int = SECCOMP_RET_TRACE,
     allow_ips: Sequence[int] = (),
     signals: Sequence[int] = (_SIGSEGV,),
+    only_from: Sequence[tuple[int, int]] = (),
 ) -> bytes:
     """The filter installed before ``execve``: see the module docstring; ``extra``: more
     syscall numbers to stop (a simulated device's ``read``/``poll``...).
 
     The agent backend's (installed by the agent as the program starts) stops with
     ``verdict`` (``SECCOMP_RET_TRAP``), lets through what its own ``syscall`` and ``int
-    0x80`` instructions make (``allow_ips``: the addresses after them), and watches
-    ``rt_sigaction`` of SIGSYS too (``signals``)."""
+    0x80`` instructions make (``allow_ips``: the addresses after them), watches
+    ``rt_sigaction`` of SIGSYS too (``signals``), and only stops syscalls made from code
+    in ``only_from`` (``[lo, hi)`` ranges, each inside one 4 GiB block): the program's own,
+    not the dynamic loader's or libc's, which after an ``exec`` (the filter stays) map the
+    new image before the agent is there to take the trap."""
     p = Program()
     trace, allow = "trace", "allow"
     _allow_from(p, allow_ips, allow)
+    if only_from:
+        mine = p.label("mine")
+        for lo, hi in only_from:
+            other = p.label("other")
+            p.load(IP + 4)
+            p.jeq(lo >> 32, None, other)
+            p.load(IP)
+            p.jge(lo, None, other)
+            p.jge(hi - 1 if hi & 0xFFFFFFFF == 0 else hi, other, mine)
+            p.place(other)
+        p.goto(allow)
+        p.place(mine)
     p.load(ARCH)
     p.jeq(AUDIT_ARCH_X86_64, None, trace)  # i386 / x32 entry: the tracer reads it
     p.load(NR)
