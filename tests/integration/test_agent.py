@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import Run, kmmio, kmmio_async, trace, wait_for_lines
 
-from kmmio.trace import Access, Map, Mark, Record, Unknown, Unmap
+from kmmio.trace import Access, KernelAccess, Map, Mark, Record, Unknown, Unmap
 
 PROGRAMS = Path(__file__).parent / "programs"
 
@@ -121,6 +121,18 @@ def test_lmdb_writemap_output_and_records(tmp_path: Path) -> None:
             tmp_path / mode / "db" / "data.mdb", runs[mode].records
         )
     assert len([r for r in runs["agent"].records if isinstance(r, Access)]) > 10_000
+
+
+def test_a_private_mapping_is_traced_through_a_copy_and_its_syscalls_lent(build, tmp_path: Path) -> None:
+    """lendblock.c: a MAP_PRIVATE file mapping (mremap cannot alias it): plain accesses go
+    through /proc/self/mem, others through a copy in the thread's scratch area; a read
+    syscall into it has its pages lent (the other thread, which completes it, not held)."""
+    run = trace([str(build("lendblock")), str(tmp_path / "lb-regs")], "lb-regs", tmp_path, "agent")
+    assert run.status == 0 and run.stdout == "read 32 the other thread wrote this line\nok\n", run.stderr
+    marks = [(m.syscall, m.direction, m.phys, m.length) for m in run.records if isinstance(m, KernelAccess)]
+    assert marks == [("read", "writes", 0x64, 0x20)]
+    reads = [r for r in run.records if isinstance(r, Access) and r.kind.value == "R"]
+    assert reads and all(r.phys == 0x64 and r.value.to_bytes(32, "little").startswith(b"the other") for r in reads[:1])
 
 
 def test_a_static_program_falls_back_to_ptrace_and_says_so(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PROGRAMS, kmmio, trace, wait_for_lines
+from conftest import PROGRAMS, backend_args, kmmio, trace, wait_for_lines
 
 from kmmio.trace import KernelAccess, Map, Mark, read_records
 
@@ -108,8 +108,7 @@ def test_process_shared_locks_in_traced_memory_spawned(build, tmp_path: Path, mo
     run = kmmio(
         [
             "trace",
-            "--mode",
-            mode,
+            *backend_args(mode),
             "-o",
             str(log),
             "-m",
@@ -208,6 +207,7 @@ def test_every_buffer_syscall_on_traced_pages_attached(build, tmp_path: Path) ->
     assert marks == BUFSYS_MARKS
 
 
+@pytest.mark.parametrize("mode", ["step", "auto"])  # the agent holds no threads (test_agent.py)
 def test_a_blocking_syscall_on_lent_pages_lets_the_other_threads_go(build, tmp_path: Path, mode: str) -> None:
     """A private mapping has no alias: its pages are lent to the syscall with the other
     threads held.  This read waits for another thread: after a while they are let go, the

@@ -139,6 +139,7 @@ static pid_t my_pid; /* the process connected to the tracer (a fork child is not
 
 static TLS pid_t my_tid;
 static TLS uint64_t call_pc; /* see CALLER */
+static TLS int v_segv_blocked; /* the thread asked SIGSEGV blocked (see masked()) */
 static TLS uint8_t *tramp;      /* this thread's trampoline page */
 static TLS uint64_t tramp_hlt;  /* the address of its hlt while one runs, else 0 */
 /* A kept relocation running in the trampoline (no tracer round trip): */
@@ -1175,6 +1176,9 @@ static void chain(int sig, siginfo_t *si, void *uc)
     struct sigaction act = *p;
     sigset_t old;
     real_pthread_sigmask(SIG_BLOCK, &act.sa_mask, &old);
+    int was = v_segv_blocked;
+    if (!(act.sa_flags & SA_NODEFER)) /* as the kernel would have, shown to the handler */
+        v_segv_blocked = 1;
     if (act.sa_flags & SA_RESETHAND) {
         memset(p, 0, sizeof *p);
         p->sa_handler = SIG_DFL;
@@ -1183,6 +1187,7 @@ static void chain(int sig, siginfo_t *si, void *uc)
         act.sa_sigaction(sig, si, uc);
     else
         h(sig);
+    v_segv_blocked = was;
     real_pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
@@ -1245,7 +1250,8 @@ out:
 
 static void install_handler(void)
 {
-    ksigaction(SIGSEGV, (void *)on_segv, SA_SIGINFO | SA_ONSTACK | SA_RESTART, NULL);
+    /* SA_NODEFER: a handler of the program's (called from on_segv) may touch traced pages */
+    ksigaction(SIGSEGV, (void *)on_segv, SA_SIGINFO | SA_ONSTACK | SA_RESTART | SA_NODEFER, NULL);
 }
 
 /* -- the program's calls, interposed ----------------------------------------------------- */
@@ -1287,28 +1293,41 @@ EXPORT __sighandler_t signal(int sig, __sighandler_t h)
     return old.sa_handler;
 }
 
+/* SIGSEGV is never really blocked while the agent works (a fault with it blocked kills
+ * the process): a thread's blocking of it is kept here and shown back to it. */
+static int masked(int (*real)(int, const sigset_t *, sigset_t *), int how, const sigset_t *set, sigset_t *old)
+{
+    if (!active)
+        return real(how, set, old);
+    int was = v_segv_blocked;
+    sigset_t copy;
+    if (set) {
+        int member = sigismember(set, SIGSEGV) == 1;
+        if (how == SIG_SETMASK)
+            v_segv_blocked = member;
+        else if (member)
+            v_segv_blocked = how == SIG_BLOCK;
+        copy = *set;
+        strip_segv(&copy);
+    }
+    int r = real(how, set ? &copy : NULL, old);
+    if (r == 0 && old && was)
+        sigaddset(old, SIGSEGV);
+    return r;
+}
+
 EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
 {
     if (!real_sigprocmask)
         real_sigprocmask = dlsym(RTLD_NEXT, "sigprocmask");
-    if (set && active && how != SIG_UNBLOCK) {
-        sigset_t copy = *set;
-        strip_segv(&copy);
-        return real_sigprocmask(how, &copy, old);
-    }
-    return real_sigprocmask(how, set, old);
+    return masked(real_sigprocmask, how, set, old);
 }
 
 EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 {
     if (!real_pthread_sigmask)
         real_pthread_sigmask = dlsym(RTLD_NEXT, "pthread_sigmask");
-    if (set && active && how != SIG_UNBLOCK) {
-        sigset_t copy = *set;
-        strip_segv(&copy);
-        return real_pthread_sigmask(how, &copy, old);
-    }
-    return real_pthread_sigmask(how, set, old);
+    return masked(real_pthread_sigmask, how, set, old);
 }
 
 static uint64_t round_up(uint64_t n) { return (n + PAGE - 1) & ~(PAGE - 1); }

@@ -263,7 +263,7 @@ def _explicit(
     if span is not None and span.alias and (hi is None or hi <= span.hi):
         # (Accesses unknown, a gather say: all of them taken to be in the faulting mapping.)
         delta = span.alias - span.lo
-    elif lo is not None and hi is not None and hi - lo <= SCRATCH and insn.memory_index == _R.NONE:
+    elif lo is not None and hi is not None and hi - lo <= SCRATCH:
         delta = tramp + TRAMP_CODE - lo  # the bytes, copied to the scratch area and back
         copy_in = ((lo, tramp + TRAMP_CODE, hi - lo),)
     else:

@@ -190,15 +190,35 @@ class Session:
                 return m
         return None
 
+    def _pieces(self, addr: int, n: int) -> list[tuple[int, int, int]]:
+        """``[addr, addr + n)`` as (offset, length, where to reach it): traced bytes through
+        the agent's alias (their pages are PROT_NONE; the kernel writes no shared page
+        through ``/proc/PID/mem`` without write permission), the rest where they are."""
+        out = []
+        at = addr
+        while at < addr + n:
+            m = next((m for m in self.mappings if m.alias and m.base <= at < m.end), None)
+            if m is None:
+                nxt = min((m.base for m in self.mappings if m.alias and m.base > at), default=addr + n)
+                end = min(addr + n, nxt)
+                out.append((at - addr, end - at, at))
+            else:
+                end = min(addr + n, m.end)
+                out.append((at - addr, end - at, m.alias + (at - m.base)))
+            at = end
+        return out
+
     def read(self, addr: int, n: int) -> bytes:
-        try:
-            return os.pread(self.mem, n, addr)
-        except OSError:
-            return bytes(n)
+        data = bytearray(n)
+        for off, length, where in self._pieces(addr, n):
+            with contextlib.suppress(OSError):
+                data[off : off + length] = os.pread(self.mem, length, where).ljust(length, b"\0")
+        return bytes(data)
 
     def write(self, addr: int, data: bytes) -> None:
-        with contextlib.suppress(OSError):
-            os.pwrite(self.mem, data, addr)
+        for off, length, where in self._pieces(addr, len(data)):
+            with contextlib.suppress(OSError):
+                os.pwrite(self.mem, data[off : off + length], where)
 
 
 class AgentTracer:
