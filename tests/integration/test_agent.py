@@ -132,7 +132,9 @@ def test_a_private_mapping_is_traced_through_a_copy_and_its_syscalls_lent(build,
     marks = [(m.syscall, m.direction, m.phys, m.length) for m in run.records if isinstance(m, KernelAccess)]
     assert marks == [("read", "writes", 0x64, 0x20)]
     reads = [r for r in run.records if isinstance(r, Access) and r.kind.value == "R"]
-    assert reads and all(r.phys == 0x64 and r.value.to_bytes(32, "little").startswith(b"the other") for r in reads[:1])
+    assert reads and all(
+        r.phys == 0x64 and r.value.to_bytes(32, "little").startswith(b"the other") for r in reads[:1]
+    )
 
 
 def test_a_static_program_falls_back_to_ptrace_and_says_so(tmp_path: Path) -> None:

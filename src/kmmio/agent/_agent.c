@@ -388,6 +388,54 @@ struct gone {
     uint8_t *prot;
 };
 
+/* Another kind of alias, for a shared mapping mremap cannot alias (hugetlbfs): the file
+ * behind it, opened through /proc/self/map_files (privileged), mapped again; -errno. */
+static long map_files_alias(uint64_t lo, uint64_t hi)
+{
+    static char buf[1 << 16];
+    long fd = sys6(SYS_openat, AT_FDCWD, (long)"/proc/self/maps", O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    if (fd < 0)
+        return fd;
+    long n = 0, r;
+    while (n < (long)sizeof buf - 1 && (r = sys6(SYS_read, fd, (long)buf + n, (long)sizeof buf - 1 - n, 0, 0, 0)) > 0)
+        n += r;
+    sys6(SYS_close, fd, 0, 0, 0, 0, 0);
+    buf[n > 0 ? n : 0] = 0;
+    for (char *line = buf; *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : line + strlen(line)) {
+        char *end;
+        uint64_t start = strtoull(line, &end, 16), stop = strtoull(end + 1, &end, 16);
+        if (!(start <= lo && hi <= stop))
+            continue;
+        if (end[4] != 's')
+            return -EINVAL; /* private: no alias of any kind */
+        uint64_t off = strtoull(end + 6, NULL, 16) + (lo - start);
+        char path[64] = "/proc/self/map_files/";
+        char *p = path + strlen(path);
+        for (int half = 0; half < 2; half++) {
+            uint64_t v = half ? stop : start;
+            char hex[17];
+            int k = 0;
+            do
+                hex[k++] = "0123456789abcdef"[v & 15];
+            while (v >>= 4);
+            while (k)
+                *p++ = hex[--k];
+            if (!half)
+                *p++ = '-';
+        }
+        *p = 0;
+        long f = sys6(SYS_openat, AT_FDCWD, (long)path, O_RDWR | O_CLOEXEC, 0, 0, 0);
+        if (f < 0)
+            f = sys6(SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC, 0, 0, 0);
+        if (f < 0)
+            return f;
+        long m = sys6(SYS_mmap, 0, (long)(hi - lo), PROT_READ, MAP_SHARED, f, (long)off);
+        sys6(SYS_close, f, 0, 0, 0, 0, 0);
+        return m;
+    }
+    return -ENOENT;
+}
+
 /* arm_kmmio_fault_page(): alias the range's pages, then make them PROT_NONE. */
 static void arm(uint64_t map_id, uint64_t lo, uint64_t hi, uint64_t phys, int prot, const struct gone *gone,
                 int ngone)
@@ -419,6 +467,8 @@ static void arm(uint64_t map_id, uint64_t lo, uint64_t hi, uint64_t phys, int pr
             if (gone[g].lo <= a && a < gone[g].hi)
                 r->prot[(a - lo) / PAGE] = gone[g].prot[(a - gone[g].lo) / PAGE];
     long alias = sys6(SYS_mremap, (long)lo, 0, (long)(hi - lo), MREMAP_MAYMOVE, 0, 0);
+    if (alias < 0 && alias > -4096)
+        alias = map_files_alias(lo, hi);
     r->private_kind = alias < 0 && alias > -4096;
     r->alias = r->private_kind ? 0 : (uint64_t)alias;
     /* The alias as writable as the pages may ever be (the program may mprotect them so
