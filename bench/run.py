@@ -2,12 +2,14 @@
 
 Usage: python bench/run.py [N] [--memory M] [--rounds R]   (defaults: 20000, 1000000, 5)
 
-Builds bench/workload.c, bench/ctracer.c and bench/native.c with cc, then on the same machine, in R
-interleaved rounds (medians shown, so that the machine's noise hits each alike):
+Builds bench/workload.c, bench/ctracer.c, bench/native.c and bench/threads.c with cc, then on
+the same machine, in R interleaved rounds (medians shown, so that the machine's noise hits
+each alike):
 
 * the workload untraced (N 4-byte accesses, half writes, half reads, to a mapped file);
-* under ``kmmio trace --mode emulate`` and ``--mode step``: µs per traced access and
-  accesses per second (the loop's own clock, so start-up is not counted);
+* under ``kmmio trace --backend agent`` (the in-process agent, issue 14): µs per access;
+* under ``kmmio trace --backend ptrace --mode emulate`` and ``--mode step``: µs per traced
+  access and accesses per second (the loop's own clock, so start-up is not counted);
 * under ``ctracer``, the least a C ptrace tracer can do for the same emulation: the floor
   (see its header for what it does and does not do);
 * ``native`` (bench/native.c), issue 14's floor for an in-process agent: the workload
@@ -15,9 +17,13 @@ interleaved rounds (medians shown, so that the machine's noise hits each alike):
   mapping of the same file and recording it in a ring in memory (see its header);
 * emulate and the floor again with tracer and program pinned to one CPU (``taskset -c 0``:
   the context switches are cheap there, so what each tracer does itself weighs more);
-* a "cold" workload whose hot loop never touches the mapping, untraced and traced;
+* bench/threads.c on the agent: 4 threads hammering one traced page against 1 thread,
+  accesses per second (2 cores here: the tracer drains the records on them too);
+* a "cold" workload whose hot loop never touches the mapping, untraced and traced (both
+  backends);
 * ``kmmio trace`` over M traced accesses: the tracer's peak memory (and at M/10, to show
-  it stays flat);
+  it stays flat), for both backends, and on the agent the program's own (the agent's
+  included);
 * bench/syscalls.c, a loop of 1,000,000 ``getppid`` + ``write(/dev/null)`` from an untraced
   buffer: under ``kmmio trace`` with its mapping traced and with nothing traced, against
   the same loop under a one-rule seccomp filter (the least any seccomp-based tracer
@@ -50,6 +56,12 @@ def loop_us(cmd: list[str]) -> float:
     return float(out.split()[0])
 
 
+def program_rss_kb(cmd: list[str]) -> int:
+    """The traced workload's own peak memory (its third output word, KiB)."""
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return int(out.split()[2])
+
+
 def peak_rss_mb(cmd: list[str]) -> float:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -69,32 +81,40 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         wl, ct = os.path.join(tmp, "workload"), os.path.join(tmp, "ctracer")
         sl, hd = os.path.join(tmp, "syscalls"), os.path.join(tmp, "handed")
-        nv = os.path.join(tmp, "native")
+        nv, th = os.path.join(tmp, "native"), os.path.join(tmp, "threads")
         subprocess.run(["cc", "-O2", "-o", wl, os.path.join(HERE, "workload.c")], check=True)
         subprocess.run(["cc", "-O2", "-o", ct, os.path.join(HERE, "ctracer.c")], check=True)
         subprocess.run(["cc", "-O2", "-o", nv, os.path.join(HERE, "native.c")], check=True)
+        subprocess.run(["cc", "-O2", "-pthread", "-o", th, os.path.join(HERE, "threads.c")], check=True)
         subprocess.run(["cc", "-O2", "-o", sl, os.path.join(HERE, "syscalls.c")], check=True)
         subprocess.run(["cc", "-O2", "-o", hd, os.path.join(HERE, "handed.c")], check=True)
         dev, log = os.path.join(tmp, "bench-regs"), os.path.join(tmp, "bench.log")
 
         def traced(mode: str, *extra: str, count: int = n) -> list[str]:
-            return [*kmmio, "--mode", mode, "-o", log, "-m", "bench-regs", "--", wl, dev, str(count), *extra]
+            return [
+                *kmmio, "--backend", "ptrace", "--mode", mode, "-o", log, "-m", "bench-regs", "--",
+                wl, dev, str(count), *extra,
+            ]  # fmt: skip
+
+        def agent(*extra: str, count: int = n, program: str = wl) -> list[str]:
+            return [*kmmio, "--backend", "agent", "-o", log, "-m", "bench-regs", "--", program, dev, *extra]
 
         # Interleaved rounds, medians: the machine's noise hits every contestant alike.
         pin = ["taskset", "-c", "0"]
         rounds: dict[str, list[float]] = {
             "untraced": [], "emulate": [], "step": [], "floor": [], "emulate pinned": [], "floor pinned": [],
-            "native": [],
+            "native": [], "agent": [],
         }  # fmt: skip
         for _ in range(args.rounds):
             rounds["untraced"].append(loop_us([wl, dev, str(n)]))
+            rounds["agent"].append(loop_us(agent(str(n))))
             rounds["emulate"].append(loop_us(traced("emulate")))
             rounds["floor"].append(loop_us([ct, log, wl, dev, str(n), "armed"]))
             rounds["native"].append(loop_us([nv, dev, str(n)]))
             rounds["step"].append(loop_us(traced("step")))
             rounds["emulate pinned"].append(loop_us([*pin, *traced("emulate")]))
             rounds["floor pinned"].append(loop_us([*pin, ct, log, wl, dev, str(n), "armed"]))
-        untraced, emulate, step, floor, emulate_pinned, floor_pinned, native = (
+        untraced, emulate, step, floor, emulate_pinned, floor_pinned, native, in_process = (
             statistics.median(rounds[k]) for k in rounds
         )
 
@@ -103,10 +123,23 @@ def main() -> int:
             return ", ".join(f"{r:.2f}" for r in each)
 
         cold_n = 200_000_000
-        cold_plain = loop_us([wl, dev, str(cold_n), "cold"])
-        cold_traced = loop_us(traced("auto", "cold", count=cold_n))
+        colds: dict[str, list[float]] = {"plain": [], "ptrace": [], "agent": []}
+        for _ in range(args.rounds):
+            colds["plain"].append(loop_us([wl, dev, str(cold_n), "cold"]))
+            colds["ptrace"].append(loop_us(traced("auto", "cold", count=cold_n)))
+            colds["agent"].append(loop_us(agent(str(cold_n), "cold")))
+        cold_plain, cold_traced, cold_agent = (statistics.median(colds[k]) for k in colds)
         mem_small = peak_rss_mb(traced("emulate", count=args.memory // 10))
         mem_big = peak_rss_mb(traced("emulate", count=args.memory))
+        agent_mem = {m: peak_rss_mb(agent(str(m))) for m in (args.memory // 10, args.memory)}
+        program_kb = {m: program_rss_kb(agent(str(m))) for m in (args.memory // 10, args.memory)}
+        tn = 200_000
+        scaling: dict[int, list[float]] = {1: [], 4: []}
+        for _ in range(args.rounds):
+            for t in scaling:
+                us = loop_us(agent(str(t), str(tn), program=th))
+                scaling[t].append(t * tn / us)  # accesses per microsecond
+        one, four = (statistics.median(scaling[t]) for t in scaling)
         sys_n, sdev = str(SYSCALL_LOOP), os.path.join(tmp, "sys-regs")
         loops: dict[str, list[float]] = {"one rule": [], "two rules": [], "traced": [], "nothing traced": []}
         for _ in range(args.rounds):
@@ -129,6 +162,23 @@ def main() -> int:
     print(f"workload: {n} 4-byte accesses to a mapped file, half writes, half reads")
     print(f"each figure: the median of {args.rounds} interleaved rounds")
     print(f"untraced:            {untraced / n * 1000:8.1f} ns per access")
+    print(
+        f"agent (in-process):  {in_process / n:8.2f} us per access  "
+        f"{n / (in_process / 1e6):10,.0f} accesses/s"
+    )
+    print(f"native yardstick:    {native / n:8.2f} us per access")
+    print(
+        f"agent / native yardstick: {in_process / native:.2f}x   (goal <= 2.0x; each round: "
+        f"{spread('agent', 'native')})"
+    )
+    print(
+        f"ptrace emulate / agent: {emulate / in_process:.1f}x faster on the agent   (goal >= 5x; "
+        f"each round: {spread('emulate', 'agent')})"
+    )
+    print(
+        f"agent, 4 threads on one page / 1 thread: {four / one:.2f}x the accesses per second "
+        f"({four * 1e6:,.0f}/s against {one * 1e6:,.0f}/s; goal >= 1.3x)"
+    )
     for name, us in (
         ("kmmio --mode emulate", emulate),
         ("kmmio --mode step", step),
@@ -153,10 +203,20 @@ def main() -> int:
     )
     print(f"step / emulate:        {step / emulate:.2f}x   (goal >= 4x)")
     slowdown = cold_traced / cold_plain - 1
-    print(f"hot loop not touching the mapping: {slowdown:+.1%} traced vs untraced (goal within 5%)")
+    print(
+        f"hot loop not touching the mapping: {slowdown:+.1%} ptrace, "
+        f"{cold_agent / cold_plain - 1:+.1%} agent, "
+        "traced vs untraced (goal within 5%)"
+    )
     print(
         f"tracer peak memory: {mem_small:.0f} MB at {args.memory // 10:,} accesses, "
         f"{mem_big:.0f} MB at {args.memory:,} (goal < 100 MB, flat)"
+    )
+    small, big = args.memory // 10, args.memory
+    print(
+        f"agent backend peak memory: tracer {agent_mem[small]:.0f} MB at {small:,} accesses, "
+        f"{agent_mem[big]:.0f} MB at {big:,}; program with its agent {program_kb[small] / 1024:.1f} MB, "
+        f"{program_kb[big] / 1024:.1f} MB (goal: flat)"
     )
     per = 1000 / SYSCALL_LOOP  # µs per loop -> ns per getppid + write pair
     print(

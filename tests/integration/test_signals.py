@@ -88,7 +88,21 @@ class Spawned:
         self.log = tmp / "sig.log"
         program = [str(exe), str(tmp / "sig-regs.bin"), how]
         self.tracer = kmmio_async(
-            ["trace", "-o", str(self.log), *extra, "-m", "sig-regs.bin", "--", *program], **kw
+            # The ptrace backend: its spawned programs get the stop (the agent's let go and run
+            # on: test_agent.py).
+            [
+                "trace",
+                "--backend",
+                "ptrace",
+                "-o",
+                str(self.log),
+                *extra,
+                "-m",
+                "sig-regs.bin",
+                "--",
+                *program,
+            ],
+            **kw,
         )
 
     def at_work(self) -> int:

@@ -153,3 +153,52 @@ def test_far_jumps_are_relaxed() -> None:
     code = p.assemble()
     assert verdict(code, 7) == 2
     assert verdict(code, 8) == 1
+
+
+# -- the agent backend's filters (SECCOMP_RET_TRAP, its own syscalls let through) ---------
+
+TRAP = 0x00030000 | 0x6B6D
+GADGETS = (0x6B6D00000019, 0x6B6D0000005E)
+EXE = (0x555555554000, 0x555555556000)
+
+
+def verdict_at(
+    prog: bytes, number: int, ip: int, args: tuple[int, ...] = (0,) * 6, arch: int = X86_64
+) -> int:
+    args = tuple(args) + (0,) * (6 - len(args))
+    return bpf.run(prog, struct.pack("<IIQ6Q", number, arch, ip, *args))
+
+
+def test_the_agents_base_filter_traps_mapping_calls_of_the_programs_own_code_only() -> None:
+    prog = base_filter((), TRAP, GADGETS, (signal.SIGSEGV, signal.SIGSYS), [EXE])
+    inside, loader = EXE[0] + 0x100, 0x7FFFF7FC3000
+    for number in WATCHED:
+        assert verdict_at(prog, number, inside) == TRAP
+        assert verdict_at(prog, number, loader) == SECCOMP_RET_ALLOW  # ld.so after an exec
+        assert verdict_at(prog, number, GADGETS[0]) == SECCOMP_RET_ALLOW  # the agent's own
+    assert verdict_at(prog, nr.RT_SIGACTION, inside, (signal.SIGSYS,)) == TRAP
+    assert verdict_at(prog, nr.RT_SIGACTION, inside, (signal.SIGSEGV,)) == TRAP
+    assert verdict_at(prog, nr.RT_SIGACTION, inside, (signal.SIGINT,)) == SECCOMP_RET_ALLOW
+    assert verdict_at(prog, 192, inside, arch=I386) == TRAP  # int 0x80 mmap2
+    assert verdict_at(prog, 192, GADGETS[1], arch=I386) == SECCOMP_RET_ALLOW
+    assert verdict_at(prog, 0, inside) == SECCOMP_RET_ALLOW  # read: not its business
+    # the edges of the range, and a range ending on a 4 GiB boundary
+    assert verdict_at(prog, nr.MMAP, EXE[0]) == TRAP
+    assert verdict_at(prog, nr.MMAP, EXE[1]) == SECCOMP_RET_ALLOW
+    high = base_filter((), TRAP, GADGETS, (signal.SIGSEGV,), [(0x7FFF00000000 - 0x1000, 0x7FFF00000000)])
+    assert verdict_at(high, nr.MMAP, 0x7FFF00000000 - 2) == TRAP
+    assert verdict_at(high, nr.MMAP, 0x7FFF00000000) == SECCOMP_RET_ALLOW
+
+
+def test_the_agents_range_filter_traps_and_never_the_calls_it_must_not() -> None:
+    lo, hi = 0x7F0000000000, 0x7F0000010000
+    never = (nr.CLONE3, nr.EXIT, nr.RT_SIGPROCMASK, 273)
+    prog = range_filter([(lo, hi)], verdict=TRAP, never=never, allow_ips=GADGETS)
+    write = BY_NAME["write"].nr
+    assert verdict_at(prog, write, 0x1000, (1, lo + 8, 16)) == TRAP
+    assert verdict_at(prog, write, GADGETS[0], (1, lo + 8, 16)) == SECCOMP_RET_ALLOW
+    assert verdict_at(prog, write, 0x1000, (1, hi + 0x10000, 16)) == SECCOMP_RET_ALLOW
+    for number in never:
+        assert verdict_at(prog, number, 0x1000, (lo,) * 6) == SECCOMP_RET_ALLOW
+    assert verdict_at(prog, BY_NAME["readv"].nr, 0x1000) == TRAP  # nested: always looked at
+    assert verdict_at(prog, nr.EXIT_GROUP, 0x1000) == TRAP  # the robust list

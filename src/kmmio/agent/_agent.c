@@ -135,7 +135,13 @@ static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
 static int (*real_sigprocmask)(int, const sigset_t *, sigset_t *);
 static int (*real_pthread_sigmask)(int, const sigset_t *, sigset_t *);
 static pid_t fork_parent;
-static pid_t my_pid; /* the process connected to the tracer (a fork child is not, until its handler runs) */
+static pid_t my_pid; /* the process connected to the tracer */
+/* A page that reads as zero in a forked child (MADV_WIPEONFORK): *connected says this
+ * process is the one connected, without a getpid per fault (a fork child is not, until
+ * its handler runs). */
+static volatile int *connected;
+static long sys6(long nr, long a, long b, long c, long d, long e, long f);
+static int is_connected(void) { return connected ? *connected : sys6(SYS_getpid, 0, 0, 0, 0, 0, 0) == my_pid; }
 
 static TLS pid_t my_tid;
 static TLS uint64_t call_pc; /* see CALLER */
@@ -331,13 +337,15 @@ static void emit(uint32_t kind, uint32_t width, const struct range *r, uint64_t 
     uint64_t cap = ring->cap;
     uint64_t pos = atomic_fetch_add_explicit(&ring->head, 1, memory_order_relaxed);
     uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
-    while (pos - tail >= cap) { /* full: wait for the tracer, never drop */
+    for (int waits = 0; pos - tail >= cap; waits++) { /* full: wait for the tracer, never drop */
         atomic_fetch_add(&ring->waiters, 1);
         wake_tracer();
         struct timespec t = {0, 2000000};
         futex(&ring->tail, FUTEX_WAIT, (uint32_t)tail, &t);
         atomic_fetch_sub(&ring->waiters, 1);
         tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
+        if (waits % 256 == 255 && sys6(SYS_kill, ring->tracer_pid, 0, 0, 0, 0, 0) == -ESRCH)
+            atomic_store(&ring->detach, 1); /* kmmio is gone (killed): nobody will drain */
         if (atomic_load(&ring->detach))
             return;
     }
@@ -756,7 +764,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
     req[10] = (uint64_t)g[REG_RIP];
     static TLS uint64_t reply[2 + 6 + 2 + 2 * 16];
     long n = -1;
-    if (active && sys6(SYS_getpid, 0, 0, 0, 0, 0, 0) == my_pid) {
+    if (active && is_connected()) {
         lock(&sock_lock);
         n = ask(req, sizeof req, reply, sizeof reply);
         unlock(&sock_lock);
@@ -1265,7 +1273,7 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
         goto out;
     }
     if (si->si_code > 0 && active) {
-        if (sys6(SYS_getpid, 0, 0, 0, 0, 0, 0) != my_pid) /* a fork child not yet connected */
+        if (!is_connected()) /* a fork child not yet connected */
             after_fork_child();
         uint64_t addr = (uint64_t)si->si_addr;
         struct range *r = find_range(addr);
@@ -1608,6 +1616,13 @@ static int connect_tracer(uint64_t why, uint64_t parent)
     if (sys6(SYS_socketpair, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, (long)sv, 0, 0) < 0)
         return -1;
     my_pid = (pid_t)sys6(SYS_getpid, 0, 0, 0, 0, 0, 0);
+    if (!connected) {
+        long m = raw_mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (!(m < 0 && m > -4096) && sys6(SYS_madvise, m, PAGE, 18 /* MADV_WIPEONFORK */, 0, 0, 0) == 0)
+            connected = (volatile int *)m;
+    }
+    if (connected)
+        *connected = 1;
     uint64_t hello[4] = {M_HELLO, (uint64_t)my_pid, why, parent};
     struct iovec iov = {hello, sizeof hello};
     char cbuf[CMSG_SPACE(sizeof(int))];
@@ -1658,7 +1673,7 @@ static void after_fork_parent(void)
  * ids from the tracer (the reply: pairs of old and new ids). */
 static void after_fork_child(void)
 {
-    if (!active || sys6(SYS_getpid, 0, 0, 0, 0, 0, 0) == my_pid)
+    if (!active || is_connected())
         return; /* done already (a traced access came first) */
     unlock(&table_lock);
     unlock(&sock_lock);
