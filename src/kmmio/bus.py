@@ -50,6 +50,11 @@ class ProcessBus:
         self.serve: Callable[[Mapping, Callable[[Mapping], Any]], Any] | None = None
         #: With ``serve``: the thread and instruction of the access being served.
         self.current = (0, 0)
+        #: A shared mapping's alias inside the program (made for the thread at a fault),
+        #: the view where the tracer may not open ``/proc/PID/map_files`` (not root).
+        self.alias_of: Callable[[Mapping], int | None] | None = None
+        #: The thread at the fault being handled (stopped: calls can be made in it).
+        self.thread: Any = None
 
     # -- the copy of /proc/PID/maps -------------------------------------------------------
 
@@ -120,10 +125,18 @@ class ProcessBus:
         if not entry.shared:
             assert self.proc.mem is not None
             return ProcMemView(self.proc.mem.fd, mapping.virt, mapping.end)
-        if entry.anonymous:
-            raise TraceeError("no file behind the mapping", errno.ENODEV, self.proc.pid)
-        offset = linear_offset(entry, mapping)
-        return ShadowView(self.proc.pid, (entry.start, entry.end), mapping.virt, mapping.end, offset)
+        try:
+            if entry.anonymous:
+                raise TraceeError("no file behind the mapping", errno.ENODEV, self.proc.pid)
+            offset = linear_offset(entry, mapping)
+            return ShadowView(self.proc.pid, (entry.start, entry.end), mapping.virt, mapping.end, offset)
+        except TraceeError as exc:
+            # Not root (map_files needs privilege), or shared anonymous memory: the same
+            # pages through an alias the program gets, reached through /proc/PID/mem.
+            alias = self.alias_of(mapping) if self.alias_of is not None else None
+            if alias is None or self.proc.mem is None:
+                raise exc from None
+            return ProcMemView(self.proc.mem.fd, mapping.virt, mapping.end, alias - mapping.virt)
 
     # -- the Bus protocol -----------------------------------------------------------------
 

@@ -102,6 +102,7 @@ class FaultPath:
             self._deliver(thread, (), signal.SIGSEGV)
             return
         emulating = self.mode is not Mode.STEP
+        proc.bus.thread = thread  # a view made now may need an alias made in it
         if proc.bus.serve is not None:
             proc.bus.current = (thread.tid, words[RIP])
         insn = self.decoded(proc, words[RIP])

@@ -187,7 +187,19 @@ class Tracer:
         proc = Process(pid, self.queue)
         if self.serving is not None:
             proc.bus.serve = self.serving.view
+        proc.bus.alias_of = lambda mapping: self._alias_of(proc, mapping)
         return proc
+
+    def _alias_of(self, proc: Process, mapping: Mapping) -> int | None:
+        """The alias of a shared traced mapping in the program (the one syscalls use),
+        made in the thread at the fault if there is none yet: the tracer's view of the
+        mapping where it may not open ``/proc/PID/map_files``."""
+        if mapping.map_id not in proc.aliases and mapping.map_id not in proc.no_alias:
+            thread = proc.bus.thread
+            if thread is None or thread.proc is not proc:
+                return None
+            self.syscalls.make_alias(thread, mapping)
+        return proc.aliases.get(mapping.map_id)
 
     @property
     def stats(self) -> TraceStats:

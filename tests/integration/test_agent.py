@@ -257,11 +257,13 @@ def _wait_exit(pid: int, timeout: float = 30) -> bool:
     return False
 
 
-def test_the_agent_runs_as_an_unprivileged_user(build) -> None:
-    """As nobody: the agent's alias is made inside the program, so accesses are
-    performed there (no single step, no privilege)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to become nobody")
+@pytest.mark.parametrize("backend", ["agent", "ptrace"])
+def test_both_backends_emulate_as_an_unprivileged_user(build, backend: str) -> None:
+    """As nobody: the agent's alias is made inside the program, and the ptrace backend,
+    which may not open /proc/PID/map_files, uses the same kind of alias (through
+    /proc/PID/mem): every access performed, none single-stepped, no privilege."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to become nobody")
     where = Path(tempfile.mkdtemp(prefix="kmmio-nobody-"))  # pytest's own is root's alone
     try:
         where.chmod(0o777)
@@ -271,12 +273,15 @@ def test_the_agent_runs_as_an_unprivileged_user(build) -> None:
         log = where / "nobody.log"
         run = subprocess.run(
             ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-             sys.executable, "-m", "kmmio", "trace", "-o", str(log), "-m", "nb-regs", "--",
-             str(exe), str(where / "nb-regs"), "1000", "2"],
+             sys.executable, "-m", "kmmio", "trace", "--backend", backend, "-o", str(log), "-m", "nb-regs",
+             "--", str(exe), str(where / "nb-regs"), "1000", "2"],
             capture_output=True, text=True, timeout=120, cwd=where,
         )  # fmt: skip
     finally:
         shutil.rmtree(where)
     assert run.returncode == 0, run.stderr
     assert "2000 accesses traced" in run.stderr
-    assert "2000 accesses performed in the program, 0 instructions relocated; backend agent" in run.stderr
+    if backend == "agent":
+        assert "2000 accesses performed in the program, 0 instructions relocated; backend agent" in run.stderr
+    else:
+        assert "2000 instructions emulated, 0 stepped; backend ptrace" in run.stderr

@@ -141,18 +141,20 @@ class ShadowView:
 
 
 class ProcMemView:
-    """A private traced mapping, reached through ``/proc/PID/mem``."""
+    """A private traced mapping, reached through ``/proc/PID/mem``; or a shared one
+    through its alias in the program, ``delta`` bytes away (the kernel writes no shared
+    page it may not write through ``/proc/PID/mem``, and the traced pages are PROT_NONE)."""
 
     writable = True
 
-    def __init__(self, fd: int, start: int, end: int) -> None:
-        self.fd, self.start, self.end = fd, start, end
+    def __init__(self, fd: int, start: int, end: int, delta: int = 0) -> None:
+        self.fd, self.start, self.end, self.delta = fd, start, end, delta
 
     def read(self, addr: int, width: int) -> int:
-        return int.from_bytes(os.pread(self.fd, width, addr), "little")
+        return int.from_bytes(os.pread(self.fd, width, addr + self.delta), "little")
 
     def write(self, addr: int, width: int, value: int) -> None:
-        os.pwrite(self.fd, value.to_bytes(width, "little"), addr)
+        os.pwrite(self.fd, value.to_bytes(width, "little"), addr + self.delta)
 
     def close(self) -> None:
         pass
