@@ -1,5 +1,5 @@
 """The compiled parts: the cffi modules (``kmmio.backend._sys``, ``kmmio.tools._tools``,
-``kmmio.agent._ring``) and the in-process agent, a plain shared library the traced program
+``kmmio.backend._ring``) and the in-process agent, a plain shared library the traced program
 loads (``LD_PRELOAD``), built as an extension so that ``pip install`` compiles it too.
 Everything else is in pyproject.toml."""
 
@@ -17,7 +17,7 @@ setup(
     cffi_modules=[
         "src/kmmio/backend/_sys_build.py:ffi",
         "src/kmmio/tools/_tools_build.py:ffi",
-        "src/kmmio/agent/_ring_build.py:ffi",
+        "src/kmmio/backend/_ring_build.py:ffi",
     ],
     ext_modules=[agent],
 )

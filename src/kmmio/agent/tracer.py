@@ -17,9 +17,7 @@ which :meth:`AgentTracer._drain` turns into log lines (compiled, ``_ring_impl.c`
 
 from __future__ import annotations
 
-import array
 import contextlib
-import mmap
 import os
 import selectors
 import signal
@@ -34,7 +32,6 @@ from dataclasses import dataclass, field
 import iced_x86 as iced
 
 from kmmio.agent import library_path
-from kmmio.agent._ring import ffi, lib
 from kmmio.agent.plan import (
     TRAMP_CODE,
     Relocation,
@@ -46,7 +43,9 @@ from kmmio.agent.plan import (
     string_regs,
     template,
 )
+from kmmio.backend import _ptrace as pt
 from kmmio.backend.procmaps import MapEntry, kernel_page_size, read_maps
+from kmmio.backend.ring import RecordRing
 from kmmio.backend.xstate import ThreadVectors
 from kmmio.devices import Place, Roots
 from kmmio.devices import place as place_device
@@ -71,11 +70,8 @@ A_ARM, A_DISARM = 1, 2
 P_RUN, P_GENUINE = 1, 2
 _NWORDS = 27
 _WORD = {name: i for i, name in enumerate(USER_REGS_FIELDS)}
-RING_HDR = 4096
-REC_SIZE = 128
 #: Records the ring holds (8 MiB); a full ring makes the faulting thread wait.
 RING_CAP = 1 << 16
-_SI_QUEUE = -1
 _NUDGE = 0x6B6D6D696F
 _RING_NAME = "kmmio-ring"
 #: Where the agent's own ``syscall`` instruction returns to (``_agent.c``'s GADGET_AT +
@@ -249,16 +245,7 @@ class AgentTracer:
         self._stop: str | None = None
         self._lost = 0
         # The ring: a memfd shared with every agent, never a path others can open.
-        size = RING_HDR + RING_CAP * REC_SIZE
-        self._ring_fd = os.memfd_create(_RING_NAME, os.MFD_CLOEXEC)
-        os.ftruncate(self._ring_fd, size)
-        self._ring = mmap.mmap(self._ring_fd, size)
-        self._ring_addr = ffi.cast("uintptr_t", ffi.from_buffer(self._ring))
-        lib.kmmio_ring_init(self._ring_addr, RING_CAP, os.getpid())
-        self._out = bytearray(1 << 20)
-        self._out_addr = ffi.cast("uintptr_t", ffi.from_buffer(self._out))
-        self._counts = array.array("Q", [0, 0])
-        self._counts_addr = ffi.cast("uintptr_t", ffi.from_buffer(self._counts))
+        self._ring = RecordRing(_RING_NAME, RING_CAP)
         self._root, self._root_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._sel.register(self._root, selectors.EVENT_READ, "root")
@@ -273,7 +260,7 @@ class AgentTracer:
             raise UsageError("no program to run")
         path = resolve_program(argv[0])
         child_env = dict(os.environ if env is None else env)
-        fds = (self._root_child.fileno(), self._ring_fd, self._wake)
+        fds = (self._root_child.fileno(), self._ring.fd, self._wake)
         preload = child_env.get("LD_PRELOAD", "")
         child_env["LD_PRELOAD"] = f"{self._library} {preload}".strip()
         child_env["KMMIO_AGENT"] = ":".join(map(str, fds))
@@ -348,24 +335,21 @@ class AgentTracer:
         """The ring's committed records into the log, after what the log holds back."""
         total = 0
         while True:
-            self._counts[0] = self._counts[1] = 0
-            n = lib.kmmio_ring_take(self._ring_addr, self._out_addr, len(self._out), self._counts_addr)
-            if n <= 0:
+            text, reads, writes = self._ring.take()
+            if not text:
                 return total
-            reads, writes = self._counts
-            self.log.flush()
-            self.log.lines_served(self._out[:n].decode("ascii"), reads, writes)
+            self.log.lines_served(text, reads, writes)
             self.stats.emulated += reads + writes
             total += reads + writes
 
     def _end(self) -> None:
         """The last records; those a dead thread reserved and never wrote are lost."""
         self._drain()
-        kept, kept_records = struct.unpack_from("<QQ", self._ring, 144)  # kept relocations run
+        kept, kept_records = self._ring.kept()  # kept relocations the agents ran
         self.stats.stepped += kept
         self.stats.emulated -= kept_records
-        while lib.kmmio_ring_pending(self._ring_addr) > 0:
-            lib.kmmio_ring_skip(self._ring_addr)
+        while self._ring.pending() > 0:
+            self._ring.skip()
             self.log.counts["LOST"] += 1
             self._drain()
         for s in list(self.sessions.values()):
@@ -374,10 +358,10 @@ class AgentTracer:
 
     def _detach(self, why: str) -> None:
         """Every agent lets go: pages back as the program asked, nothing more recorded."""
-        lib.kmmio_ring_detach(self._ring_addr)
+        self._ring.detach()
         for s in list(self.sessions.values()):
-            with contextlib.suppress(OSError):
-                _sigqueue(s.pid, signal.SIGSEGV, _NUDGE)
+            with contextlib.suppress(KmmioError):
+                pt.sigqueue(s.pid, signal.SIGSEGV, _NUDGE)
         end = time.monotonic() + 2.0
         for s in list(self.sessions.values()):
             while time.monotonic() < end and self._aliases_left(s):
@@ -863,16 +847,3 @@ def _own_code(pid: int) -> list[tuple[int, int]]:
                 out.append((lo, hi))
                 lo = hi
     return out
-
-
-def _sigqueue(pid: int, sig: int, value: int) -> None:
-    """``rt_sigqueueinfo``: a signal with ``si_code`` SI_QUEUE and a value (the agent's
-    nudge to let go)."""
-    import ctypes
-
-    info = bytearray(128)
-    struct.pack_into("<iii", info, 0, sig, 0, _SI_QUEUE)
-    struct.pack_into("<iIQ", info, 16, os.getpid(), os.getuid(), value)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.syscall(129, pid, sig, ctypes.c_char_p(bytes(info))) != 0:  # SYS_rt_sigqueueinfo
-        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))

@@ -429,3 +429,18 @@ def check_ptrace_permitted() -> None:
     """Refuse early, with the reason, when this process may not trace at all."""
     if yama_scope() >= 3:
         raise UsageError("ptrace is disabled on this machine (kernel.yama.ptrace_scope = 3)")
+
+
+_SYS_RT_SIGQUEUEINFO = 129
+_SI_QUEUE = -1
+
+
+def sigqueue(pid: int, sig: int, value: int) -> None:
+    """``rt_sigqueueinfo``: signal ``sig`` to process ``pid`` with ``si_code`` SI_QUEUE
+    and ``value`` (the agent's nudge to let go of its pages)."""
+    info = ctypes.create_string_buffer(128)
+    struct.pack_into("<iii", info, 0, sig, 0, _SI_QUEUE)
+    struct.pack_into("<iIQ", info, 16, os.getpid(), os.getuid(), value)
+    if _libc.syscall(_SYS_RT_SIGQUEUEINFO, pid, sig, info) != 0:
+        err = ctypes.get_errno()
+        raise TraceeError("rt_sigqueueinfo", err, pid)

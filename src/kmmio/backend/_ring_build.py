@@ -1,4 +1,4 @@
-"""Builds ``kmmio.agent._ring`` (the tracer's end of the agent's record ring) with cffi;
+"""Builds ``kmmio.backend._ring`` (the tracer's end of the agent's record ring) with cffi;
 ``setup.py`` names this file in ``cffi_modules``."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ ffi.cdef(
     """
 )
 ffi.set_source(
-    "kmmio.agent._ring",
+    "kmmio.backend._ring",
     (Path(__file__).parent / "_ring_impl.c").read_text(),
     extra_compile_args=["-O2", "-Wall", "-Wextra"],
     py_limited_api=False,
