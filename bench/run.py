@@ -78,6 +78,7 @@ def main() -> int:
     args = ap.parse_args()
     n = args.n
     kmmio = [sys.executable, "-m", "kmmio", "trace", "-q"]
+    ptrace, on_agent = [*kmmio, "--backend", "ptrace"], [*kmmio, "--backend", "agent"]
     with tempfile.TemporaryDirectory() as tmp:
         wl, ct = os.path.join(tmp, "workload"), os.path.join(tmp, "ctracer")
         sl, hd = os.path.join(tmp, "syscalls"), os.path.join(tmp, "handed")
@@ -141,20 +142,33 @@ def main() -> int:
                 scaling[t].append(t * tn / us)  # accesses per microsecond
         one, four = (statistics.median(scaling[t]) for t in scaling)
         sys_n, sdev = str(SYSCALL_LOOP), os.path.join(tmp, "sys-regs")
-        loops: dict[str, list[float]] = {"one rule": [], "two rules": [], "traced": [], "nothing traced": []}
+        loops: dict[str, list[float]] = {
+            "one rule": [], "two rules": [], "traced": [], "nothing traced": [], "agent traced": [],
+            "agent nothing": [],
+        }  # fmt: skip
         for _ in range(args.rounds):
             loops["one rule"].append(loop_us([sl, sdev, sys_n, "onerule"]))
-            loops["traced"].append(loop_us([*kmmio, "-o", log, "-m", "sys-regs", "--", sl, sdev, sys_n]))
+            loops["traced"].append(loop_us([*ptrace, "-o", log, "-m", "sys-regs", "--", sl, sdev, sys_n]))
+            loops["agent traced"].append(
+                loop_us([*on_agent, "-o", log, "-m", "sys-regs", "--", sl, sdev, sys_n])
+            )
             loops["two rules"].append(loop_us([sl, sdev, sys_n, "tworule"]))
             loops["nothing traced"].append(
-                loop_us([*kmmio, "-o", log, "-m", "no-such-map", "--", sl, sdev, sys_n])
+                loop_us([*ptrace, "-o", log, "-m", "no-such-map", "--", sl, sdev, sys_n])
             )
-        one, two, sys_traced, sys_none = (statistics.median(loops[k]) for k in loops)
+            loops["agent nothing"].append(
+                loop_us([*on_agent, "-o", log, "-m", "no-such-map", "--", sl, sdev, sys_n])
+            )
+        one, two, sys_traced, sys_none, agent_traced, agent_none = (
+            statistics.median(loops[k]) for k in loops
+        )
         hdev, hn = os.path.join(tmp, "handed-regs"), 2000
         handed: dict[str, list[float]] = {"shared": [], "private": []}
         for _ in range(args.rounds):
             for kind, times in handed.items():
-                times.append(loop_us([*kmmio, "-o", log, "-m", "handed-regs", "--", hd, hdev, str(hn), kind]))
+                times.append(
+                    loop_us([*ptrace, "-o", log, "-m", "handed-regs", "--", hd, hdev, str(hn), kind])
+                )
         redirected, lent = (statistics.median(handed[k]) / hn for k in handed)
     with open("/proc/cpuinfo") as info:
         cpu = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), "?")
@@ -225,6 +239,10 @@ def main() -> int:
         f"kmmio mapping traced {sys_traced * per:.0f}"
     )
     print(f"syscall loop, nothing traced / one-rule filter: {sys_none / one:.2f}x   (goal <= 1.05x)")
+    print(
+        f"syscall loop on the agent: nothing traced {agent_none / one:.2f}x, mapping traced "
+        f"{agent_traced / one:.2f}x the one-rule filter"
+    )
     print(
         f"syscall loop, mapping traced / one-rule filter: {sys_traced / one:.2f}x   (goal <= 1.05x; "
         f"the two-rule floor is {two / one:.2f}x, kmmio / two-rule {sys_traced / two:.2f}x)"

@@ -84,19 +84,6 @@ def base_filter(
     new image before the agent is there to take the trap."""
     p = Program()
     trace, allow = "trace", "allow"
-    _allow_from(p, allow_ips, allow)
-    if only_from:
-        mine = p.label("mine")
-        for lo, hi in only_from:
-            other = p.label("other")
-            p.load(IP + 4)
-            p.jeq(lo >> 32, None, other)
-            p.load(IP)
-            p.jge(lo, None, other)
-            p.jge(hi - 1 if hi & 0xFFFFFFFF == 0 else hi, other, mine)
-            p.place(other)
-        p.goto(allow)
-        p.place(mine)
     p.load(ARCH)
     p.jeq(AUDIT_ARCH_X86_64, None, trace)  # i386 / x32 entry: the tracer reads it
     p.load(NR)
@@ -118,6 +105,19 @@ def base_filter(
         p.jeq(sig, trace)
     p.goto(allow)
     p.place(trace)
+    _allow_from(p, allow_ips, allow)
+    if only_from:
+        mine = p.label("mine")
+        for lo, hi in only_from:
+            other = p.label("other")
+            p.load(IP + 4)
+            p.jeq(lo >> 32, None, other)
+            p.load(IP)
+            p.jge(lo, None, other)
+            p.jge(hi - 1 if hi & 0xFFFFFFFF == 0 else hi, other, mine)
+            p.place(other)
+        p.goto(allow)
+        p.place(mine)
     p.ret(verdict)
     p.place(allow)
     p.ret(SECCOMP_RET_ALLOW)
@@ -126,7 +126,8 @@ def base_filter(
 
 def _allow_from(p: Program, ips: Sequence[int], allow: str) -> None:
     """Let syscalls made from any of ``ips`` (instruction pointer after the instruction)
-    through, before anything else is looked at."""
+    through.  Looked at only on the way to a stop: a verdict that depends on the number
+    alone stays in the kernel's seccomp action cache."""
     for ip in ips:
         high, other = p.label("ip"), p.label("other")
         p.load(IP)
@@ -319,7 +320,6 @@ def range_filter(
         raise ValueError(f"{len(ranges)} ranges in one filter (at most {MAX_RANGES})")
     p = Program()
     trace, allow, anywhere = "trace", "allow", "anywhere"
-    _allow_from(p, allow_ips, allow)
     p.load(ARCH)
     p.jeq(AUDIT_ARCH_X86_64, None, trace)
     p.load(NR)
@@ -365,6 +365,7 @@ def range_filter(
                 _near(p, buf.arg, ranges, trace)
         p.goto(allow)
     p.place(trace)
+    _allow_from(p, allow_ips, allow)
     p.ret(verdict)
     p.place(allow)
     p.ret(SECCOMP_RET_ALLOW)
