@@ -140,7 +140,7 @@ def main() -> int:
             for t in scaling:
                 us = loop_us(agent(str(t), str(tn), program=th))
                 scaling[t].append(t * tn / us)  # accesses per microsecond
-        one, four = (statistics.median(scaling[t]) for t in scaling)
+        single, quad = (statistics.median(scaling[t]) for t in scaling)
         sys_n, sdev = str(SYSCALL_LOOP), os.path.join(tmp, "sys-regs")
         loops: dict[str, list[float]] = {
             "one rule": [], "two rules": [], "traced": [], "nothing traced": [], "agent traced": [],
@@ -190,8 +190,8 @@ def main() -> int:
         f"each round: {spread('emulate', 'agent')})"
     )
     print(
-        f"agent, 4 threads on one page / 1 thread: {four / one:.2f}x the accesses per second "
-        f"({four * 1e6:,.0f}/s against {one * 1e6:,.0f}/s; goal >= 1.3x)"
+        f"agent, 4 threads on one page / 1 thread: {quad / single:.2f}x the accesses per second "
+        f"({quad * 1e6:,.0f}/s against {single * 1e6:,.0f}/s; goal >= 1.3x)"
     )
     for name, us in (
         ("kmmio --mode emulate", emulate),
