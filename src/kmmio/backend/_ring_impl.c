@@ -4,7 +4,6 @@
 #include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -50,6 +49,30 @@ static int put_hex(char *o, const uint8_t *v, int n)
     return (int)(p - o);
 }
 
+/* A number in decimal, at least ``digits`` of them (zeros in front). */
+static char *put_dec(char *o, uint64_t v, int digits)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n < digits)
+        tmp[n++] = '0';
+    while (n)
+        *o++ = tmp[--n];
+    return o;
+}
+
+/* A 64-bit number as 0x... without leading zeros (0x0 for zero). */
+static char *put_word(char *o, uint64_t v)
+{
+    uint8_t b[8];
+    memcpy(b, &v, 8);
+    return o + put_hex(o, b, 8);
+}
+
 void kmmio_ring_init(uintptr_t base, uint32_t cap, uint32_t tracer_pid)
 {
     struct ring_hdr *h = (struct ring_hdr *)base;
@@ -76,11 +99,25 @@ long kmmio_ring_take(uintptr_t base, uintptr_t out, long cap, uintptr_t counts)
             break; /* reserved, not yet written */
         int width = r->width > 64 ? 64 : (int)r->width;
         char *p = o + used;
-        p += sprintf(p, "%c %d %lu.%06lu %lu 0x%lx ", r->kind ? 'W' : 'R', width,
-                     (unsigned long)(r->ts_us / 1000000), (unsigned long)(r->ts_us % 1000000),
-                     (unsigned long)r->map_id, (unsigned long)r->phys);
+        /* "%c %d %lu.%06lu %lu 0x%lx <value> 0x%lx %lu\n", by hand: this is every record */
+        *p++ = r->kind ? 'W' : 'R';
+        *p++ = ' ';
+        p = put_dec(p, (uint64_t)width, 0);
+        *p++ = ' ';
+        p = put_dec(p, r->ts_us / 1000000, 0);
+        *p++ = '.';
+        p = put_dec(p, r->ts_us % 1000000, 6);
+        *p++ = ' ';
+        p = put_dec(p, r->map_id, 0);
+        *p++ = ' ';
+        p = put_word(p, r->phys);
+        *p++ = ' ';
         p += put_hex(p, r->value, width);
-        p += sprintf(p, " 0x%lx %lu\n", (unsigned long)r->pc, (unsigned long)r->tid);
+        *p++ = ' ';
+        p = put_word(p, r->pc);
+        *p++ = ' ';
+        p = put_dec(p, r->tid, 0);
+        *p++ = '\n';
         used = p - o;
         c[r->kind ? 1 : 0]++;
         tail++;
