@@ -97,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         type=float,
         default=None,
-        help="end the trace after SECONDS: an attached program (-p) is let go (pages restored, detached); "
-        "a spawned one is sent SIGTERM and traced until it exits",
+        help="end the trace after SECONDS: an attached program (-p), or any on the agent backend, is let "
+        "go (pages restored); one spawned on the ptrace backend is sent SIGTERM and traced until it exits",
     )
     tr.add_argument(
         "--regs",

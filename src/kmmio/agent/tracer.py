@@ -312,6 +312,12 @@ class AgentTracer:
                         status = 128 - code if code < 0 else code
                 if status is not None and not self.sessions:
                     break
+        except BaseException:
+            # Failing inside: the programs get their pages back and run on; the log keeps
+            # what it has.
+            with contextlib.suppress(Exception):
+                self._detach("kmmio failed")
+            raise
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
