@@ -20,13 +20,10 @@ FORBIDDEN = {
     "fcntl",
     "resource",
     "kmmio.backend",
-    "kmmio.process",
-    "kmmio.tracer",
-    "kmmio.regions",
-    "kmmio.faults",
+    "kmmio.ptrace",
+    "kmmio.agent",
     "kmmio.launch",
-    "kmmio.sigsegv",
-    "kmmio.syscall_path",
+    "kmmio.robust",
 }
 
 

@@ -13,8 +13,8 @@ The kernel's kmmio/mmiotrace, for processes, through ptrace.  The public API:
 from kmmio.engine import Kmmio, Probe, StepCondition
 from kmmio.errors import KmmioError, ProbeError, TraceeError, TraceFormatError, UsageError
 from kmmio.mmiotrace import Mapping, TracedAccess
+from kmmio.ptrace.tracer import Mode, Tracer, trace_program
 from kmmio.trace import Kind, TraceWriter, read_records
-from kmmio.tracer import Mode, Tracer, trace_program
 from kmmio.x86 import Registers
 
 __version__ = "0.1.0"

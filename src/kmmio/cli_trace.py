@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, TextIO
 from kmmio.cli_common import load_regmap
 from kmmio.devices import Roots, pci_devices
 from kmmio.errors import LogWriteError, TraceFormatError, UsageError
+from kmmio.ptrace.tracer import Mode, Tracer, check_attachable, resolve_program
 from kmmio.sim.hooks import OnRead, OnWrite, load_hooks
 from kmmio.tools.progress import Progress, human
 from kmmio.trace.reader import read_records
 from kmmio.trace.records import Access, Kind, Mark, Record, Version
 from kmmio.trace.writer import TraceWriter
-from kmmio.tracer import Mode, Tracer, check_attachable, resolve_program
 
 if TYPE_CHECKING:
     from kmmio.maps.model import RegisterMap

@@ -27,7 +27,7 @@ from kmmio.x86.regs import Registers
 
 if TYPE_CHECKING:
     from kmmio.maps.model import Decoded
-    from kmmio.process import Process
+    from kmmio.ptrace.process import Process
 
 
 def now_us() -> int:

@@ -1,6 +1,6 @@
 """What a trace can be told to do beyond logging: serve some mappings' accesses itself.
 
-:class:`Serving` is the :class:`~kmmio.tracer.Tracer`'s one extension point for that: a
+:class:`Serving` is the :class:`~kmmio.ptrace.tracer.Tracer`'s one extension point for that: a
 device model answering a simulated device (:mod:`kmmio.sim`), a recorded trace replayed,
 hooks that change what a real device's reads return.  Each method is called at one point
 of the trace; the defaults change nothing.  A tracer given a ``Serving`` performs every
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from kmmio.devices.model import Place
     from kmmio.mmiotrace import Mapping
-    from kmmio.process import Thread
+    from kmmio.ptrace.process import Thread
 
 
 class Serving:

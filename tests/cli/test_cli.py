@@ -165,7 +165,7 @@ def test_a_refused_attach_leaves_no_header_behind(
 ) -> None:
     """The kernel refuses the attach once the log is open: the log stays empty, no VERSION."""
     from kmmio import cli_trace
-    from kmmio.tracer import Tracer
+    from kmmio.ptrace.tracer import Tracer
 
     def refuse(tracer: object, pid: int) -> None:
         raise kmmio.UsageError(f"cannot attach to process {pid}: not privileged")

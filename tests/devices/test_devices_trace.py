@@ -26,8 +26,8 @@ import pytest
 from devices_fake import Machine
 
 from kmmio.devices import RegionInfo, locate
+from kmmio.ptrace.tracer import Tracer
 from kmmio.trace import Access, Map, MapInfo, Record, read_records
-from kmmio.tracer import Tracer
 
 pytestmark = pytest.mark.ptrace
 

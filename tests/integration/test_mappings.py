@@ -121,7 +121,7 @@ def test_part_of_a_mapping_is_traced_with_at_offset_plus_length(build, tmp_path:
 
 def test_a_pattern_window_is_parsed_or_refused() -> None:
     from kmmio.errors import UsageError
-    from kmmio.regions import Pattern
+    from kmmio.patterns import Pattern
 
     spec = "resource0@0x1000+0x100"
     assert Pattern.parse(spec) == Pattern(spec, "resource0", 0x1000, 0x100)

@@ -169,7 +169,7 @@ static pid_t tid(void)
  * after exec), which the agent's seccomp filters let through: a page of its own holding
  *   mov rax,rdi; mov rdi,rsi; mov rsi,rdx; mov rdx,rcx; mov r10,r8; mov r8,r9;
  *   mov r9,[rsp+8]; syscall; ret
- * (kmmio/agent/tracer.py's GADGET_RET is the address after its syscall). */
+ * (kmmio/agent/tracer.py's GADGET_RETS are the addresses after its syscall and int 0x80). */
 #define GADGET_AT 0x6b6d00000000ul
 static const uint8_t GADGET_CODE[] = {0x48, 0x89, 0xf8, 0x48, 0x89, 0xf7, 0x48, 0x89, 0xd6, 0x48, 0x89, 0xca,
                                       0x4d, 0x89, 0xc2, 0x4d, 0x89, 0xc8, 0x4c, 0x8b, 0x4c, 0x24, 0x08, 0x0f,

@@ -7,7 +7,7 @@ socket every agent inherits).  The agent asks:
 
 * ``MAPS lo hi``: the mappings there changed (``mmap``, ``munmap``, ``mremap``, ``shmat``,
   start): which to arm and disarm (``-m`` patterns against ``/proc/PID/maps``, as
-  :mod:`kmmio.regions` does for ptrace; ``MAP``/``UNMAP`` records);
+  :mod:`kmmio.ptrace.regions` does for ptrace; ``MAP``/``UNMAP`` records);
 * ``DECODE pc``: a new faulting instruction: the quick op's words, or "relocate";
 * ``PRE``/``POST``: one relocated run (:mod:`kmmio.agent.plan`), its records logged here.
 
@@ -50,15 +50,15 @@ from kmmio.backend.xstate import ThreadVectors
 from kmmio.devices import Place, Roots
 from kmmio.devices import place as place_device
 from kmmio.errors import KmmioError, UsageError
-from kmmio.faults import Mode, TraceStats
 from kmmio.launch import resolve_program
 from kmmio.mmiotrace import Mapping, MmioTrace, now_us
-from kmmio.regions import Pattern
-from kmmio.syscall_path import robust_marks, robust_reach, syscall_name
+from kmmio.patterns import Pattern
+from kmmio.ptrace.faults import Mode, TraceStats
+from kmmio.robust import robust_marks, robust_reach
 from kmmio.syscalls import numbers as nr
 from kmmio.syscalls.filters import MAX_RANGE_FILTERS, SECCOMP_RET_TRAP, base_filter, range_filter, uncovered
 from kmmio.syscalls.plan import Lend, NeedAliases, Plan, Redirect, Span, Spans, plan_syscall, touched
-from kmmio.syscalls.table import SYSCALLS
+from kmmio.syscalls.table import SYSCALLS, syscall_name
 from kmmio.trace.records import Kind, Record
 from kmmio.x86.cache import Decoded, Decoder
 from kmmio.x86.decode import MAX_INSN_LEN, InstructionForm

@@ -1,7 +1,7 @@
 """Installing a seccomp filter in the calling process (the child, before ``execve``).
 
 The filters themselves are built in :mod:`kmmio.syscalls.filters`; filters added later,
-inside the running program, are injected syscalls (:mod:`kmmio.syscall_path`).
+inside the running program, are injected syscalls (:mod:`kmmio.ptrace.syscall_path`).
 """
 
 from __future__ import annotations

@@ -16,10 +16,10 @@ from collections import Counter
 
 from kmmio.demo.registers import BLOCK_SIZE, DATA_OFFSET, REGISTERS
 from kmmio.errors import KmmioError
+from kmmio.ptrace.tracer import Tracer
 from kmmio.trace.reader import read_records
 from kmmio.trace.records import Access, Record, Version
 from kmmio.trace.writer import TraceWriter, format_record
-from kmmio.tracer import Tracer
 
 
 def summarize(records: list[Record], out: io.TextIOBase | None = None) -> str:

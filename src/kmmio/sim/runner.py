@@ -21,15 +21,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from kmmio.faults import Mode
 from kmmio.mmiotrace import TracedAccess
+from kmmio.ptrace.faults import Mode
+from kmmio.ptrace.tracer import Tracer
 from kmmio.sim import placement
 from kmmio.sim.device import SimDevice
 from kmmio.sim.load import devices as load_devices
 from kmmio.sim.serving import SimServing
 from kmmio.trace.records import PciDev, Record, Version
 from kmmio.trace.writer import TraceWriter
-from kmmio.tracer import Tracer
 
 _BDF = re.compile(
     r".*/[0-9a-f]{4}:(?P<bus>[0-9a-f]{2}):(?P<dev>[0-9a-f]{2})\.(?P<fn>[0-7])/resource(?P<bar>[0-5])(_wc)?"

@@ -23,7 +23,7 @@ from kmmio.sim.device import ModelFailure, ModelView, NotServable, SimDevice, sa
 if TYPE_CHECKING:
     from kmmio.devices.model import Place
     from kmmio.mmiotrace import Mapping
-    from kmmio.process import Thread
+    from kmmio.ptrace.process import Thread
 
 #: How often models with ``tick`` are called while the program makes no access.
 TICK = 0.001

@@ -46,7 +46,7 @@ from kmmio.sim.device import ModelFailure, said
 from kmmio.syscalls import numbers as nr
 
 if TYPE_CHECKING:
-    from kmmio.process import Process, Thread
+    from kmmio.ptrace.process import Process, Thread
     from kmmio.sim.device import SimDevice
 
 #: The syscalls the seccomp filter must stop for a simulated UIO device.

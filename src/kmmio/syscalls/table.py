@@ -534,3 +534,8 @@ ARG_COUNTS: dict[str, int] = {
     "fsconfig": 5, "clone3": 2, "process_madvise": 5, "quotactl_fd": 4, "setxattrat": 6,
     "getxattrat": 6,
 }  # fmt: skip
+
+
+def syscall_name(number: int) -> str:
+    sc = SYSCALLS.get(number)
+    return sc.name if sc is not None else f"syscall_{number}"

@@ -20,7 +20,7 @@ import struct
 
 from kmmio.backend import _ptrace as pt
 from kmmio.errors import TraceeError
-from kmmio.process import Process, Thread
+from kmmio.ptrace.process import Process, Thread
 
 #: ``struct kernel_sigaction`` on x86-64: handler, flags, restorer, mask.
 _ACTION = struct.Struct("<QQQQ")

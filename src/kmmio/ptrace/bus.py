@@ -26,7 +26,7 @@ from kmmio.x86.operands import AccessKind
 
 if TYPE_CHECKING:
     from kmmio.mmiotrace import Mapping
-    from kmmio.process import Process
+    from kmmio.ptrace.process import Process
 
 
 def linear_offset(entry: MapEntry, mapping: Mapping) -> int:

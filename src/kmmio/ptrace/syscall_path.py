@@ -39,17 +39,18 @@ from dataclasses import dataclass
 
 from kmmio.backend import _ptrace as pt
 from kmmio.backend.procmaps import read_maps
-from kmmio.bus import linear_offset
 from kmmio.engine import Protect, coalesce
 from kmmio.errors import KmmioError, TraceeError, TraceeGone
 from kmmio.mmiotrace import Mapping, MmioTrace
-from kmmio.process import Process, Thread
+from kmmio.ptrace.bus import linear_offset
+from kmmio.ptrace.process import Process, Thread
+from kmmio.robust import robust_marks, robust_reach
 from kmmio.syscalls import async_io
 from kmmio.syscalls import numbers as nr
 from kmmio.syscalls.filters import AUDIT_ARCH_X86_64, MAX_RANGE_FILTERS, range_filter, uncovered
 from kmmio.syscalls.plan import Lend, NeedAliases, Redirect, Span, Spans, plan_syscall, touched
-from kmmio.syscalls.spec import Class, Dir
-from kmmio.syscalls.table import SYSCALLS
+from kmmio.syscalls.spec import Class
+from kmmio.syscalls.table import SYSCALLS, syscall_name
 
 EFAULT = -errno.EFAULT
 _ARG_REGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
@@ -59,11 +60,9 @@ _O_RDWR, _O_RDONLY, _O_CLOEXEC = 2, 0, 0o2000000
 _AT_FDCWD = -100
 _SECCOMP_SET_MODE_FILTER, _SECCOMP_FILTER_FLAG_TSYNC = 1, 1
 _PR_SET_NO_NEW_PRIVS = 38
-_ROBUST_LIST_LIMIT = 2048
 #: How long a syscall may hold the program's other threads with pages lent to it before
 #: they are let go (it may be waiting for one of them).
 HOLD_LIMIT = 0.05
-_FUTEX_TID_MASK = 0x3FFFFFFF
 
 
 class Outcome(enum.Enum):
@@ -92,65 +91,8 @@ class InFlight:
     released: bool = False
 
 
-def robust_words(read: Callable[[int, int], bytes], head: int) -> list[tuple[int, int]]:
-    """What the kernel's ``exit_robust_list`` reads from the list at ``head``: list
-    entries and futex words, as (address, size)."""
-    out: list[tuple[int, int]] = [(head, 24)]
-    try:
-        first, offset, pending = struct.unpack("<QqQ", read(head, 24))
-    except (KmmioError, OSError, struct.error):
-        return out
-    entry = first & ~1
-    seen = 0
-    while entry and entry != head and seen < _ROBUST_LIST_LIMIT:
-        out.append((entry, 8))
-        out.append((entry + offset, 4))
-        try:
-            entry = int.from_bytes(read(entry, 8), "little") & ~1
-        except (KmmioError, OSError):
-            break
-        seen += 1
-    if pending & ~1:
-        out.append(((pending & ~1) + offset, 4))
-    return out
-
-
-def robust_reach(tid: int, read: Callable[[int, int], bytes], spans: Spans) -> list[tuple[int, int]]:
-    """The traced bytes the kernel's walk of thread ``tid``'s robust list reaches."""
-    try:
-        head = pt.get_robust_list(tid)
-    except TraceeError:
-        return []
-    if not head or not spans:
-        return []
-    return [(a, n) for a, n in robust_words(read, head) if spans.reaches(a, a + n)]
-
-
-def robust_marks(
-    tid: int, read: Callable[[int, int], bytes], spans: Spans, reached: list[tuple[int, int]]
-) -> list[tuple[Span, int, Dir]]:
-    """The futex words of ``reached`` the kernel updates (the dying thread owns them) or
-    reads, for the log's ``robust_list`` lines."""
-    out = []
-    for a, n in reached:
-        span = spans.at(a)
-        if span is None or n != 4:
-            continue
-        try:
-            owner = int.from_bytes(read(a, 4), "little") & _FUTEX_TID_MASK
-        except (KmmioError, OSError):
-            owner = 0
-        out.append((span, a, Dir.UPDATES if owner == tid else Dir.READS))
-    return out
-
-
 def _signed(v: int) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
-
-
-def syscall_name(number: int) -> str:
-    sc = SYSCALLS.get(number)
-    return sc.name if sc is not None else f"syscall_{number}"
 
 
 class SyscallPath:

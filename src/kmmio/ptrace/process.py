@@ -29,9 +29,9 @@ from kmmio.backend.memory import ProcessMemory
 from kmmio.backend.procmaps import read_maps
 from kmmio.backend.seccomp import INJECT_MARKER
 from kmmio.backend.waitstatus import PtraceEvent, Stopped, WaitEvent, decode_status
-from kmmio.bus import ProcessBus
 from kmmio.engine import Kmmio, Protect
 from kmmio.errors import KmmioError, TraceeError, TraceeGone
+from kmmio.ptrace.bus import ProcessBus
 from kmmio.x86.regs import Registers
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class Thread:
     #: Signals that arrived while we were stepping it, to deliver when it runs again.
     pending_signals: list[int] = field(default_factory=list)
     #: A syscall reaching traced memory, redirected or with pages lent, until its exit
-    #: (a :class:`kmmio.syscall_path.InFlight`).
+    #: (a :class:`kmmio.ptrace.syscall_path.InFlight`).
     kernel: Any = None
     #: Its redirected run failed with EFAULT: the next entry runs it with pages lent.
     retry_lend: bool = False
@@ -90,11 +90,11 @@ class Process:
         #: The thread whose syscall is changing traced pages while the others are held.
         self.syscall_holder: int | None = None
         #: The program's own SIGSEGV action (``struct kernel_sigaction`` bytes) when it is
-        #: not the default, see :mod:`kmmio.sigsegv`.
+        #: not the default, see :mod:`kmmio.ptrace.sigsegv`.
         self.segv_action: bytes | None = None
         #: Aliases of traced mappings (map id -> address in the program), the ranges they
         #: take (start -> end), and the mappings that cannot have one (private): see
-        #: :mod:`kmmio.syscall_path`.
+        #: :mod:`kmmio.ptrace.syscall_path`.
         self.aliases: dict[int, int] = {}
         self.alias_ranges: dict[int, int] = {}
         self.no_alias: set[int] = set()

@@ -5,9 +5,9 @@ Theory of operation
 The program is spawned under ``PTRACE_SEIZE`` with a seccomp filter that stops it only on
 the mmap family.  Every stop lands in :meth:`Tracer._handle`:
 
-* ``SIGSEGV`` → :class:`kmmio.faults.FaultPath`: a traced access is performed by the
+* ``SIGSEGV`` → :class:`kmmio.ptrace.faults.FaultPath`: a traced access is performed by the
   tracer or single-stepped the kmmio way; genuine faults go to the program.
-* seccomp stops → the syscall runs to its exit stop, then :mod:`kmmio.regions` reconciles the
+* seccomp stops → the syscall runs to its exit stop, then :mod:`kmmio.ptrace.regions` reconciles the
   traced mappings with what ``mmap``/``munmap``/``mremap``/``mprotect`` did.
 * clone/fork/vfork/exec events keep the thread and address-space tables right.
 * any other signal is passed on untouched.
@@ -32,7 +32,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from kmmio import sigsegv
 from kmmio.backend import _ptrace as pt
 from kmmio.backend.seccomp import install_filter
 from kmmio.backend.waitstatus import (
@@ -49,15 +48,16 @@ from kmmio.devices import Place, Roots
 from kmmio.devices import place as place_device
 from kmmio.engine import Kmmio, Probe
 from kmmio.errors import KmmioError, LogWriteError, TraceeError, TraceeGone, UsageError
-from kmmio.fastloop import FastLoop
-from kmmio.faults import FaultPath, Mode, TraceStats
 from kmmio.launch import check_attachable, resolve_program, why_not_permitted
 from kmmio.mmiotrace import Mapping, MmioTrace, TracedAccess
-from kmmio.process import EventQueue, Process, Thread, resume
-from kmmio.regions import Regions
+from kmmio.ptrace import sigsegv
+from kmmio.ptrace.fastloop import FastLoop
+from kmmio.ptrace.faults import FaultPath, Mode, TraceStats
+from kmmio.ptrace.process import EventQueue, Process, Thread, resume
+from kmmio.ptrace.regions import Regions
+from kmmio.ptrace.syscall_path import HOLD_LIMIT, Outcome, SyscallPath
 from kmmio.serve import Serving
 from kmmio.sim.hooks import HookServing, OnRead, OnWrite
-from kmmio.syscall_path import HOLD_LIMIT, Outcome, SyscallPath
 from kmmio.syscalls.filters import base_filter
 from kmmio.syscalls.i386 import AUDIT_ARCH_I386, as_x86_64
 from kmmio.trace.records import Record

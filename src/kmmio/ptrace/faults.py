@@ -22,7 +22,6 @@ import signal
 from collections.abc import Callable, MutableSequence
 from dataclasses import dataclass
 
-from kmmio import sigsegv
 from kmmio.backend import _ptrace as pt
 from kmmio.backend.shadow import ViewFault
 from kmmio.backend.waitstatus import WaitEvent
@@ -30,7 +29,8 @@ from kmmio.backend.xstate import ThreadVectors
 from kmmio.engine import PROT_READ, PROT_WRITE, FaultAction, FaultDecision, Protect, StepCondition
 from kmmio.errors import ServedAccessError, TraceeError, TraceeGone
 from kmmio.mmiotrace import Mapping, MmioTrace, now_us
-from kmmio.process import Process, Thread, resume
+from kmmio.ptrace import sigsegv
+from kmmio.ptrace.process import Process, Thread, resume
 from kmmio.trace.records import Kind
 from kmmio.x86.cache import Decoded, Decoder
 from kmmio.x86.decode import MAX_INSN_LEN, InstructionForm
@@ -67,7 +67,7 @@ class FaultPath:
         self.stats = TraceStats()
         self._logger = log.pre_handler  # the handler of the probes the logger makes
         #: Told of every plain load or store found at a stable address (the compiled fast
-        #: loop performs them from then on, see :mod:`kmmio.fastloop`).
+        #: loop performs them from then on, see :mod:`kmmio.ptrace.fastloop`).
         self.learn: Callable[[Process, int, QuickOp], None] | None = None
         #: Instructions decoded once, whatever the process (they depend on bytes and pc).
         self.decoder = Decoder()

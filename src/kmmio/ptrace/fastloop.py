@@ -27,7 +27,7 @@ from kmmio.backend import fast
 from kmmio.backend.shadow import ShadowView
 from kmmio.engine import PROT_READ, PROT_WRITE
 from kmmio.mmiotrace import MmioTrace
-from kmmio.process import Process, Thread
+from kmmio.ptrace.process import Process, Thread
 from kmmio.x86.quick import QuickOp
 
 

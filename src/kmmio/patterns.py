@@ -1,0 +1,47 @@
+"""``-m PATTERN[@OFFSET[+LENGTH]]``: which mappings, and which bytes of them, are traced
+(pure; both backends match ``/proc/PID/maps`` entries with it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kmmio.backend.procmaps import MapEntry
+from kmmio.errors import UsageError
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """``-m PATTERN[@OFFSET[+LENGTH]]``: mappings whose path contains ``text``, and of them
+    only the bytes at ``[offset, offset + length)`` of the mapped object (the file offset:
+    for ``resourceN`` the offset in the BAR, for ``/dev/mem`` the physical address; the
+    virtual address for anonymous memory), all of them without ``@``."""
+
+    spec: str
+    text: str
+    offset: int = 0
+    length: int | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> Pattern:
+        text, at, window = spec.rpartition("@")
+        if not at or not text:
+            return cls(spec, spec)
+        start, plus, size = window.partition("+")
+        try:
+            offset = int(start, 0)
+            length = int(size, 0) if plus else None
+        except ValueError:
+            return cls(spec, spec)  # an @ that is part of the path
+        if offset < 0 or (length is not None and length <= 0):
+            raise UsageError(f"-m {spec}: the offset must not be negative, the length must be positive")
+        return cls(spec, text, offset, length)
+
+    def window(self, entry: MapEntry, lo: int, hi: int, offset: int) -> tuple[int, int] | None:
+        """The part of ``[lo, hi)`` of ``entry`` the pattern traces, or ``None``; ``offset``
+        is the object offset of ``entry.start`` (see :meth:`Regions._new_mapping`)."""
+        if self.offset == 0 and self.length is None:
+            return lo, hi
+        base = entry.start - offset  # object offset 0
+        first = max(lo, base + self.offset)
+        last = hi if self.length is None else min(hi, base + self.offset + self.length)
+        return (first, last) if first < last else None
