@@ -7,11 +7,12 @@ import contextlib
 import re
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from kmmio.cli_common import load_regmap
 from kmmio.devices import Roots, pci_devices
 from kmmio.errors import LogWriteError, TraceFormatError, UsageError
+from kmmio.ptrace.faults import TraceStats
 from kmmio.ptrace.tracer import Mode, Tracer, check_attachable, resolve_program
 from kmmio.sim.hooks import OnRead, OnWrite, load_hooks
 from kmmio.tools.progress import Progress, human
@@ -21,7 +22,7 @@ from kmmio.trace.writer import TraceWriter
 
 if TYPE_CHECKING:
     from kmmio.maps.model import RegisterMap
-    from kmmio.mmiotrace import TracedAccess
+    from kmmio.mmiotrace import MmioTrace, TracedAccess
 
 
 def open_output(path: str | None) -> tuple[TextIO, bool]:
@@ -117,13 +118,50 @@ def run_trace(args: argparse.Namespace) -> int:
     )
     # The status line shares standard error with nothing of kmmio's: not with the log,
     # nor with --regs's decoded accesses.
-    status_line = status_progress(tracer, quiet=args.quiet or stream is sys.stderr or on_access is not None)
-    traced = False
-    try:
+    quiet = args.quiet or stream is sys.stderr or on_access is not None
+
+    def start() -> None:
         if program:
             tracer.spawn(program)
         for pid in args.pids:
             tracer.attach(pid)
+
+    def ways(s: TraceStats) -> str:
+        return f"{s.emulated} instructions emulated, {s.stepped} stepped; backend ptrace{fallback}"
+
+    return _run_and_report(args, tracer, start, writer, stream, owned, quiet, ways, tracer.regions.matched)
+
+
+class _Traced(Protocol):
+    """What :func:`_run_and_report` needs of a backend's tracer."""
+
+    log: MmioTrace
+
+    @property
+    def stats(self) -> TraceStats: ...
+
+    def run(self, duration: float | None = None) -> int: ...
+
+    def accesses_so_far(self) -> int: ...
+
+
+def _run_and_report(
+    args: argparse.Namespace,
+    tracer: _Traced,
+    start: Callable[[], object],
+    writer: TraceWriter,
+    stream: TextIO,
+    owned: bool,
+    quiet: bool,
+    ways: Callable[[TraceStats], str],
+    matched: set[str],
+) -> int:
+    """Start, trace until the end, close the log; the one-line summary (``ways``: how the
+    backend performed the accesses) and the patterns that matched nothing."""
+    status_line = status_progress(tracer, quiet=quiet)
+    traced = False
+    try:
+        start()
         writer.write_header()
         status_line.in_background()
         status = tracer.run(args.duration)
@@ -133,15 +171,13 @@ def run_trace(args: argparse.Namespace) -> int:
         _finish_log(writer, stream if owned else None, report=traced)
     if not args.quiet and stream is not sys.stderr:
         c = tracer.log.counts
-        s = tracer.stats
         print(
             f"kmmio: {c['R'] + c['W']} accesses traced ({c['R']} reads, {c['W']} writes), "
             f"{c['LOST']} lost, {c['UNKNOWN']} unknown, "
-            f"{c['MAP']} mappings traced; {s.emulated} instructions emulated, {s.stepped} stepped; "
-            f"backend ptrace{fallback}; exit status {status}",
+            f"{c['MAP']} mappings traced; {ways(tracer.stats)}; exit status {status}",
             file=sys.stderr,
         )
-    unmatched = [p for p in args.patterns if p not in tracer.regions.matched]
+    unmatched = [p for p in args.patterns if p not in matched]
     if unmatched and not args.quiet:
         print(f"kmmio: no mapping matched {', '.join(map(repr, unmatched))}", file=sys.stderr)
     return status
@@ -178,34 +214,18 @@ def _run_agent(
     from kmmio.agent.tracer import AgentTracer
 
     tracer = AgentTracer(args.patterns, writer.write, mode=Mode(args.mode), roots=Roots.from_env())
-    status_line = status_progress(tracer, quiet=args.quiet or stream is sys.stderr)  # type: ignore[arg-type]
-    traced = False
-    try:
-        tracer.spawn(program)
-        writer.write_header()
-        status_line.in_background()
-        status = tracer.run(args.duration)
-        traced = True
-    finally:
-        status_line.close()
-        _finish_log(writer, stream if owned else None, report=traced)
-    if not args.quiet and stream is not sys.stderr:
-        c = tracer.log.counts
-        s = tracer.stats
-        print(
-            f"kmmio: {c['R'] + c['W']} accesses traced ({c['R']} reads, {c['W']} writes), "
-            f"{c['LOST']} lost, {c['UNKNOWN']} unknown, "
-            f"{c['MAP']} mappings traced; {s.emulated} accesses performed in the program, "
-            f"{s.stepped} instructions relocated; backend agent; exit status {status}",
-            file=sys.stderr,
-        )
-    unmatched = [p for p in args.patterns if p not in tracer.matched]
-    if unmatched and not args.quiet:
-        print(f"kmmio: no mapping matched {', '.join(map(repr, unmatched))}", file=sys.stderr)
-    return status
+
+    def ways(s: TraceStats) -> str:
+        done = f"{s.emulated} accesses performed in the program, {s.stepped} instructions relocated"
+        return f"{done}; backend agent"
+
+    quiet = args.quiet or stream is sys.stderr
+    return _run_and_report(
+        args, tracer, lambda: tracer.spawn(program), writer, stream, owned, quiet, ways, tracer.matched
+    )
 
 
-def status_progress(tracer: Tracer, quiet: bool) -> Progress:
+def status_progress(tracer: _Traced, quiet: bool) -> Progress:
     """``kmmio trace``'s status line on a terminal: elapsed time, accesses, their rate
     over the last second or so, lost, mappings traced; redrawn four times a second."""
     last = [0.0, 0]  # when and at what count the rate was last measured

@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kmmio.backend.procmaps import MapEntry
 from kmmio.errors import UsageError
+
+if TYPE_CHECKING:
+    from kmmio.devices import Place
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,3 +49,23 @@ class Pattern:
         first = max(lo, base + self.offset)
         last = hi if self.length is None else min(hi, base + self.offset + self.length)
         return (first, last) if first < last else None
+
+
+def object_offset(entry: MapEntry, place: Place | None) -> int:
+    """The object offset of ``entry.start``: the file offset as the program gave it to
+    ``mmap`` (a device's, from where it is placed: the kernel shows a device mapping's page
+    frame in /proc/PID/maps), the virtual address for anonymous memory."""
+    if place is not None and place.offset is not None:
+        return place.offset
+    return entry.start if entry.anonymous else entry.offset
+
+
+def phys_and_info(
+    entry: MapEntry, lo: int, place: Place | None, start_offset: int
+) -> tuple[int, tuple[str, str, str]]:
+    """The ``MAP`` line's physical start of the traced bytes from ``lo`` of ``entry``, and
+    its ``MARK map`` description: where the device is (``place``: a PCI BAR, a UIO map, a
+    VFIO region, ``/dev/mem``), else the file offset, or the virtual address if anonymous."""
+    if place is not None:
+        return place.phys + (lo - entry.start), (place.kind, place.device, place.region)
+    return start_offset + (lo - entry.start), ("anon" if entry.anonymous else "file", "", "")

@@ -47,12 +47,11 @@ from kmmio.backend import _ptrace as pt
 from kmmio.backend.procmaps import MapEntry, kernel_page_size, read_maps
 from kmmio.backend.ring import RecordRing
 from kmmio.backend.xstate import ThreadVectors
-from kmmio.devices import Place, Roots
-from kmmio.devices import place as place_device
+from kmmio.devices import Roots, place_or_say
 from kmmio.errors import KmmioError, UsageError
 from kmmio.launch import resolve_program
 from kmmio.mmiotrace import Mapping, MmioTrace, now_us
-from kmmio.patterns import Pattern
+from kmmio.patterns import Pattern, object_offset, phys_and_info
 from kmmio.ptrace.faults import Mode, TraceStats
 from kmmio.robust import robust_marks, robust_reach
 from kmmio.syscalls import numbers as nr
@@ -517,15 +516,6 @@ class AgentTracer:
                 return pat
         return None
 
-    def _place(self, path: str, offset: int, pid: int) -> Place | None:
-        try:
-            return place_device(path, offset, pid=pid, fd=None, roots=self.roots)
-        except (KmmioError, OSError) as exc:
-            if path not in self._unplaced:
-                self._unplaced.add(path)
-                print(f"kmmio: {path}: no physical address ({exc}); file offsets logged", file=sys.stderr)
-            return None
-
     def _maps(self, s: Session, tid: int, pc: int, lo: int, hi: int) -> list[int]:
         """Reconcile the traced mappings in [lo, hi) with ``/proc/PID/maps``: the actions
         for the agent (count, then (action, map id, lo, hi, phys, prot) each)."""
@@ -560,10 +550,12 @@ class AgentTracer:
             pat = self._matches(e)
             if pat is None:
                 continue
-            place = self._place(e.path, e.offset, s.pid) if not e.anonymous else None
-            offset = e.start if e.anonymous else e.offset
-            if place is not None and place.offset is not None:
-                offset = place.offset
+            place = (
+                None
+                if e.anonymous
+                else place_or_say(e.path, e.offset, s.pid, None, self.roots, self._unplaced)
+            )
+            offset = object_offset(e, place)
             window = pat.window(e, a, b, offset)
             if window is None:
                 continue
@@ -571,10 +563,7 @@ class AgentTracer:
             if s.mapping_at(a, b - a) is not None:
                 continue
             obj_offset = offset + (a - e.start)
-            if place is not None:
-                phys, info = place.phys + (a - e.start), (place.kind, place.device, place.region)
-            else:
-                phys, info = obj_offset, ("anon" if e.anonymous else "file", "", "")
+            phys, info = phys_and_info(e, a, place, offset)
             try:
                 page = max(kernel_page_size(s.pid, e.start), 4096) if e.path.startswith("/") else 4096
             except (OSError, ValueError):

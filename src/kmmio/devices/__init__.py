@@ -69,12 +69,15 @@ naming the file.  The pure parts (:mod:`.model`, :mod:`.parse`, :mod:`.layout`) 
 nothing that touches the system; :mod:`.roots`, :mod:`.sysfs` and :mod:`.locate` read files.
 """
 
+import sys
+
 from kmmio.devices.layout import kernel_order, pcidev, region_at, uio_phys, vfio_phys
 from kmmio.devices.locate import VFIO_ANON_PATH, kind_of, place, vfio_region_infos
 from kmmio.devices.model import Bdf, Place, RegionInfo, Resource, UioMap, phys_at
 from kmmio.devices.parse import parse_proc_pci_devices, parse_resource
 from kmmio.devices.roots import Roots
 from kmmio.devices.sysfs import pci_device_dirs, pci_devices, read_pcidev
+from kmmio.errors import KmmioError
 
 __all__ = [
     "VFIO_ANON_PATH",
@@ -93,9 +96,25 @@ __all__ = [
     "pcidev",
     "phys_at",
     "place",
+    "place_or_say",
     "read_pcidev",
     "region_at",
     "uio_phys",
     "vfio_phys",
     "vfio_region_infos",
 ]
+
+
+def place_or_say(
+    path: str, offset: int, pid: int, fd: int | None, roots: Roots, said: set[str]
+) -> Place | None:
+    """:func:`place`, a device whose sysfs files cannot be read or make no sense logged with
+    file offsets, as any other file, and said once (per path in ``said``) on standard
+    error: the trace goes on."""
+    try:
+        return place(path, offset, pid=pid, fd=fd, roots=roots)
+    except (KmmioError, OSError) as exc:
+        if path not in said:
+            said.add(path)
+            print(f"kmmio: {path}: no physical address ({exc}); file offsets logged", file=sys.stderr)
+        return None

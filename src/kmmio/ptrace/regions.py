@@ -19,7 +19,7 @@ from kmmio.backend.procmaps import MapEntry, kernel_page_size, read_maps
 from kmmio.engine import Probe
 from kmmio.errors import TraceeError
 from kmmio.mmiotrace import Mapping, MmioTrace
-from kmmio.patterns import Pattern
+from kmmio.patterns import Pattern, object_offset, phys_and_info
 from kmmio.ptrace import sigsegv
 from kmmio.ptrace.process import Process, Thread
 from kmmio.ptrace.syscall_path import SyscallPath
@@ -227,9 +227,7 @@ class Regions:
             if pat is None:
                 continue
             place = self.place(e.path, e.offset, proc.pid, fd) if not e.anonymous else None
-            offset = e.start if e.anonymous else e.offset
-            if place is not None and place.offset is not None:
-                offset = place.offset
+            offset = object_offset(e, place)
             window = pat.window(e, lo, hi, offset)
             if window is None:
                 continue
@@ -268,10 +266,7 @@ class Regions:
         the program gave it to ``mmap`` (the kernel shows a device mapping's page frame in
         its place in /proc/PID/maps), the virtual address for anonymous memory."""
         offset = start_offset + (lo - e.start)
-        if place is not None:
-            phys, info = place.phys + (lo - e.start), (place.kind, place.device, place.region)
-        else:
-            phys, info = offset, ("anon" if e.anonymous else "file", "", "")
+        phys, info = phys_and_info(e, lo, place, start_offset)
         size = self._page_size(proc, e)
         mapping = self.log.new_mapping(proc, e.path, lo, phys, hi - lo, e.prot, pc, thread.tid, size, info)
         mapping.inode, mapping.offset = e.inode, offset

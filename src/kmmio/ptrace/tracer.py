@@ -44,8 +44,7 @@ from kmmio.backend.waitstatus import (
     decode_status,
     exit_code,
 )
-from kmmio.devices import Place, Roots
-from kmmio.devices import place as place_device
+from kmmio.devices import Place, Roots, place_or_say
 from kmmio.engine import Kmmio, Probe
 from kmmio.errors import KmmioError, LogWriteError, TraceeError, TraceeGone, UsageError
 from kmmio.launch import check_attachable, resolve_program, why_not_permitted
@@ -498,13 +497,7 @@ class Tracer:
             served = self.serving.place(path, offset)
             if served is not None:
                 return served
-        try:
-            return place_device(path, offset, pid=pid, fd=fd, roots=self.roots)
-        except (KmmioError, OSError) as exc:
-            if path not in self._unplaced:
-                self._unplaced.add(path)
-                print(f"kmmio: {path}: no physical address ({exc}); file offsets logged", file=sys.stderr)
-            return None
+        return place_or_say(path, offset, pid, fd, self.roots, self._unplaced)
 
     def _served(self, tid: int, count: int) -> None:
         """The fast loop performed ``count`` accesses, some of thread ``tid``: stopped, it

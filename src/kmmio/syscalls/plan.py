@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kmmio.syscalls.filters import UNSIZED_REACH
+from kmmio.syscalls.filters import UNSIZED_REACH, merged
 from kmmio.syscalls.spec import ArgLen, Buf, Dir, Fixed, Iov, MMsg, Msg, Opaque, Syscall, Unsized, Waitv
 from kmmio.syscalls.table import ARG_COUNTS
 
@@ -577,13 +577,7 @@ _PLANNERS: dict[type, Callable[[_Builder, Any, Sequence[int]], None]] = {
 
 
 def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-    out: list[tuple[int, int]] = []
-    for lo, hi in sorted(ranges):
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return tuple(out)
+    return tuple(merged(ranges, max(len(ranges), 1)))
 
 
 def touched(
