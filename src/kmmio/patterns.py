@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -69,3 +70,15 @@ def phys_and_info(
     if place is not None:
         return place.phys + (lo - entry.start), (place.kind, place.device, place.region)
     return start_offset + (lo - entry.start), ("anon" if entry.anonymous else "file", "", "")
+
+
+def match(patterns: Sequence[Pattern], entry: MapEntry, matched: set[str]) -> Pattern | None:
+    """The pattern a data mapping (not executable) matches, its path containing it; the
+    patterns that matched something are kept in ``matched``."""
+    if not entry.path or "x" in entry.perms:
+        return None
+    for pat in patterns:
+        if pat.text in entry.path:
+            matched.add(pat.spec)
+            return pat
+    return None

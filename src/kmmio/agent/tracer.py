@@ -51,7 +51,7 @@ from kmmio.devices import Roots, place_or_say
 from kmmio.errors import KmmioError, UsageError
 from kmmio.launch import resolve_program
 from kmmio.mmiotrace import Mapping, MmioTrace, now_us
-from kmmio.patterns import Pattern, object_offset, phys_and_info
+from kmmio.patterns import Pattern, match, object_offset, phys_and_info
 from kmmio.ptrace.faults import Mode, TraceStats
 from kmmio.robust import robust_marks, robust_reach
 from kmmio.syscalls import numbers as nr
@@ -506,15 +506,11 @@ class AgentTracer:
     # -- mappings ---------------------------------------------------------------------------
 
     def _matches(self, e: MapEntry) -> Pattern | None:
-        if not e.path or "x" in e.perms or e.path.startswith(f"/memfd:{_RING_NAME}"):
+        """The pattern a mapping matches, if it is none of the agent's own (its library, its
+        ring)."""
+        if e.path == self._library or e.path.startswith(f"/memfd:{_RING_NAME}"):
             return None
-        if e.path == self._library:
-            return None
-        for pat in self.patterns:
-            if pat.text in e.path:
-                self.matched.add(pat.spec)
-                return pat
-        return None
+        return match(self.patterns, e, self.matched)
 
     def _maps(self, s: Session, tid: int, pc: int, lo: int, hi: int) -> list[int]:
         """Reconcile the traced mappings in [lo, hi) with ``/proc/PID/maps``: the actions

@@ -19,7 +19,7 @@ from kmmio.backend.procmaps import MapEntry, kernel_page_size, read_maps
 from kmmio.engine import Probe
 from kmmio.errors import TraceeError
 from kmmio.mmiotrace import Mapping, MmioTrace
-from kmmio.patterns import Pattern, object_offset, phys_and_info
+from kmmio.patterns import Pattern, match, object_offset, phys_and_info
 from kmmio.ptrace import sigsegv
 from kmmio.ptrace.process import Process, Thread
 from kmmio.ptrace.syscall_path import SyscallPath
@@ -71,13 +71,7 @@ class Regions:
 
     def matches(self, entry: MapEntry) -> Pattern | None:
         """The pattern a data mapping (not executable) matches: its path contains it."""
-        if not entry.path or "x" in entry.perms:
-            return None
-        for pat in self.patterns:
-            if pat.text in entry.path:
-                self.matched.add(pat.spec)
-                return pat
-        return None
+        return match(self.patterns, entry, self.matched)
 
     # -- syscalls -------------------------------------------------------------------------
 
