@@ -178,3 +178,17 @@ class ReadyProgram:
     def finish(self) -> str:
         out, _ = self.proc.communicate(timeout=120)
         return str(out)
+
+
+#: ``kmmio`` as user nobody, with no groups and one capability: CAP_DAC_READ_SEARCH, to
+#: read the checkout, the venv and the Python install wherever they are (a clone in a
+#: mode-700 ``mktemp -d``, a pyenv under ``/root``).  Reading files plays no part in
+#: whether the kernel lets a process ptrace another: that is the uid and CAP_SYS_PTRACE.
+NOBODY = [
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--inh-caps=-all,+dac_read_search",
+    "--ambient-caps=-all,+dac_read_search",
+]

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Run, kmmio, kmmio_async, trace, wait_for_lines
+from conftest import NOBODY, Run, kmmio, kmmio_async, trace, wait_for_lines
 
 from kmmio.trace import Access, KernelAccess, Map, Mark, Record, Unknown, Unmap
 
@@ -272,9 +272,8 @@ def test_both_backends_emulate_as_an_unprivileged_user(build, backend: str) -> N
         exe.chmod(0o755)
         log = where / "nobody.log"
         run = subprocess.run(
-            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-             sys.executable, "-m", "kmmio", "trace", "--backend", backend, "-o", str(log), "-m", "nb-regs",
-             "--", str(exe), str(where / "nb-regs"), "1000", "2"],
+            [*NOBODY, sys.executable, "-m", "kmmio", "trace", "--backend", backend, "-o", str(log),
+             "-m", "nb-regs", "--", str(exe), str(where / "nb-regs"), "1000", "2"],
             capture_output=True, text=True, timeout=120, cwd=where,
         )  # fmt: skip
     finally:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ReadyProgram, kmmio, kmmio_async, wait_for_lines
+from conftest import NOBODY, ReadyProgram, kmmio, kmmio_async, wait_for_lines
 
 from kmmio.trace import Access, Map, Mark, read_records
 
@@ -97,20 +97,6 @@ def test_attach_refusals_are_one_line_and_exit_2(build, tmp_path: Path) -> None:
     first.send_signal(signal.SIGINT)
     first.communicate(timeout=60)
     assert prog.finish() == "ok\n"
-
-
-#: ``kmmio`` as user nobody, with no groups and one capability: CAP_DAC_READ_SEARCH, to
-#: read the checkout, the venv and the Python install wherever they are (a clone in a
-#: mode-700 ``mktemp -d``, a pyenv under ``/root``).  Reading files plays no part in
-#: whether the kernel lets a process ptrace another: that is the uid and CAP_SYS_PTRACE.
-NOBODY = [
-    "setpriv",
-    "--reuid=65534",
-    "--regid=65534",
-    "--clear-groups",
-    "--inh-caps=-all,+dac_read_search",
-    "--ambient-caps=-all,+dac_read_search",
-]
 
 
 def _yama_scope() -> int:

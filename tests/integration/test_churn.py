@@ -15,7 +15,7 @@ THREADS = 8
 CHECKSUM_READS = 4 * 4096 // 8  # the main thread reads the whole file at the end
 
 
-@pytest.mark.parametrize(("mode", "iterations"), [("auto", 50_000), ("step", 2_000)])
+@pytest.mark.parametrize(("mode", "iterations"), [("auto", 50_000), ("step", 2_000), ("agent", 50_000)])
 def test_threads_lose_nothing_while_mappings_are_remapped(
     build, tmp_path: Path, mode: str, iterations: int
 ) -> None:

@@ -146,6 +146,9 @@ static int is_connected(void) { return connected ? *connected : sys6(SYS_getpid,
 static TLS pid_t my_tid;
 static TLS uint64_t call_pc; /* see CALLER */
 static TLS int v_segv_blocked; /* the thread asked SIGSEGV blocked (see masked()) */
+/* Mapping calls in progress that may arm pages: a fault outside any armed range then waits
+ * (returns to run the instruction again) rather than being taken for the program's. */
+static _Atomic int changing;
 static TLS uint8_t *tramp;      /* this thread's trampoline page */
 static TLS uint64_t tramp_hlt;  /* the address of its hlt while one runs, else 0 */
 /* A kept relocation running in the trampoline (no tracer round trip): */
@@ -1299,6 +1302,9 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
                 goto out;
             if (!genuine && d->kind != D_NONE && reloc_pre(uc, addr))
                 goto out;
+        } else if (atomic_load(&changing)) {
+            sys6(SYS_sched_yield, 0, 0, 0, 0, 0, 0);
+            goto out; /* a mapping being set up: again once it is */
         }
     }
     chain(sig, si, ctx);
@@ -1414,24 +1420,44 @@ static long result(long r)
 
 EXPORT void *mmap(void *a, size_t n, int prot, int flags, int fd, off_t off)
 {
-    long r = raw_mmap(a, n, prot, flags, fd, off);
+    /* Private anonymous memory has no path for a pattern to match: not worth asking,
+     * unless it replaces armed pages (MAP_FIXED). */
+    int ask_tracer = active && (!((flags & MAP_ANONYMOUS) && (flags & MAP_TYPE) == MAP_PRIVATE) ||
+                                ((flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) && armed_in((uint64_t)a, (uint64_t)a + n)));
+    if (!ask_tracer) {
+        long r = raw_mmap(a, n, prot, flags, fd, off);
+        if (r < 0 && r > -4096) {
+            errno = (int)-r;
+            return MAP_FAILED;
+        }
+        return (void *)r;
+    }
+    /* Made PROT_NONE, given its protection once the tracer has said whether it is traced:
+     * no other thread touches it untraced in between (a fault there waits, see on_segv). */
+    atomic_fetch_add(&changing, 1);
+    long r = raw_mmap(a, n, PROT_NONE, flags, fd, off);
     if (r < 0 && r > -4096) {
+        atomic_fetch_sub(&changing, 1);
         errno = (int)-r;
         return MAP_FAILED;
     }
-    /* Private anonymous memory has no path for a pattern to match: not worth asking,
-     * unless it replaced armed pages (MAP_FIXED). */
-    if (!((flags & MAP_ANONYMOUS) && (flags & MAP_TYPE) == MAP_PRIVATE) || armed_in((uint64_t)r, (uint64_t)r + n))
-        maps_changed((uint64_t)r, (uint64_t)r + round_up(n), CALLER);
+    maps_changed((uint64_t)r, (uint64_t)r + round_up(n), CALLER);
+    mprotect((void *)r, n, prot); /* armed pages keep it as theirs, the rest get it */
+    atomic_fetch_sub(&changing, 1);
     return (void *)r;
 }
 EXPORT void *mmap64(void *a, size_t n, int prot, int flags, int fd, off_t off) __attribute__((alias("mmap")));
 
 EXPORT int munmap(void *a, size_t n)
 {
+    int armed = active && armed_in((uint64_t)a, (uint64_t)a + n);
+    if (armed)
+        atomic_fetch_add(&changing, 1);
     long r = sys6(SYS_munmap, (long)a, (long)n, 0, 0, 0, 0);
-    if (r == 0 && armed_in((uint64_t)a, (uint64_t)a + n))
+    if (r == 0 && armed)
         maps_changed((uint64_t)a, (uint64_t)a + round_up(n), CALLER);
+    if (armed)
+        atomic_fetch_sub(&changing, 1);
     return (int)result(r);
 }
 
@@ -1444,17 +1470,30 @@ EXPORT void *mremap(void *old, size_t old_n, size_t new_n, int flags, ...)
         to = va_arg(ap, void *);
         va_end(ap);
     }
-    if (active && old_n) { /* armed pages move with the program's protection */
-        lock(&table_lock);
-        int top = atomic_load(&range_top);
-        for (int i = 0; i < top; i++)
-            if (atomic_load(&ranges[i].live) && ranges[i].lo < (uint64_t)old + old_n &&
-                (uint64_t)old < ranges[i].hi)
-                disarm(&ranges[i], 1);
-        unlock(&table_lock);
+    if (!active) {
+        long r = sys6(SYS_mremap, (long)old, (long)old_n, (long)new_n, flags, (long)to, 0);
+        if (r < 0 && r > -4096) {
+            errno = (int)-r;
+            return MAP_FAILED;
+        }
+        return (void *)r;
     }
+    /* Armed pages move armed (PROT_NONE): the program's protections are kept here and given
+     * to them, armed again or not, at their new place; meanwhile a fault there waits. */
+    uint64_t lo = (uint64_t)old, pages = round_up(old_n ? old_n : new_n) / PAGE;
+    static uint8_t kept[1 << 16]; /* under changing's writer: mapping calls are rare */
+    int have = 0;
+    atomic_fetch_add(&changing, 1);
+    lock(&table_lock);
+    for (uint64_t i = 0; i < pages && i < sizeof kept; i++) {
+        struct range *r = find_range(lo + i * PAGE);
+        kept[i] = r ? (uint8_t)page_prot(r, lo + i * PAGE) : 0xff;
+        have |= r != NULL;
+    }
+    unlock(&table_lock);
     long r = sys6(SYS_mremap, (long)old, (long)old_n, (long)new_n, flags, (long)to, 0);
     if (r < 0 && r > -4096) {
+        atomic_fetch_sub(&changing, 1);
         errno = (int)-r;
         return MAP_FAILED;
     }
@@ -1462,6 +1501,15 @@ EXPORT void *mremap(void *old, size_t old_n, size_t new_n, int flags, ...)
     if (old_n)
         maps_changed((uint64_t)old, (uint64_t)old + round_up(old_n), pc);
     maps_changed((uint64_t)r, (uint64_t)r + round_up(new_n), pc);
+    if (have) {
+        uint64_t grow = kept[0] == 0xff ? PROT_READ | PROT_WRITE : kept[0];
+        for (uint64_t i = 0; i < round_up(new_n) / PAGE; i++) {
+            int p = i < pages && i < sizeof kept ? kept[i] : (int)grow;
+            if (p != 0xff)
+                mprotect((void *)((uint64_t)r + i * PAGE), PAGE, p);
+        }
+    }
+    atomic_fetch_sub(&changing, 1);
     return (void *)r;
 }
 
