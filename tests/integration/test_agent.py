@@ -69,6 +69,19 @@ def test_every_form_gives_the_same_records_on_both_backends(build, tmp_path: Pat
     )
 
 
+@pytest.mark.parametrize("name", ["alu", "vectors"])
+def test_alu_and_vector_results_match_the_cpu_on_the_agent(build, tmp_path: Path, name: str) -> None:
+    """The differential programs (test_differential.py) on the agent: every operation,
+    width and edge value of alu.c, every xmm/ymm move of vectors.c, the results, flags and
+    memory the CPU leaves untraced; and the same records as the ptrace backend."""
+    exe = build(name)
+    plain = subprocess.run([str(exe), str(tmp_path / "plain.bin")], capture_output=True, text=True, check=True)
+    runs = _both([str(exe), str(tmp_path / f"{name}-regs.bin")], f"{name}-regs.bin", tmp_path)
+    assert runs["agent"].stdout == plain.stdout == runs["auto"].stdout
+    assert _norm(runs["agent"].records) == _norm(runs["auto"].records)
+    assert " 0 lost, 0 unknown" in runs["agent"].stderr
+
+
 def test_kept_relocations_give_the_same_records(build, tmp_path: Path) -> None:
     """kept.c: relocated instructions met again run from the agent's kept copy, masked
     AVX-512 moves (glibc's memset/memcpy tails) included."""
