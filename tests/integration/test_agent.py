@@ -75,7 +75,9 @@ def test_alu_and_vector_results_match_the_cpu_on_the_agent(build, tmp_path: Path
     width and edge value of alu.c, every xmm/ymm move of vectors.c, the results, flags and
     memory the CPU leaves untraced; and the same records as the ptrace backend."""
     exe = build(name)
-    plain = subprocess.run([str(exe), str(tmp_path / "plain.bin")], capture_output=True, text=True, check=True)
+    plain = subprocess.run(
+        [str(exe), str(tmp_path / "plain.bin")], capture_output=True, text=True, check=True
+    )
     runs = _both([str(exe), str(tmp_path / f"{name}-regs.bin")], f"{name}-regs.bin", tmp_path)
     assert runs["agent"].stdout == plain.stdout == runs["auto"].stdout
     assert _norm(runs["agent"].records) == _norm(runs["auto"].records)
