@@ -15,12 +15,16 @@ THREADS = 8
 CHECKSUM_READS = 4 * 4096 // 8  # the main thread reads the whole file at the end
 
 
-@pytest.mark.parametrize(("mode", "iterations"), [("auto", 50_000), ("step", 2_000), ("agent", 50_000)])
+@pytest.mark.parametrize(
+    ("mode", "iterations", "moves"), [("auto", 50_000, 100), ("step", 2_000, 100), ("agent", 150_000, 40)]
+)
 def test_threads_lose_nothing_while_mappings_are_remapped(
-    build, tmp_path: Path, mode: str, iterations: int
+    build, tmp_path: Path, mode: str, iterations: int, moves: int
 ) -> None:
-    """8 threads x 2 accesses x ITERATIONS (100,000 accesses a thread in auto mode) while
-    the mapper thread unmaps, maps, mremaps and MAP_FIXED-replaces the traced mappings."""
+    """8 threads x 2 accesses x ITERATIONS (100,000 accesses a thread in auto mode; 300,000
+    on the agent, whose threads run them faster while each of the mapper's calls waits for
+    the tracer: it moves the mappings at least MOVES times) while the mapper thread unmaps,
+    maps, mremaps and MAP_FIXED-replaces the traced mappings."""
     exe = build("churn")
     plain = subprocess.run(
         [str(exe), str(tmp_path / "plain-regs"), str(THREADS), str(iterations)],
@@ -33,7 +37,7 @@ def test_threads_lose_nothing_while_mappings_are_remapped(
     assert run.status == 0, run.stderr
     remaps, verdict, checksum = run.stdout.split("\n")[:3]
     assert verdict == "ok" and plain.stdout.split("\n")[1:3] == ["ok", checksum]
-    assert int(remaps.split()[1]) >= 100, "the mappings hardly moved while the threads ran"
+    assert int(remaps.split()[1]) >= moves, "the mappings hardly moved while the threads ran"
     # every access of a live mapping traced, none lost
     main = next(r.pid for r in run.records if isinstance(r, Map))
     per_thread = Counter(r.pid for r in run.records if isinstance(r, Access))
