@@ -42,7 +42,7 @@
 #define TLS __thread __attribute__((tls_model("initial-exec")))
 #define PAGE 4096ul
 
-/* -- the ring (layout shared with kmmio/agent/_drain_impl.c) ---------------------------- */
+/* -- the ring (layout shared with kmmio/backend/_ring_impl.c) ---------------------------- */
 struct ring_hdr {
     _Atomic uint64_t head;
     char pad1[56];
@@ -63,7 +63,7 @@ struct rec {
 };
 #define RING_HDR 4096
 
-/* -- messages (kmmio/agent/protocol.py) ------------------------------------------------- */
+/* -- messages (the M_*, D_*, A_*, P_* of kmmio/agent/tracer.py) ------------------------- */
 enum { M_HELLO = 1, M_MAPS = 2, M_DECODE = 3, M_PRE = 4, M_POST = 5, M_ARMED = 6, M_SYSCALL = 7, M_SYSDONE = 8 };
 enum { D_NONE = 0, D_QUICK = 1, D_RELOC = 2, D_TEMPLATE = 3 };
 enum { A_ARM = 1, A_DISARM = 2 };

@@ -9,10 +9,12 @@ socket every agent inherits).  The agent asks:
   start): which to arm and disarm (``-m`` patterns against ``/proc/PID/maps``, as
   :mod:`kmmio.ptrace.regions` does for ptrace; ``MAP``/``UNMAP`` records);
 * ``DECODE pc``: a new faulting instruction: the quick op's words, or "relocate";
-* ``PRE``/``POST``: one relocated run (:mod:`kmmio.agent.plan`), its records logged here.
+  ``PRE``/``POST``: one relocated run, its records logged here
+  (:mod:`kmmio.agent.instructions`);
+* ``SYSCALL``/``SYSDONE``: a syscall its filters trapped (:mod:`kmmio.agent.syscall_door`).
 
 Plain accesses never come here: the agent performs them and writes records into the ring,
-which :meth:`AgentTracer._drain` turns into log lines (compiled, ``_ring_impl.c``).
+which :meth:`AgentTracer._drain` turns into log lines (:mod:`kmmio.backend.ring`).
 """
 
 from __future__ import annotations
@@ -22,198 +24,31 @@ import os
 import selectors
 import signal
 import socket
-import struct
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-
-import iced_x86 as iced
 
 from kmmio.agent import library_path
-from kmmio.agent.plan import (
-    TRAMP_CODE,
-    Relocation,
-    Traced,
-    Unsupported,
-    descriptor,
-    is_movs,
-    relocate,
-    string_regs,
-    template,
-)
+from kmmio.agent.instructions import InstructionDoor
+from kmmio.agent.session import AgentMapping, Session, pack, words
+from kmmio.agent.syscall_door import SyscallDoor, agent_base_filter
 from kmmio.backend import _ptrace as pt
 from kmmio.backend.procmaps import MapEntry, kernel_page_size, read_maps
 from kmmio.backend.ring import RecordRing
-from kmmio.backend.xstate import ThreadVectors
 from kmmio.devices import Roots, place_or_say
 from kmmio.errors import KmmioError, UsageError
 from kmmio.launch import resolve_program
-from kmmio.mmiotrace import Mapping, MmioTrace, now_us
+from kmmio.mmiotrace import Mapping, MmioTrace
 from kmmio.patterns import Pattern, match, object_offset, phys_and_info
 from kmmio.ptrace.faults import Mode, TraceStats
-from kmmio.robust import robust_marks, robust_reach
-from kmmio.syscalls import numbers as nr
-from kmmio.syscalls.filters import MAX_RANGE_FILTERS, SECCOMP_RET_TRAP, base_filter, range_filter, uncovered
-from kmmio.syscalls.plan import Lend, NeedAliases, Plan, Redirect, Span, Spans, plan_syscall, touched
-from kmmio.syscalls.table import SYSCALLS, syscall_name
-from kmmio.trace.records import Kind, Record
-from kmmio.x86.cache import Decoded, Decoder
-from kmmio.x86.decode import MAX_INSN_LEN, InstructionForm
-from kmmio.x86.operands import AccessKind, MemAccess
-from kmmio.x86.regs import USER_REGS_FIELDS, Registers
+from kmmio.trace.records import Record
 
 M_HELLO, M_MAPS, M_DECODE, M_PRE, M_POST, M_ARMED, M_SYSCALL, M_SYSDONE = 1, 2, 3, 4, 5, 6, 7, 8
 A_ARM, A_DISARM = 1, 2
-P_RUN, P_GENUINE = 1, 2
-_NWORDS = 27
-_WORD = {name: i for i, name in enumerate(USER_REGS_FIELDS)}
 #: Records the ring holds (8 MiB); a full ring makes the faulting thread wait.
 RING_CAP = 1 << 16
 _NUDGE = 0x6B6D6D696F
 _RING_NAME = "kmmio-ring"
-#: Where the agent's own ``syscall`` instruction returns to (``_agent.c``'s GADGET_AT +
-#: 0x19): syscalls made from there are the agent's, never trapped.
-GADGET_RETS = (0x6B6D00000019, 0x6B6D0000005E)  # after its syscall, after its int 0x80
-#: The agent's filters trap with SIGSYS, ``si_errno`` this (``_agent.c``'s KM_DATA).
-_KM_DATA = 0x6B6D
-#: Syscalls the agent's filters never trap: they cannot run from a signal handler (a new
-#: thread would start on the handler's frame) or change what the handler returns to, or
-#: are made with every signal blocked (a dying thread's ``exit``: glibc blocks them all
-#: first, and a trapped syscall with SIGSYS blocked kills the process).
-_NEVER = (
-    nr.CLONE, nr.CLONE3, nr.EXECVE, nr.EXECVEAT, nr.EXIT, nr.RT_SIGPROCMASK,
-    219, 101, 15,  # restart_syscall, ptrace, rt_sigreturn
-    273, 334, 131,  # set_robust_list, rseq, sigaltstack: a thread's own set-up, signals blocked
-)  # fmt: skip
-
-
-def _words(data: bytes, offset: int = 0, count: int | None = None) -> list[int]:
-    n = (len(data) - offset) // 8 if count is None else count
-    return list(struct.unpack_from(f"<{n}Q", data, offset))
-
-
-def _pack(words: Sequence[int]) -> bytes:
-    return struct.pack(f"<{len(words)}Q", *(w & 0xFFFFFFFFFFFFFFFF for w in words))
-
-
-class FrameVectors(ThreadVectors):
-    """The vector and opmask registers saved in a signal frame (XSAVE standard layout, as
-    ``NT_X86_XSTATE`` gives them): what a masked access's mask is read from."""
-
-    def __init__(self, data: bytes) -> None:
-        super().__init__(0)
-        self._data = bytearray(data)
-
-    def flush(self) -> None:  # read only
-        pass
-
-
-@dataclass
-class AgentMapping:
-    """A traced mapping in one session, with where the agent aliased it."""
-
-    mapping: Mapping
-    #: The bytes traced (a pattern's window may start or end inside a page).
-    lo: int
-    hi: int
-    #: Where the agent aliased the armed pages, ``[base, end)``, the window's whole pages.
-    alias: int = 0
-
-    @property
-    def base(self) -> int:
-        return self.lo & ~0xFFF
-
-    @property
-    def end(self) -> int:
-        return (self.hi + 0xFFF) & ~0xFFF
-
-
-@dataclass
-class _Pending:
-    reloc: Relocation
-    form: InstructionForm
-    insn: iced.Instruction
-    regs: Registers
-    reads: list[int]
-    accesses: list[tuple[MemAccess, AgentMapping]]
-    addr: int
-
-
-@dataclass
-class Session:
-    """One address space running the agent."""
-
-    pid: int
-    sock: socket.socket
-    #: The traced pieces (a mapping partly unmapped or replaced keeps its id in its pieces).
-    mappings: list[AgentMapping] = field(default_factory=list)
-    forms: dict[int, Decoded] = field(default_factory=dict)
-    #: Whether the code at an address cannot change (not in a writable mapping).
-    cacheable: dict[int, bool] = field(default_factory=dict)
-    pending: dict[int, _Pending] = field(default_factory=dict)
-    #: Syscalls run for a thread, waiting for their result.
-    syscalls: dict[int, tuple[str, Plan]] = field(default_factory=dict)
-    mem: int = -1
-    #: What the agent's seccomp filters in the process look at (they outlive exec).
-    covered: list[tuple[int, int]] = field(default_factory=list)
-    filters: int = 0
-    covers_all: bool = False
-
-    def syscall_spans(self) -> Spans:
-        return Spans(
-            [
-                Span(
-                    m.lo,
-                    m.hi,
-                    m.mapping.map_id,
-                    m.mapping.phys,
-                    m.alias + (m.lo - m.base) if m.alias else None,
-                    aliasable=bool(m.alias),
-                )
-                for m in self.mappings
-            ]
-        )
-
-    def spans(self) -> list[Traced]:
-        return [Traced(m.base, m.end, m.alias) for m in self.mappings]
-
-    def mapping_at(self, addr: int, width: int = 1) -> AgentMapping | None:
-        for m in self.mappings:
-            if m.lo < addr + width and addr < m.hi:
-                return m
-        return None
-
-    def _pieces(self, addr: int, n: int) -> list[tuple[int, int, int]]:
-        """``[addr, addr + n)`` as (offset, length, where to reach it): traced bytes through
-        the agent's alias (their pages are PROT_NONE; the kernel writes no shared page
-        through ``/proc/PID/mem`` without write permission), the rest where they are."""
-        out = []
-        at = addr
-        while at < addr + n:
-            m = next((m for m in self.mappings if m.alias and m.base <= at < m.end), None)
-            if m is None:
-                nxt = min((m.base for m in self.mappings if m.alias and m.base > at), default=addr + n)
-                end = min(addr + n, nxt)
-                out.append((at - addr, end - at, at))
-            else:
-                end = min(addr + n, m.end)
-                out.append((at - addr, end - at, m.alias + (at - m.base)))
-            at = end
-        return out
-
-    def read(self, addr: int, n: int) -> bytes:
-        data = bytearray(n)
-        for off, length, where in self._pieces(addr, n):
-            with contextlib.suppress(OSError):
-                data[off : off + length] = os.pread(self.mem, length, where).ljust(length, b"\0")
-        return bytes(data)
-
-    def write(self, addr: int, data: bytes) -> None:
-        for off, length, where in self._pieces(addr, len(data)):
-            with contextlib.suppress(OSError):
-                os.pwrite(self.mem, data[off : off + length], where)
 
 
 class AgentTracer:
@@ -234,13 +69,13 @@ class AgentTracer:
         self.mode = mode
         self.stats = TraceStats()
         self.roots = Roots.from_env() if roots is None else roots
-        self.decoder = Decoder()
         self.sessions: dict[int, Session] = {}  # by socket fd
+        self.instructions = InstructionDoor(self.log, mode, self.stats, self._drain)
+        self.kernel = SyscallDoor(self.log, self._drain)
         self.root_pid = 0
         self._child: subprocess.Popen[bytes] | None = None
         self._sel = selectors.DefaultSelector()
         self._unplaced: set[str] = set()
-        self._said: set[str] = set()
         self._stop: str | None = None
         self._lost = 0
         # The ring: a memfd shared with every agent, never a path others can open.
@@ -394,7 +229,7 @@ class AgentTracer:
         if not fds:
             return
         sock = socket.socket(fileno=fds[0])
-        _, pid, why, parent = _words(data, 0, 4)
+        _, pid, why, parent = words(data, 0, 4)
         session = Session(pid, sock)
         for old in [s for s in self.sessions.values() if s.pid == pid]:
             # An exec: the old image is gone, its seccomp filters stay.
@@ -409,11 +244,9 @@ class AgentTracer:
         if why == 1:
             self._inherit(session, parent)
         else:  # a new image (start, exec): a base filter for its own code
-            code = base_filter(
-                (), SECCOMP_RET_TRAP | _KM_DATA, GADGET_RETS, (signal.SIGSEGV, signal.SIGSYS), _own_code(pid)
-            )
+            code = agent_base_filter(_own_code(pid))
             session.filters += 1
-            sock.send(_pack([1, len(code), *_words(code)]))
+            sock.send(pack([1, len(code), *words(code)]))
 
     def _inherit(self, child: Session, parent_pid: int) -> None:
         """A forked child: the parent's traced mappings, its own ids (``MAP`` records)."""
@@ -455,7 +288,7 @@ class AgentTracer:
                 ids[old.map_id] = new
                 child.mappings.append(AgentMapping(new, m.lo, m.hi, m.alias))
                 pairs += [old.map_id, new.map_id]
-        child.sock.send(_pack([len(pairs) // 2, *pairs]))
+        child.sock.send(pack([len(pairs) // 2, *pairs]))
 
     def _close(self, s: Session) -> None:
         """An address space is gone (exit, exec): its mappings end; a relocated access in
@@ -480,28 +313,28 @@ class AgentTracer:
         if not data:
             self._close(s)
             return
-        kind = _words(data, 0, 1)[0]
+        kind = words(data, 0, 1)[0]
         if kind == M_MAPS:
-            _, tid, pc, lo, hi = _words(data, 0, 5)
-            s.sock.send(_pack(self._maps(s, tid, pc, lo, hi)))
+            _, tid, pc, lo, hi = words(data, 0, 5)
+            s.sock.send(pack(self._maps(s, tid, pc, lo, hi)))
         elif kind == M_ARMED:
-            _, map_id, alias, _private, lo = _words(data, 0, 5)
+            _, map_id, alias, _private, lo = words(data, 0, 5)
             for m in s.mappings:
                 if m.mapping.map_id == map_id and m.lo == lo:
                     m.alias = alias
         elif kind == M_DECODE:
-            _, tid, pc, _addr = _words(data, 0, 4)
-            s.sock.send(_pack(self._decode(s, pc, data[32:48])))
+            _, tid, pc, _addr = words(data, 0, 4)
+            s.sock.send(pack(self.instructions.decode(s, pc, data[32:48])))
         elif kind == M_PRE:
-            s.sock.send(self._pre(s, data))
+            s.sock.send(self.instructions.pre(s, data))
         elif kind == M_POST:
-            s.sock.send(self._post(s, data))
+            s.sock.send(self.instructions.post(s, data))
         elif kind == M_SYSCALL:
-            s.sock.send(_pack(self._syscall(s, _words(data, 0, 11))))
+            s.sock.send(pack(self.kernel.syscall(s, words(data, 0, 11))))
         elif kind == M_SYSDONE:
-            _, tid, ret = _words(data, 0, 3)
-            self._syscall_done(s, tid, ret - (1 << 64) if ret >= 1 << 63 else ret)
-            s.sock.send(_pack([0]))
+            _, tid, ret = words(data, 0, 3)
+            self.kernel.done(s, tid, ret - (1 << 64) if ret >= 1 << 63 else ret)
+            s.sock.send(pack([0]))
 
     # -- mappings ---------------------------------------------------------------------------
 
@@ -583,220 +416,7 @@ class AgentTracer:
         for pc_at in [p for p in s.forms if lo <= p < hi]:
             del s.forms[pc_at]
             s.cacheable.pop(pc_at, None)
-        return [len(actions) // 6, *actions, *self._cover(s)]
-
-    def _cover(self, s: Session) -> list[int]:
-        """A seccomp filter for the agent to add, trapping syscalls that reach traced
-        ranges no filter of the process looks at yet (as :meth:`SyscallPath.cover` does for
-        ptrace): its length in bytes and its words, or ``[0]``."""
-        if s.covers_all:
-            return [0]
-        missing = uncovered([(m.lo, m.hi) for m in s.mappings], s.covered)
-        if not missing:
-            return [0]
-        everything = s.filters + 1 >= MAX_RANGE_FILTERS
-        code = range_filter(missing, everything, SECCOMP_RET_TRAP | _KM_DATA, _NEVER, GADGET_RETS)
-        s.filters += 1
-        s.covered.extend(missing)
-        s.covers_all = everything
-        return [len(code), *_words(code)]
-
-    # -- syscalls ---------------------------------------------------------------------------
-
-    def _syscall(self, s: Session, req: list[int]) -> list[int]:
-        """A syscall a filter trapped: how the agent runs it (number, six arguments, whether
-        to report its result, pages to lend: count and ranges)."""
-        _, tid, number, *args6, sp, _pc = req
-        args = tuple(args6)
-        name = syscall_name(number)
-        spans = s.syscall_spans()
-        if number in (nr.EXIT, nr.EXIT_GROUP):
-            return self._exiting(s, tid, number, args, spans)
-        plan = plan_syscall(SYSCALLS.get(number), number, args, spans, s.read, sp)
-        if isinstance(plan, NeedAliases):  # an alias the agent could not make
-            plan = Lend(tuple((sp_.start, sp_.end) for sp_ in plan.spans), ())
-        if plan is None:
-            return [number, *args, 0, 0]
-        self._drain()
-        s.syscalls[tid] = (name, plan)
-        if isinstance(plan, Redirect):
-            for at, data in plan.writes:
-                s.write(at, data)
-            return [plan.nr, *plan.args, 1, 0]
-        lent = [w for r in plan.ranges for w in r]
-        return [number, *args, 1, len(plan.ranges), *lent]
-
-    def _syscall_done(self, s: Session, tid: int, ret: int) -> None:
-        flight = s.syscalls.pop(tid, None)
-        if flight is None:
-            return
-        name, plan = flight
-        assert plan is not None and not isinstance(plan, NeedAliases)
-        if isinstance(plan, Redirect):
-            for src, dst, n, above in plan.copy_back:
-                if ret > above:
-                    s.write(dst, s.read(src, n))
-
-        def read_u32(addr: int) -> int:
-            return int.from_bytes(s.read(addr, 4), "little")
-
-        for span, addr, size, d in touched(plan.touches, ret, read_u32):
-            self.log.kernel_access(name, d.value, span.map_id, span.phys_of(addr), size, tid)
-
-    def _string_records(self, s: Session, p: _Pending, done: int, tid: int, ts: int) -> None:
-        """The records of ``done`` elements of a relocated string instruction, in program
-        order: element ``k``'s accesses are the first element's moved on by ``k`` steps.
-        Values are read after the run (a ``movs`` read is what it wrote)."""
-        first = p.form.accesses(p.regs)
-        step = string_regs(p.regs, p.form, 1).rsi - p.regs.rsi if done > 1 else 0
-        dst = string_regs(p.regs, p.form, 0).rdi
-        movs = is_movs(p.insn)
-        pages = _Pages(s)
-        pc = p.regs.rip
-        for k in range(done):
-            shift = k * step
-            for a in first:
-                addr = (a.addr + shift) & 0xFFFFFFFFFFFFFFFF
-                m = s.mapping_at(addr, a.width)
-                if m is None:
-                    continue
-                if a.kind is AccessKind.READ and movs:
-                    value = pages.read((dst + shift) & 0xFFFFFFFFFFFFFFFF, a.width)
-                else:
-                    value = pages.read(addr, a.width)
-                kind = Kind.READ if a.kind is AccessKind.READ else Kind.WRITE
-                self.log.record(kind, a.width, addr, value, pc, tid, m.mapping, p.form, ts)
-
-    def _exiting(self, s: Session, tid: int, number: int, args: tuple[int, ...], spans: Spans) -> list[int]:
-        """``exit``/``exit_group``: the kernel walks the dying thread's robust futex list;
-        where it reaches traced memory the pages are lent (for ``exit_group`` the agent lets
-        go of every page: the process is going)."""
-        reached = robust_reach(tid, s.read, spans)
-        if not reached:
-            return [number, *args, 0, 0]
-        self._drain()
-        for span, a, d in robust_marks(tid, s.read, spans, reached):
-            self.log.kernel_access("robust_list", d.value, span.map_id, span.phys_of(a), 4, tid)
-        ranges = (
-            [(sp_.start, sp_.end) for sp_ in spans.spans]
-            if number == nr.EXIT_GROUP
-            else [(a, a + n) for a, n in reached]
-        )
-        return [number, *args, 0, len(ranges), *(w for r in ranges for w in r)]
-
-    # -- instructions -----------------------------------------------------------------------
-
-    def _decode(self, s: Session, pc: int, code: bytes) -> list[int]:
-        decoded = self.decoder.decode(pc, code[:MAX_INSN_LEN])
-        s.forms[pc] = decoded
-        try:
-            entry = next((e for e in read_maps(s.pid) if e.start <= pc < e.end), None)
-        except OSError:
-            entry = None
-        cacheable = entry is not None and "w" not in entry.perms
-        s.cacheable[pc] = cacheable
-        return descriptor(decoded, self.mode is not Mode.STEP, cacheable)
-
-    def _form(self, s: Session, pc: int) -> Decoded:
-        found = s.forms.get(pc)
-        if found is None:
-            found = s.forms[pc] = self.decoder.decode(pc, s.read(pc, MAX_INSN_LEN))
-        return found
-
-    def _say(self, text: str) -> None:
-        if text not in self._said:
-            self._said.add(text)
-            self.log.note(f"kmmio: {text}")
-            print(f"kmmio: {text}", file=sys.stderr)
-
-    def _pre(self, s: Session, data: bytes) -> bytes:
-        _, tid, tramp, addr, xsize = _words(data, 0, 5)
-        words = _words(data, 40, _NWORDS)
-        xsave = data[40 + 8 * _NWORDS : 40 + 8 * _NWORDS + xsize]
-        regs = Registers.from_words(words, tid)
-        form = self._form(s, regs.rip).form
-        vectors = FrameVectors(xsave) if form.masked and xsave else None
-        found = form.accesses(regs, vectors) if form.known else []
-        insn = iced.Decoder(64, form.code, ip=form.ip).decode()
-        try:
-            reloc = relocate(insn, form, regs, s.spans(), tramp, [(a.addr, a.width) for a in found], addr)
-        except Unsupported as exc:
-            self._say(f"cannot perform in the program: {exc} (the program gets the fault)")
-            return _pack([P_GENUINE, 0])
-        for src, dst, n in reloc.copy_in:
-            s.write(dst, s.read(src, n))
-        traced = [(a, m) for a in found if (m := s.mapping_at(a.addr, a.width)) is not None]
-        reads = [
-            int.from_bytes(s.read(a.addr, a.width), "little") if a.kind is AccessKind.READ else 0
-            for a, _ in traced
-        ]
-        s.pending[tid] = _Pending(reloc, form, insn, regs, reads, traced, addr)
-        code = reloc.code + bytes(-len(reloc.code) % 8)
-        assert len(reloc.code) < TRAMP_CODE
-        sets = [w for pair in reloc.sets for w in pair]
-        keep = [0]
-        if (
-            s.cacheable.get(regs.rip)
-            and self.mode is not Mode.STEP
-            and form.known
-            and all(op.bit_offset is None for op in form.operands)
-        ):
-            if not form.masked:
-                listed = [(a.kind is AccessKind.WRITE, a.addr, a.width) for a, _ in traced]
-                keep = template(insn, reloc, regs, listed)
-            elif len(form.operands) == 1:
-                op = form.operands[0]  # the masked operand, whole: the agent finds its bytes
-                keep = template(insn, reloc, regs, [(op.writes, op.address(regs), op.width)], op.mask)
-        return _pack([P_RUN, len(reloc.sets), *sets, len(reloc.code)]) + code + _pack(keep)
-
-    def _post(self, s: Session, data: bytes) -> bytes:
-        _, tid = _words(data, 0, 2)
-        after = Registers.from_words(_words(data, 16, _NWORDS), tid)
-        p = s.pending.pop(tid)
-        for src, dst, n in p.reloc.copy_out:
-            s.write(dst, s.read(src, n))
-        out, done = p.reloc.after(p.regs, after, p.form.ip + p.form.length)
-        self._drain()
-        self.stats.stepped += 1
-        ts = now_us()
-        pc = p.regs.rip
-        if p.reloc.string:
-            self._string_records(s, p, done, tid, ts)
-        elif not p.accesses:
-            m = s.mapping_at(p.addr)
-            if m is not None:
-                self.log.unknown(m.mapping, p.addr, p.form.code, pc, tid)
-        else:
-            for (a, m), before in zip(p.accesses, p.reads, strict=True):
-                if a.kind is AccessKind.READ:
-                    value = before
-                else:
-                    value = int.from_bytes(s.read(a.addr, a.width), "little")
-                kind = Kind.READ if a.kind is AccessKind.READ else Kind.WRITE
-                self.log.record(kind, a.width, a.addr, value, pc, tid, m.mapping, p.form, ts)
-        sets = [w for name, value in out.items() for w in (_WORD[name], value)]
-        return _pack([len(out), *sets])
-
-
-class _Pages:
-    """The program's memory read a page at a time and kept for one relocated run (a
-    ``rep`` string instruction's elements are read from one ``pread`` a page)."""
-
-    def __init__(self, s: Session) -> None:
-        self.s = s
-        self.pages: dict[int, bytes] = {}
-
-    def read(self, addr: int, n: int) -> int:
-        out = bytearray()
-        while n:
-            base = addr & ~0xFFF
-            page = self.pages.get(base)
-            if page is None:
-                page = self.pages[base] = self.s.read(base, 0x1000)
-            take = min(n, base + 0x1000 - addr)
-            out += page[addr - base : addr - base + take]
-            addr, n = addr + take, n - take
-        return int.from_bytes(out, "little")
+        return [len(actions) // 6, *actions, *self.kernel.cover(s)]
 
 
 def _same_object(entries: list[MapEntry], mapping: Mapping, a: int, b: int) -> bool:
