@@ -25,6 +25,7 @@ import selectors
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -70,6 +71,8 @@ class AgentTracer:
         self.stats = TraceStats()
         self.roots = Roots.from_env() if roots is None else roots
         self.sessions: dict[int, Session] = {}  # by socket fd
+        #: Agents that said hello (none at all: the program ran without one).
+        self.connected = 0
         self.instructions = InstructionDoor(self.log, mode, self.stats, self._drain)
         self.kernel = SyscallDoor(self.log, self._drain)
         self.root_pid = 0
@@ -157,6 +160,12 @@ class AgentTracer:
                 signal.signal(sig, handler)
             signal.signal(signal.SIGINT, old_int)
             self._end()
+        if not self.connected:
+            print(
+                "kmmio: the agent never started in the program (it cleared its environment or closed "
+                "kmmio's descriptors?): nothing was traced; try --backend ptrace",
+                file=sys.stderr,
+            )
         return status
 
     def _on_signal(self, signum: int, frame: object) -> None:
@@ -228,6 +237,7 @@ class AgentTracer:
             return
         if not fds:
             return
+        self.connected += 1
         sock = socket.socket(fileno=fds[0])
         _, pid, why, parent = words(data, 0, 4)
         session = Session(pid, sock)
