@@ -8,6 +8,10 @@ from setuptools import Extension, setup
 agent = Extension(
     "kmmio.agent.libkmmio_agent",
     sources=["src/kmmio/agent/_agent.c"],
+    # one translation unit: _agent.c includes its other parts
+    depends=[
+        f"src/kmmio/agent/_agent_{part}.c" for part in ("ranges", "syscalls", "access", "calls", "start")
+    ],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-fvisibility=hidden", "-fno-strict-aliasing"],
     extra_link_args=["-ldl", "-lpthread"],
     py_limited_api=False,
