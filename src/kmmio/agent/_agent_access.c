@@ -48,7 +48,12 @@ static void keep(const struct desc *d)
 static int decode(uint64_t pc, uint64_t addr, struct desc *out)
 {
     uint64_t req[6] = {M_DECODE, (uint64_t)tid(), pc, addr, 0, 0};
-    memcpy(&req[4], (const void *)pc, 16); /* the code: readable, it just ran */
+    /* The code, up to 16 bytes: through /proc/self/mem, which stops short at the end of the
+     * mapping (an instruction at the very end of the code would make a memcpy fault). */
+    if (self_mem < 0 || sys6(SYS_pread64, self_mem, (long)&req[4], 16, (long)pc, 0, 0) <= 0) {
+        uint64_t room = PAGE - (pc & (PAGE - 1));
+        memcpy(&req[4], (const void *)pc, room < 16 ? room : 16);
+    }
     uint64_t reply[20];
     lock(&sock_lock);
     long n = ask(req, sizeof req, reply, sizeof reply);
@@ -100,13 +105,28 @@ static void store_alias(const struct range *r, uint64_t addr, const void *src, u
 
 /* A plain load or store, done here; 0 if it must go another way (not all in one armed
  * range, or the program's protection forbids it: then the fault is the program's). */
-static int quick(const struct desc *d, greg_t *g, uint64_t pc, int *genuine)
+/* The effective address of a descriptor's operand; *start: without the index (what a
+ * kept relocation's scratch register holds, moved to the alias). */
+static uint64_t effective(const struct desc *d, const greg_t *g, uint64_t *start)
 {
-    uint64_t ea = d->disp + part(g, d->base_i, d->base_shift, d->base_mask) +
-                  part(g, d->index_i, d->index_shift, d->index_mask) * d->scale;
+    uint64_t base = d->disp + part(g, d->base_i, d->base_shift, d->base_mask);
     if (d->seg_i >= 0)
-        ea += part(g, d->seg_i, 0, ~0ull);
-    struct range *r = find_range(ea);
+        base += part(g, d->seg_i, 0, ~0ull);
+    if (start)
+        *start = base;
+    return base + part(g, d->index_i, d->index_shift, d->index_mask) * d->scale;
+}
+
+/* The armed range at addr: the faulting one (already found) when it holds it. */
+static struct range *range_near(struct range *fault, uint64_t addr)
+{
+    return fault && fault->lo <= addr && addr < fault->hi ? fault : find_range(addr);
+}
+
+static int quick(const struct desc *d, greg_t *g, uint64_t pc, struct range *fault, int *genuine)
+{
+    uint64_t ea = effective(d, g, NULL);
+    struct range *r = range_near(fault, ea);
     if (!r || ea + d->width > r->hi)
         return 0;
     if (!allowed(r, ea, d->width, (int)d->write)) {
@@ -192,14 +212,12 @@ static int next_run(uint64_t m, int *at)
     return len;
 }
 
-static int templated(const struct desc *d, ucontext_t *uc, uint64_t pc, int *genuine)
+static int templated(const struct desc *d, ucontext_t *uc, uint64_t pc, struct range *fault, int *genuine)
 {
     greg_t *g = uc->uc_mcontext.gregs;
-    uint64_t start = d->disp + part(g, d->base_i, d->base_shift, d->base_mask);
-    if (d->seg_i >= 0)
-        start += part(g, d->seg_i, 0, ~0ull);
-    uint64_t ea = start + part(g, d->index_i, d->index_shift, d->index_mask) * d->scale;
-    struct range *r = find_range(ea);
+    uint64_t start;
+    uint64_t ea = effective(d, g, &start);
+    struct range *r = range_near(fault, ea);
     if (d->mask_k >= 0) { /* only the enabled bytes count, and must be in the range */
         t_enabled = enabled_bytes(d, uc);
         int at = 0, len;
@@ -215,8 +233,10 @@ static int templated(const struct desc *d, ucontext_t *uc, uint64_t pc, int *gen
             r = x;
             at += len;
         }
+        if (!r) /* no byte enabled: the instruction still runs, through the range it is in */
+            r = range_near(fault, ea);
         if (!r)
-            r = find_range(ea) ? find_range(ea) : find_range(ea + d->tmpl[0].width - 1);
+            r = find_range(ea + d->tmpl[0].width - 1);
         if (!r || !r->alias)
             return 0;
         t_desc = *d;

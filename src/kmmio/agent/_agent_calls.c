@@ -79,9 +79,9 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
                 d = &local;
             }
             int genuine = 0;
-            if (d->kind == D_QUICK && quick(d, g, pc, &genuine))
+            if (d->kind == D_QUICK && quick(d, g, pc, r, &genuine))
                 goto out;
-            if (d->kind == D_TEMPLATE && templated(d, uc, pc, &genuine))
+            if (d->kind == D_TEMPLATE && templated(d, uc, pc, r, &genuine))
                 goto out;
             if (!genuine && d->kind != D_NONE && reloc_pre(uc, addr))
                 goto out;
