@@ -212,23 +212,30 @@ def relocate(
     ``fault`` the address that faulted."""
     if insn.flow_control != iced.FlowControl.NEXT and not insn.is_string_instruction:
         raise Unsupported(f"{form.text}: a branch through traced memory")
-    if insn.is_string_instruction:
-        return _string(insn, form, regs, spans, tramp)
-    return _explicit(insn, form, regs, spans, tramp, accesses, fault)
+    f = _Fault(insn, form, regs, spans, tramp, accesses, fault)
+    return _string(f) if insn.is_string_instruction else _explicit(f)
 
 
-def _explicit(
-    insn: iced.Instruction,
-    form: InstructionForm,
-    regs: Registers,
-    spans: Sequence[Traced],
-    tramp: int,
-    accesses: Sequence[tuple[int, int]],
-    fault: int,
-) -> Relocation:
+@dataclass(frozen=True, slots=True)
+class _Fault:
+    """One relocation's inputs (see :func:`relocate`)."""
+
+    insn: iced.Instruction
+    form: InstructionForm
+    regs: Registers
+    spans: Sequence[Traced]
+    tramp: int
+    accesses: Sequence[tuple[int, int]]
+    fault: int
+
+
+def _explicit(f: _Fault) -> Relocation:
+    insn, form, regs, spans, tramp, accesses, fault = (
+        f.insn, f.form, f.regs, f.spans, f.tramp, f.accesses, f.fault
+    )  # fmt: skip
     mem = next((i for i in range(insn.op_count) if insn.op_kind(i) == iced.OpKind.MEMORY), None)
     if mem is None and any(insn.op_kind(i) == iced.OpKind.MEMORY_SEG_RDI for i in range(insn.op_count)):
-        return _implicit_rdi(insn, form, regs, spans, tramp, accesses, fault)
+        return _implicit_rdi(f)
     if (
         mem is None
         or insn.memory_base in (_R.EIP, _R.ESP)
@@ -290,17 +297,12 @@ def _explicit(
     )
 
 
-def _implicit_rdi(
-    insn: iced.Instruction,
-    form: InstructionForm,
-    regs: Registers,
-    spans: Sequence[Traced],
-    tramp: int,
-    accesses: Sequence[tuple[int, int]],
-    fault: int,
-) -> Relocation:
+def _implicit_rdi(f: _Fault) -> Relocation:
     """``maskmovdqu``/``vmaskmovdqu``: its operand is ``[rdi]``, implicit: ``rdi`` moves by
     the mapping's delta and back."""
+    insn, form, regs, spans, tramp, accesses, fault = (
+        f.insn, f.form, f.regs, f.spans, f.tramp, f.accesses, f.fault
+    )  # fmt: skip
     span = _find(spans, regs.rdi if accesses else fault)
     hi = max((a + w for a, w in accesses), default=regs.rdi + 16)
     if span is None or not span.alias or hi > span.hi or insn.has_segment_prefix:
@@ -318,9 +320,8 @@ def _implicit_rdi(
     )
 
 
-def _string(
-    insn: iced.Instruction, form: InstructionForm, regs: Registers, spans: Sequence[Traced], tramp: int
-) -> Relocation:
+def _string(f: _Fault) -> Relocation:
+    insn, form, regs, spans, tramp = f.insn, f.form, f.regs, f.spans, f.tramp
     if insn.memory_size == iced.MemorySize.UNKNOWN or any(
         insn.op_kind(i) in (iced.OpKind.MEMORY_SEG_ESI, iced.OpKind.MEMORY_SEG_EDI, iced.OpKind.MEMORY_ESDI)
         for i in range(insn.op_count)
