@@ -10,8 +10,10 @@ agent = Extension(
     sources=["src/kmmio/agent/_agent.c"],
     # one translation unit: _agent.c includes its other parts
     depends=[
-        f"src/kmmio/agent/_agent_{part}.c" for part in ("ranges", "syscalls", "access", "calls", "start")
+        *(f"src/kmmio/agent/_agent_{part}.c" for part in ("ranges", "syscalls", "access", "calls", "start")),
+        "src/kmmio/backend/ring_layout.h",
     ],
+    include_dirs=["src/kmmio/backend"],  # ring_layout.h, shared with the tracer's end
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-fvisibility=hidden", "-fno-strict-aliasing"],
     extra_link_args=["-ldl", "-lpthread"],
     py_limited_api=False,

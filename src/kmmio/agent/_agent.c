@@ -8,8 +8,9 @@
  *  - RELOC: anything else: per fault the tracer gets the registers and answers a copy of
  *    the instruction re-encoded against the alias (and registers to set), which runs in a
  *    per-thread trampoline ending with hlt; the hlt's fault hands the registers back.
- * Records go into a shared ring (a memfd the tracer drains); a full ring makes the
- * faulting thread wait.  Nothing is per-access IPC on the QUICK path.
+ * Records go into a shared ring (a memfd the tracer drains, a lane per thread id modulo
+ * LANES: ring_layout.h); a full lane makes the faulting thread wait.  Nothing is
+ * per-access IPC on the QUICK path, nor a write shared with other threads.
  *
  * The kernel's kmmio.c names: kmmio_handler() is on_segv(), post_kmmio_handler() is
  * reloc_post(), arm_kmmio_fault_page() is arm(), disarm_kmmio_fault_page() disarm().
@@ -42,26 +43,8 @@
 #define TLS __thread __attribute__((tls_model("initial-exec")))
 #define PAGE 4096ul
 
-/* -- the ring (layout shared with kmmio/backend/_ring_impl.c) ---------------------------- */
-struct ring_hdr {
-    _Atomic uint64_t head;
-    char pad1[56];
-    _Atomic uint64_t tail;
-    char pad2[56];
-    _Atomic uint32_t waiters; /* threads waiting for room */
-    uint32_t cap;             /* records, a power of two */
-    _Atomic uint32_t detach;  /* the tracer is going: disarm everything, record nothing */
-    uint32_t tracer_pid;
-    _Atomic uint64_t relocated; /* kept relocations run, and their records: */
-    _Atomic uint64_t relocated_records;
-};
-struct rec {
-    _Atomic uint64_t seq; /* position + 1 once written */
-    uint32_t kind, width; /* kind 0 R, 1 W */
-    uint64_t ts_us, map_id, phys, pc, tid;
-    uint8_t value[64];
-};
-#define RING_HDR 4096
+/* -- the ring: its layout is kmmio/backend/ring_layout.h, shared with the tracer's end ---- */
+#include "ring_layout.h"
 
 /* -- messages (the M_*, D_*, A_*, P_* of kmmio/agent/tracer.py) ------------------------- */
 enum { M_HELLO = 1, M_MAPS = 2, M_DECODE = 3, M_PRE = 4, M_POST = 5, M_ARMED = 6, M_SYSCALL = 7, M_SYSDONE = 8 };
@@ -122,7 +105,6 @@ static int active;            /* connected to a tracer */
 static int sock = -1;          /* this process's own socket to the tracer */
 static int root_fd = -1, ring_fd = -1, wake_fd = -1;
 static struct ring_hdr *ring;
-static struct rec *recs;
 static int self_mem = -1;      /* /proc/self/mem, for private mappings */
 /* Locks of the agent's own (a futex through the gadget: libc's would make its futex calls
  * from libc, which the agent's seccomp filters may trap). */

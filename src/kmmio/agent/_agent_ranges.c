@@ -23,21 +23,23 @@ static void emit(uint32_t kind, uint32_t width, const struct range *r, uint64_t 
     if (addr + width <= r->wlo || addr >= r->whi)
         return; /* on an armed page, outside what is traced */
     uint64_t cap = ring->cap;
-    uint64_t pos = atomic_fetch_add_explicit(&ring->head, 1, memory_order_relaxed);
-    uint64_t tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
+    unsigned me = (unsigned)tid() % LANES; /* this thread's lane: no head shared with the others */
+    struct lane *ln = &ring->lane[me];
+    uint64_t pos = atomic_fetch_add_explicit(&ln->head, 1, memory_order_relaxed);
+    uint64_t tail = atomic_load_explicit(&ln->tail, memory_order_acquire);
     for (int waits = 0; pos - tail >= cap; waits++) { /* full: wait for the tracer, never drop */
         atomic_fetch_add(&ring->waiters, 1);
         wake_tracer();
         struct timespec t = {0, 2000000};
-        futex(&ring->tail, FUTEX_WAIT, (uint32_t)tail, &t);
+        futex(&ln->tail, FUTEX_WAIT, (uint32_t)tail, &t);
         atomic_fetch_sub(&ring->waiters, 1);
-        tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
+        tail = atomic_load_explicit(&ln->tail, memory_order_acquire);
         if (waits % 256 == 255 && sys6(SYS_kill, ring->tracer_pid, 0, 0, 0, 0, 0) == -ESRCH)
             atomic_store(&ring->detach, 1); /* kmmio is gone (killed): nobody will drain */
         if (atomic_load(&ring->detach))
             return;
     }
-    struct rec *x = &recs[pos & (cap - 1)];
+    struct rec *x = &lane_recs(ring, me)[pos & (cap - 1)];
     x->kind = kind;
     x->width = width;
     x->ts_us = now_us();

@@ -203,10 +203,14 @@ __attribute__((constructor)) static void agent_start(void)
     wake_fd = (int)strtol(end + 1, &end, 10);
     long size = lseek(ring_fd, 0, SEEK_END);
     long m = raw_mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, ring_fd, 0);
-    if (size <= 0 || (m < 0 && m > -4096))
+    if (size <= RING_HDR || (m < 0 && m > -4096))
         return; /* not ours (a descriptor closed or reused): run untraced */
-    ring = (struct ring_hdr *)m;
-    recs = (struct rec *)((char *)m + RING_HDR);
+    struct ring_hdr *h = (struct ring_hdr *)m;
+    if ((uint64_t)size < RING_HDR + (uint64_t)LANES * h->cap * sizeof(struct rec)) {
+        sys6(SYS_munmap, m, size, 0, 0, 0, 0);
+        return;
+    }
+    ring = h;
     make_gadget();
     read_action(SIGSEGV, &prog_segv);
     read_action(SIGSYS, &prog_sys);

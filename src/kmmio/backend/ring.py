@@ -11,18 +11,20 @@ import struct
 
 from kmmio.backend._ring import ffi, lib
 
-#: The ring's header (``struct ring_hdr``), then records of 128 bytes.
+#: The ring's header (``struct ring_hdr`` in ring_layout.h), then its lanes of records of
+#: 120 bytes, one lane per thread (by thread id modulo LANES).
 HEADER = 4096
-RECORD = 128
+RECORD = 120
+LANES = 16
 #: Where the header keeps the count of kept relocations run, and of their records.
-_KEPT = 144
+_KEPT = 16
 
 
 class RecordRing:
-    """``capacity`` records (a power of two) in a memfd named ``name``."""
+    """``LANES`` lanes of ``capacity`` records each (a power of two) in a memfd named ``name``."""
 
     def __init__(self, name: str, capacity: int) -> None:
-        size = HEADER + capacity * RECORD
+        size = HEADER + LANES * capacity * RECORD
         self.fd = os.memfd_create(name, os.MFD_CLOEXEC)
         os.ftruncate(self.fd, size)
         self._map = mmap.mmap(self.fd, size)
@@ -33,10 +35,12 @@ class RecordRing:
         self._counts = array.array("Q", [0, 0])
         self._counts_addr = ffi.cast("uintptr_t", ffi.from_buffer(self._counts))
 
-    def take(self) -> tuple[str, int, int]:
-        """Committed records as log lines (up to 1 MiB of them): text, reads, writes."""
+    def take(self, final: bool = False) -> tuple[str, int, int]:
+        """Written records as log lines (up to 1 MiB of them), the lanes merged in time
+        order: text, reads, writes.  Unless ``final`` (no agent writes any more), only
+        records stamped before the call, so that a later take never goes back in time."""
         self._counts[0] = self._counts[1] = 0
-        n = lib.kmmio_ring_take(self._addr, self._out_addr, len(self._out), self._counts_addr)
+        n = lib.kmmio_ring_take(self._addr, self._out_addr, len(self._out), self._counts_addr, final)
         return self._out[:n].decode("ascii") if n > 0 else "", self._counts[0], self._counts[1]
 
     def pending(self) -> int:
