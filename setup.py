@@ -11,6 +11,7 @@ agent = Extension(
     # one translation unit: _agent.c includes its other parts
     depends=[
         *(f"src/kmmio/agent/_agent_{part}.c" for part in ("ranges", "syscalls", "access", "calls", "start")),
+        "src/kmmio/agent/_resume.h",
         "src/kmmio/backend/ring_layout.h",
     ],
     include_dirs=["src/kmmio/backend"],  # ring_layout.h, shared with the tracer's end

@@ -1,10 +1,12 @@
 /* faults.c: the floor of thread scaling for any in-process tracer: T threads taking
  * SIGSEGVs on one PROT_NONE page, the handler doing nothing but step over the faulting
- * 2-byte store.  Usage: faults T N: each thread takes N faults.  Prints the time of the
- * parallel part in microseconds (first thread's start to last one's end) and T * N.
+ * 2-byte store and go back as the agent does (_resume.h).  Usage: faults T N: each thread
+ * takes N faults.  Prints the time of the parallel part in microseconds (first thread's
+ * start to last one's end) and T * N.  Build with -I src/kmmio/agent.
  * What it shows: how the kernel's fault and signal delivery scale with threads of one
  * process on this machine (they share the process's signal lock), whatever a handler does. */
 #define _GNU_SOURCE
+#include "_resume.h" /* src/kmmio/agent/: the agent's way out of its handler */
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -23,6 +25,7 @@ static void on_segv(int sig, siginfo_t *si, void *ctx) {
     (void)sig;
     (void)si;
     ((ucontext_t *)ctx)->uc_mcontext.gregs[REG_RIP] += 2; /* movl %eax, (%rdx) */
+    resume(ctx); /* back as kmmio's agent goes back: _resume.h */
 }
 
 static void *work(void *arg) {
@@ -46,6 +49,7 @@ int main(int argc, char **argv) {
     sa.sa_sigaction = on_segv;
     sa.sa_flags = SA_SIGINFO | SA_NODEFER;
     sigaction(SIGSEGV, &sa, 0);
+    resume_init();
     pthread_barrier_init(&go, 0, t);
     pthread_t th[64];
     for (long i = 0; i < t; i++) pthread_create(&th[i], 0, work, (void *)i);

@@ -24,8 +24,8 @@
  *   clears the upper half, as the CPU does);
  * - writes a record of 6 64-bit words (kind, width, address, value, pc, tid) into a ring
  *   buffer in memory (1 << 16 records, pre-faulted; the tid is read once per thread, not
- *   per access), counts it, advances RIP by the instruction's length and returns
- *   (rt_sigreturn).
+ *   per access), counts it, advances RIP by the instruction's length and goes back to the
+ *   program as kmmio's agent does, without rt_sigreturn (_resume.h).
  *
  * After the loop (outside the timed part) it checks itself and exits 1 if anything is
  * wrong: the records counted equal the accesses made, every record in the ring pairs a
@@ -40,10 +40,12 @@
  * the program's own handlers, watching mmap-family calls, fork or exec.  So it is a
  * floor: an agent doing all that costs this much at least.
  *
- * Usage: native FILE N.  Not part of kmmio: a yardstick.  Build with cc -O2; the loop's
- * pointer is volatile so that each access is one plain mov load or store (the decoder
- * refuses anything else, so a compiler that folded a load into an add would be caught). */
+ * Usage: native FILE N.  Not part of kmmio: a yardstick.  Build with cc -O2 -I
+ * src/kmmio/agent; the loop's pointer is volatile so that each access is one plain mov
+ * load or store (the decoder refuses anything else, so a compiler that folded a load into
+ * an add would be caught). */
 #define _GNU_SOURCE
+#include "_resume.h" /* src/kmmio/agent/: the agent's way out of its handler */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
@@ -136,6 +138,7 @@ static void on_segv(int sig, siginfo_t *si, void *ctx) {
     ring[records++ & (RING - 1)] =
         (struct record){d->store ? 'W' : 'R', d->width, (uintptr_t)addr, v, pc, tid};
     g[REG_RIP] += d->len;
+    resume(ctx);
 }
 
 /* After the loop: the records, the alias and the sum must be what the workload did. */
@@ -181,7 +184,8 @@ int main(int argc, char **argv) {
     alias = mmap(0, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     ring = mmap(0, RING * sizeof *ring, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (traced == MAP_FAILED || alias == MAP_FAILED || ring == MAP_FAILED) return 1;
-    struct sigaction sa = {.sa_sigaction = on_segv, .sa_flags = SA_SIGINFO};
+    struct sigaction sa = {.sa_sigaction = on_segv, .sa_flags = SA_SIGINFO | SA_NODEFER}; /* _resume.h */
+    resume_init();
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGSEGV, &sa, 0)) return 1;
 

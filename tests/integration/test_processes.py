@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import trace, wait_for_lines
 
 from kmmio.trace import Access, Map, Unmap
@@ -97,15 +98,19 @@ def _signals_report(out: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.parametrize("stack", ["armed", "autodisarm"])
 def test_signals_on_an_alternate_stack_and_the_programs_own_sigsegv_handler(
-    build, tmp_path: Path, mode: str
+    build, tmp_path: Path, mode: str, stack: str
 ) -> None:
     """signals.c: a timer's handler on a sigaltstack touches the traced mapping, and so does
     the program's own SIGSEGV handler (guard page) with SIGSEGV blocked, as it is inside
     that handler: every access is traced, SIGSEGV stays blocked there, and every fault of
-    the program's own reaches its handler."""
+    the program's own reaches its handler.  With ``autodisarm`` the alternate stack is
+    disarmed while a handler runs on it, and must be armed again after each (the agent's
+    handler runs on it too)."""
     rounds = 5000
-    run = trace([str(build("signals")), str(tmp_path / "sig-regs"), str(rounds)], "sig-regs", tmp_path, mode)
+    args = [str(rounds)] + ([stack] if stack == "autodisarm" else [])
+    run = trace([str(build("signals")), str(tmp_path / "sig-regs"), *args], "sig-regs", tmp_path, mode)
     assert run.status == 0, run.stderr
     got = _signals_report(run.stdout)
     assert got["verdict"] == "ok" and got["altstack"] == "yes"

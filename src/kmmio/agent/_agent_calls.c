@@ -35,6 +35,9 @@ static void chain(int sig, siginfo_t *si, void *uc)
     real_pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
+/* -- returning from a handled fault: _resume.h (resume_init(), resume()) ----------------- */
+#include "_resume.h"
+
 /* kmmio_handler(). */
 static void after_fork_child(void);
 
@@ -56,7 +59,7 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
             template_done(g);
         else
             reloc_post(g);
-        goto out;
+        goto done;
     }
     if (si->si_code > 0 && active) {
         if (!is_connected()) /* a fork child not yet connected */
@@ -80,11 +83,11 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
             }
             int genuine = 0;
             if (d->kind == D_QUICK && quick(d, g, pc, r, &genuine))
-                goto out;
+                goto done;
             if (d->kind == D_TEMPLATE && templated(d, uc, pc, r, &genuine))
-                goto out;
+                goto done;
             if (!genuine && d->kind != D_NONE && reloc_pre(uc, addr))
-                goto out;
+                goto done;
         } else if (atomic_load(&changing)) {
             sys6(SYS_sched_yield, 0, 0, 0, 0, 0, 0);
             goto out; /* a mapping being set up: again once it is */
@@ -93,6 +96,10 @@ static void on_segv(int sig, siginfo_t *si, void *ctx)
     chain(sig, si, ctx);
 out:
     errno = saved;
+    return;
+done: /* handled: the program's context, maybe changed, goes back */
+    errno = saved;
+    resume(uc);
 }
 
 static void install_handler(void)

@@ -217,6 +217,7 @@ __attribute__((constructor)) static void agent_start(void)
     unsigned a, b, c, dd;
     if (__get_cpuid_count(0xd, 5, &a, &b, &c, &dd) && a)
         opmask_offset = b;
+    resume_init();
     if (in_filter_mode()) /* filters of the agent's before an exec trap here too */
         add_filter(NULL, 0);
     if (atomic_load(&ring->detach))

@@ -1,4 +1,5 @@
-/* signals.c: signals in the middle of traced accesses.  Usage: signals FILE ROUNDS [slow].
+/* signals.c: signals in the middle of traced accesses.
+ * Usage: signals FILE ROUNDS [slow] [autodisarm].
  * A SIGALRM timer fires every 2 ms while the main loop writes and reads back the traced
  * mapping, ROUNDS times and then on until the timer has fired at least 64 times (however
  * fast the machine); the SIGALRM handler runs on an alternate signal stack (sigaltstack)
@@ -14,7 +15,10 @@
  * on the alternate stack), "ok" or "BAD" (a value read back wrong, a counter in the mapping
  * that does not match, or SIGSEGV unblocked by a traced access).
  * It prints "ready PID" once its handlers are in place; with "slow" it sleeps 100 us every
- * 16 rounds, to be attached to. */
+ * 16 rounds, to be attached to.  With "autodisarm" the alternate stack is SS_AUTODISARM:
+ * the kernel disarms it while a handler runs on it and arms it again at rt_sigreturn (a
+ * handler's return that skipped that would leave it disarmed: the next handlers would
+ * run off it). */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
@@ -25,6 +29,10 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifndef SS_AUTODISARM
+#define SS_AUTODISARM (1U << 31)
+#endif
 
 static volatile uint8_t *regs;
 static uint8_t *guard;
@@ -69,7 +77,12 @@ int main(int argc, char **argv) {
     regs = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     guard = mmap(0, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     alt = malloc(SIGSTKSZ * 4);
-    stack_t ss = {.ss_sp = alt, .ss_size = SIGSTKSZ * 4};
+    int slow = 0, autodisarm = 0;
+    for (int k = 3; k < argc; k++) {
+        slow |= !strcmp(argv[k], "slow");
+        autodisarm |= !strcmp(argv[k], "autodisarm");
+    }
+    stack_t ss = {.ss_sp = alt, .ss_size = SIGSTKSZ * 4, .ss_flags = autodisarm ? (int)SS_AUTODISARM : 0};
     sigaltstack(&ss, 0);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -82,7 +95,6 @@ int main(int argc, char **argv) {
     printf("ready %d\n", (int)getpid());
     fflush(stdout);
     struct timespec nap = {0, 100000};
-    int slow = argc > 3;
     struct itimerval every = {{0, 2000}, {0, 2000}};
     setitimer(ITIMER_REAL, &every, 0);
     int bad = 0;
