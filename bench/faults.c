@@ -49,7 +49,6 @@ int main(int argc, char **argv) {
     sa.sa_sigaction = on_segv;
     sa.sa_flags = SA_SIGINFO | SA_NODEFER;
     sigaction(SIGSEGV, &sa, 0);
-    resume_init();
     pthread_barrier_init(&go, 0, t);
     pthread_t th[64];
     for (long i = 0; i < t; i++) pthread_create(&th[i], 0, work, (void *)i);

@@ -185,7 +185,6 @@ int main(int argc, char **argv) {
     ring = mmap(0, RING * sizeof *ring, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (traced == MAP_FAILED || alias == MAP_FAILED || ring == MAP_FAILED) return 1;
     struct sigaction sa = {.sa_sigaction = on_segv, .sa_flags = SA_SIGINFO | SA_NODEFER}; /* _resume.h */
-    resume_init();
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGSEGV, &sa, 0)) return 1;
 

@@ -89,7 +89,9 @@ def main() -> int:
         agent_c = ["-I", os.path.join(HERE, "..", "src", "kmmio", "agent")]  # _resume.h
         subprocess.run(["cc", "-O2", *agent_c, "-o", nv, os.path.join(HERE, "native.c")], check=True)
         subprocess.run(["cc", "-O2", "-pthread", "-o", th, os.path.join(HERE, "threads.c")], check=True)
-        subprocess.run(["cc", "-O2", "-pthread", *agent_c, "-o", fl, os.path.join(HERE, "faults.c")], check=True)
+        subprocess.run(
+            ["cc", "-O2", "-pthread", *agent_c, "-o", fl, os.path.join(HERE, "faults.c")], check=True
+        )
         subprocess.run(["cc", "-O2", "-o", sl, os.path.join(HERE, "syscalls.c")], check=True)
         subprocess.run(["cc", "-O2", "-o", hd, os.path.join(HERE, "handed.c")], check=True)
         dev, log = os.path.join(tmp, "bench-regs"), os.path.join(tmp, "bench.log")

@@ -299,3 +299,20 @@ def test_both_backends_emulate_as_an_unprivileged_user(build, backend: str) -> N
         assert "2000 accesses performed in the program, 0 instructions relocated; backend agent" in run.stderr
     else:
         assert "2000 instructions emulated, 0 stepped; backend ptrace" in run.stderr
+
+
+def test_a_program_in_its_own_time_namespace_is_stamped_in_kmmios_clock(build, tmp_path: Path) -> None:
+    """unshare --time: the program's CLOCK_MONOTONIC runs 100,000 s ahead of kmmio's. Its
+    records are stamped in kmmio's clock all the same (next to the MAP line's stamp), and
+    none waits for a time that never comes: 100,000 records, more than a lane holds."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("a time namespace needs root and unshare")
+    program = ["unshare", "--time", "--monotonic", "100000", "--fork", str(build("threads"))]
+    args = [*program, str(tmp_path / "tns-regs"), "100000", "1"]
+    run = trace(args, "tns-regs", tmp_path, "agent", timeout=120)
+    assert run.status == 0, run.stderr
+    assert "100000 accesses traced (0 reads, 100000 writes), 0 lost" in run.stderr
+    (mapped,) = [r for r in run.records if isinstance(r, Map)]
+    stamps = [r.ts for r in run.records if isinstance(r, Access)]
+    assert stamps == sorted(stamps)
+    assert 0 <= stamps[0] - mapped.ts < 10_000_000  # µs: seconds apart at most, not 100,000 s

@@ -149,6 +149,8 @@ static pid_t tid(void)
     return my_tid;
 }
 
+static TLS int my_lane = -1; /* this thread's lane of the ring, once it has one */
+
 /* Every syscall the agent makes on the program's behalf, or naming traced addresses,
  * goes through one "syscall" instruction at a fixed address (the same in every image
  * after exec), which the agent's seccomp filters let through: a page of its own holding
@@ -256,11 +258,39 @@ static long raw_mmap(void *a, size_t n, int prot, int flags, int fd, off_t off)
 }
 static long raw_mprotect(uint64_t a, size_t n, int prot) { return sys6(SYS_mprotect, (long)a, (long)n, prot, 0, 0, 0); }
 
+/* Records are stamped in the tracer's clock: this process's CLOCK_MONOTONIC, less its
+ * time namespace's offset, plus the tracer's (ring_layout.h). */
+static int64_t clock_delta_us;
+
 static uint64_t now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u + (uint64_t)clock_delta_us;
+}
+
+/* This process's time namespace's CLOCK_MONOTONIC offset (0 in the first namespace, or
+ * without /proc/self/timens_offsets). */
+static int64_t timens_offset_us(void)
+{
+    char buf[256];
+    int fd = (int)sys6(SYS_openat, AT_FDCWD, (long)"/proc/self/timens_offsets", O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    if (fd < 0)
+        return 0;
+    long n = sys6(SYS_read, fd, (long)buf, sizeof buf - 1, 0, 0, 0);
+    sys6(SYS_close, fd, 0, 0, 0, 0, 0);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        char *end;
+        if (strncmp(line, "monotonic", 9) != 0)
+            continue;
+        long long sec = strtoll(line + 9, &end, 10);
+        long long nsec = strtoll(end, &end, 10);
+        return (int64_t)(sec * 1000000 + nsec / 1000);
+    }
+    return 0;
 }
 
 static void die(const char *why)

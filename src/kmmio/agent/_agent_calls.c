@@ -35,7 +35,7 @@ static void chain(int sig, siginfo_t *si, void *uc)
     real_pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-/* -- returning from a handled fault: _resume.h (resume_init(), resume()) ----------------- */
+/* -- returning from a handled fault: _resume.h (resume()) -------------------------------- */
 #include "_resume.h"
 
 /* kmmio_handler(). */

@@ -23,9 +23,12 @@ static void emit(uint32_t kind, uint32_t width, const struct range *r, uint64_t 
     if (addr + width <= r->wlo || addr >= r->whi)
         return; /* on an armed page, outside what is traced */
     uint64_t cap = ring->cap;
-    unsigned me = (unsigned)tid() % LANES; /* this thread's lane: no head shared with the others */
-    struct lane *ln = &ring->lane[me];
-    uint64_t pos = atomic_fetch_add_explicit(&ln->head, 1, memory_order_relaxed);
+    if (my_lane < 0) /* a lane of its own, while there are lanes enough */
+        my_lane = (int)(atomic_fetch_add_explicit(&ring->next_lane, 1, memory_order_relaxed) % LANES);
+    struct lane *ln = &ring->lane[my_lane];
+    uint64_t ts = now_us();
+    atomic_store_explicit(&ln->inflight, ts, memory_order_relaxed); /* before the reservation */
+    uint64_t pos = atomic_fetch_add_explicit(&ln->head, 1, memory_order_release);
     uint64_t tail = atomic_load_explicit(&ln->tail, memory_order_acquire);
     for (int waits = 0; pos - tail >= cap; waits++) { /* full: wait for the tracer, never drop */
         atomic_fetch_add(&ring->waiters, 1);
@@ -39,16 +42,17 @@ static void emit(uint32_t kind, uint32_t width, const struct range *r, uint64_t 
         if (atomic_load(&ring->detach))
             return;
     }
-    struct rec *x = &lane_recs(ring, me)[pos & (cap - 1)];
+    struct rec *x = &lane_recs(ring, (unsigned)my_lane, cap)[pos & (cap - 1)];
     x->kind = kind;
     x->width = width;
-    x->ts_us = now_us();
+    x->ts_us = ts;
     x->map_id = r->map_id;
     x->phys = r->phys + (addr - r->wlo);
     x->pc = pc;
     x->tid = (uint64_t)tid();
     memcpy(x->value, value, width);
     atomic_store_explicit(&x->seq, pos + 1, memory_order_release);
+    atomic_store_explicit(&ln->written, ts, memory_order_relaxed);
     if (pos - tail == cap / 2)
         wake_tracer();
 }

@@ -155,6 +155,7 @@ static void after_fork_child(void)
     unlock(&table_lock);
     unlock(&sock_lock);
     my_tid = 0;
+    my_lane = -1; /* the parent thread's lane is its own */
     if (!active)
         return;
     open_self_mem();
@@ -206,18 +207,18 @@ __attribute__((constructor)) static void agent_start(void)
     if (size <= RING_HDR || (m < 0 && m > -4096))
         return; /* not ours (a descriptor closed or reused): run untraced */
     struct ring_hdr *h = (struct ring_hdr *)m;
-    if ((uint64_t)size < RING_HDR + (uint64_t)LANES * h->cap * sizeof(struct rec)) {
+    if (!lane_cap_ok(h->cap) || (uint64_t)size < RING_HDR + (uint64_t)LANES * h->cap * sizeof(struct rec)) {
         sys6(SYS_munmap, m, size, 0, 0, 0, 0);
         return;
     }
     ring = h;
+    clock_delta_us = h->clock_offset_us - timens_offset_us();
     make_gadget();
     read_action(SIGSEGV, &prog_segv);
     read_action(SIGSYS, &prog_sys);
     unsigned a, b, c, dd;
     if (__get_cpuid_count(0xd, 5, &a, &b, &c, &dd) && a)
         opmask_offset = b;
-    resume_init();
     if (in_filter_mode()) /* filters of the agent's before an exec trap here too */
         add_filter(NULL, 0);
     if (atomic_load(&ring->detach))

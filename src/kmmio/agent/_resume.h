@@ -9,32 +9,20 @@
  * nothing is written below the program's stack pointer (its red zone stays intact) and no
  * register is left holding a value of the handler's.  That spares each fault a syscall
  * (with the seccomp filters of the process run on it) and the kernel's checks of the
- * frame.  rt_sigreturn still serves what only the kernel can restore: a user shadow stack
- * (CET), an alternate stack the kernel disarmed for the handler (SS_AUTODISARM), another
- * code segment, a frame without FPU state.  The signal mask is not restored: the handler
- * must be installed with SA_NODEFER and an empty sa_mask, so that delivery left it as the
- * program had it.
+ * frame.  rt_sigreturn still serves what only the kernel can restore, or what iretq
+ * cannot: a user shadow stack (CET), an alternate stack the kernel disarmed for the
+ * handler (SS_AUTODISARM), another code or stack segment, a frame without FPU state, and
+ * EFLAGS.NT set (iretq would take it for a task return: #GP).  The signal mask is not
+ * restored: the handler must be installed with SA_NODEFER and an empty sa_mask, so that
+ * delivery left it as the program had it.
  *
- * resume_init() once (before any fault); resume(uc) last in the handler: it does not
- * return, but where rt_sigreturn must serve (then return from the handler as usual). */
+ * resume(uc) last in the handler: it does not return, but where rt_sigreturn must serve
+ * (then return from the handler as usual). */
 #ifndef KMMIO_RESUME_H
 #define KMMIO_RESUME_H
 #include <signal.h>
 #include <stdint.h>
-#include <sys/syscall.h>
 #include <ucontext.h>
-#include <unistd.h>
-
-static int resume_ok;      /* no user shadow stack in this process */
-static uint16_t resume_cs; /* the (64-bit) code segment the handler runs in */
-
-static void resume_init(void)
-{
-    uint64_t shstk = 0;
-    long r = syscall(SYS_arch_prctl, 0x5005 /* ARCH_SHSTK_STATUS */, &shstk);
-    __asm__ volatile("mov %%cs, %0" : "=r"(resume_cs));
-    resume_ok = r < 0 || !(shstk & 1 /* ARCH_SHSTK_SHSTK */);
-}
 
 __attribute__((noreturn)) static void iret_to(greg_t *g, void *fp, uint64_t mask, long xsave)
 {
@@ -84,9 +72,15 @@ __attribute__((noreturn)) static void iret_to(greg_t *g, void *fp, uint64_t mask
 /* Back to the program as rt_sigreturn would take it; returns only where the kernel must. */
 static void resume(ucontext_t *uc)
 {
+    uint64_t ssp = 0, flags = (uint64_t)uc->uc_mcontext.gregs[REG_EFL];
+    uint64_t segs = (uint64_t)uc->uc_mcontext.gregs[REG_CSGSFS]; /* cs, gs, fs, ss */
+    uint16_t cs, ss;
+    __asm__ volatile("rdsspq %0" : "+r"(ssp)); /* a no-op without a shadow stack: 0 */
+    __asm__ volatile("mov %%cs, %0\n\tmov %%ss, %1" : "=r"(cs), "=r"(ss));
     void *fp = uc->uc_mcontext.fpregs;
-    if (!resume_ok || !fp || ((uintptr_t)fp & 63) || (uc->uc_stack.ss_flags & (int)(1u << 31) /* SS_AUTODISARM */) ||
-        (uint16_t)uc->uc_mcontext.gregs[REG_CSGSFS] != resume_cs)
+    if (ssp || !fp || ((uintptr_t)fp & 63) || (flags & 0x4000 /* NT */) ||
+        (uc->uc_stack.ss_flags & (int)(1u << 31) /* SS_AUTODISARM */) || (uint16_t)segs != cs ||
+        ((uc->uc_flags & 2 /* UC_SIGCONTEXT_SS */) && (uint16_t)(segs >> 48) != ss))
         return;
     const struct _fpx_sw_bytes *sw = (const struct _fpx_sw_bytes *)((const char *)fp + 464);
     int xsave = (uc->uc_flags & 1 /* UC_FP_XSTATE */) && sw->magic1 == FP_XSTATE_MAGIC1;

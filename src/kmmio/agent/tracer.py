@@ -200,9 +200,10 @@ class AgentTracer:
         self.stats.stepped += kept
         self.stats.emulated -= kept_records
         while self._ring.pending() > 0:
-            self._ring.skip()
-            self.log.counts["LOST"] += 1
-            self._drain(final=True)
+            skipped = self._ring.skip()
+            self.log.counts["LOST"] += skipped
+            if not self._drain(final=True) and not skipped:
+                break  # nothing written, nothing dead: a writer still at work (after a detach)
         for s in list(self.sessions.values()):
             self._close(s)
         self.log.finish()

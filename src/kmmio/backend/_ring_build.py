@@ -10,10 +10,11 @@ from cffi import FFI
 ffi = FFI()
 ffi.cdef(
     """
-    void kmmio_ring_init(uintptr_t base, uint32_t cap, uint32_t tracer_pid);
-    long kmmio_ring_take(uintptr_t base, uintptr_t out, long cap, uintptr_t counts, int final);
+    void kmmio_ring_init(uintptr_t base, uint32_t cap, uint32_t tracer_pid, int64_t clock_offset_us);
+    long kmmio_ring_take(
+        uintptr_t base, uint64_t cap, uintptr_t out, long size, uintptr_t counts, uint64_t now);
     long kmmio_ring_pending(uintptr_t base);
-    void kmmio_ring_skip(uintptr_t base);
+    int kmmio_ring_skip(uintptr_t base, uint64_t cap);
     void kmmio_ring_detach(uintptr_t base);
     """
 )

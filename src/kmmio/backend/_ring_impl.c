@@ -6,7 +6,6 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ring_layout.h"
@@ -56,19 +55,13 @@ static char *put_word(char *o, uint64_t v)
     return o + put_hex(o, b, 8);
 }
 
-void kmmio_ring_init(uintptr_t base, uint32_t cap, uint32_t tracer_pid)
+void kmmio_ring_init(uintptr_t base, uint32_t cap, uint32_t tracer_pid, int64_t clock_offset_us)
 {
     struct ring_hdr *h = (struct ring_hdr *)base;
     memset(h, 0, sizeof *h);
     h->cap = cap;
     h->tracer_pid = tracer_pid;
-}
-
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    h->clock_offset_us = clock_offset_us;
 }
 
 /* One record as its mmiotrace line at p; the end of the line. */
@@ -97,35 +90,56 @@ static char *put_record(char *p, const struct rec *r)
     return p;
 }
 
-/* Lane i's record at position pos if it is written (else NULL: not reserved yet, or
- * reserved and not yet written). */
-static struct rec *written(struct ring_hdr *h, unsigned i, uint64_t pos)
+/* Lane i's record at position pos (below the head seen) if it is written, else NULL
+ * (reserved, not yet written: its writer is at work, or dead). */
+static struct rec *written(struct ring_hdr *h, uint64_t cap, unsigned i, uint64_t pos)
 {
-    if (pos >= atomic_load_explicit(&h->lane[i].head, memory_order_acquire))
-        return NULL;
-    struct rec *r = &lane_recs(h, i)[pos & (h->cap - 1)];
+    struct rec *r = &lane_recs(h, i, cap)[pos & (cap - 1)];
     return atomic_load_explicit(&r->seq, memory_order_acquire) == pos + 1 ? r : NULL;
 }
 
-/* Written records as lines into out (cap bytes), the lanes merged by timestamp;
- * counts[0] += reads, counts[1] += writes.  Unless ``final``, only records stamped up to
- * this call's microsecond: one stamped later may be written in a lane this has looked at
- * already, and goes out next time, still in time order.  Returns the bytes written. */
-long kmmio_ring_take(uintptr_t base, uintptr_t out, long cap, uintptr_t counts, int final)
+/* How long a record may stay reserved and not written before the reader stops waiting
+ * for it (its writer is likely dead; if not, its record comes out late). */
+#define STALE_US 200000
+
+/* Written records as lines into out (size bytes), the lanes merged by timestamp; cap:
+ * records per lane (the tracer's own figure, not the header's, which the program could
+ * write); counts[0] += reads, counts[1] += writes.  ``now`` is the tracer's clock, in the
+ * stamps' (UINT64_MAX: the end, every written record).
+ *
+ * Only records stamped up to ``now`` go out, and none stamped after a record that some
+ * lane has reserved and not written yet (its stamp is the lane's ``inflight``): each goes
+ * out in time order after what earlier takes gave, but for a writer stalled longer than
+ * STALE_US, or two writers sharing a lane (more than LANES threads) whose stamps cross,
+ * or a clock that disagrees (a writer waiting for room: then everything written goes).
+ * Returns the bytes written. */
+long kmmio_ring_take(uintptr_t base, uint64_t cap, uintptr_t out, long size, uintptr_t counts, uint64_t now)
 {
     struct ring_hdr *h = (struct ring_hdr *)base;
     uint64_t *c = (uint64_t *)counts;
-    uint64_t cutoff = final ? UINT64_MAX : now_us();
-    uint64_t tail[LANES], start[LANES];
+    int all = now == UINT64_MAX || atomic_load(&h->waiters);
+    uint64_t cutoff = all ? UINT64_MAX : now;
+    uint64_t tail[LANES], start[LANES], end[LANES];
+    for (unsigned i = 0; i < LANES; i++) {
+        struct lane *ln = &h->lane[i];
+        start[i] = tail[i] = atomic_load_explicit(&ln->tail, memory_order_relaxed);
+        uint64_t head = atomic_load_explicit(&ln->head, memory_order_acquire);
+        uint64_t p = tail[i];
+        while (p < head && written(h, cap, i, p))
+            p++;
+        end[i] = p;
+        uint64_t coming = atomic_load_explicit(&ln->inflight, memory_order_relaxed);
+        if (!all && (p < head || coming != atomic_load_explicit(&ln->written, memory_order_relaxed)) &&
+            coming < cutoff && coming + STALE_US >= now)
+            cutoff = coming; /* a record on its way: nothing newer goes before it */
+    }
     struct rec *next[LANES];
     unsigned live[LANES], n = 0;
-    for (unsigned i = 0; i < LANES; i++) {
-        start[i] = tail[i] = atomic_load_explicit(&h->lane[i].tail, memory_order_relaxed);
-        if ((next[i] = written(h, i, tail[i])) && next[i]->ts_us <= cutoff)
+    for (unsigned i = 0; i < LANES; i++)
+        if (tail[i] < end[i] && (next[i] = written(h, cap, i, tail[i]))->ts_us <= cutoff)
             live[n++] = i;
-    }
     char *o = (char *)out, *p = o;
-    while (n && cap - (p - o) > 320) {
+    while (n && size - (p - o) > 320) {
         unsigned k = 0; /* the live lane whose next record is the oldest */
         for (unsigned j = 1; j < n; j++)
             if (next[live[j]]->ts_us < next[live[k]]->ts_us)
@@ -134,16 +148,19 @@ long kmmio_ring_take(uintptr_t base, uintptr_t out, long cap, uintptr_t counts, 
         struct rec *r = next[i];
         p = put_record(p, r);
         c[r->kind ? 1 : 0]++;
-        tail[i]++;
-        if (!(next[i] = written(h, i, tail[i])) || next[i]->ts_us > cutoff)
+        if (++tail[i] >= end[i] || (next[i] = written(h, cap, i, tail[i]))->ts_us > cutoff)
             live[k] = live[--n];
     }
+    int moved = 0;
     for (unsigned i = 0; i < LANES; i++)
         if (tail[i] != start[i]) {
-            atomic_store_explicit(&h->lane[i].tail, tail[i], memory_order_release);
-            if (atomic_load(&h->waiters))
-                syscall(SYS_futex, (uint32_t *)&h->lane[i].tail, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+            atomic_store_explicit(&h->lane[i].tail, tail[i], memory_order_seq_cst);
+            moved = 1;
         }
+    if (moved && atomic_load_explicit(&h->waiters, memory_order_seq_cst)) /* after the tails */
+        for (unsigned i = 0; i < LANES; i++)
+            if (tail[i] != start[i])
+                syscall(SYS_futex, (uint32_t *)&h->lane[i].tail, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
     return p - o;
 }
 
@@ -157,20 +174,21 @@ long kmmio_ring_pending(uintptr_t base)
     return n;
 }
 
-/* Step over a record reserved by a thread that died before writing it (the first lane
- * whose next record is reserved and not written). */
-void kmmio_ring_skip(uintptr_t base)
+/* Step over a record reserved by a thread that died before writing it: the first lane
+ * whose next record is reserved and not written.  Returns 1, or 0 when there is none. */
+int kmmio_ring_skip(uintptr_t base, uint64_t cap)
 {
     struct ring_hdr *h = (struct ring_hdr *)base;
     for (unsigned i = 0; i < LANES; i++) {
         struct lane *ln = &h->lane[i];
         uint64_t t = atomic_load(&ln->tail);
-        if (t < atomic_load(&ln->head) && !written(h, i, t)) {
+        if (t < atomic_load(&ln->head) && !written(h, cap, i, t)) {
             atomic_fetch_add(&ln->tail, 1);
             syscall(SYS_futex, (uint32_t *)&ln->tail, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-            return;
+            return 1;
         }
     }
+    return 0;
 }
 
 void kmmio_ring_detach(uintptr_t base)

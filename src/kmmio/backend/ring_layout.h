@@ -3,9 +3,18 @@
  * hold.  One header both compile, so the two ends cannot disagree.
  *
  * The ring is LANES lanes, each its own little ring of ``cap`` records with its own head
- * and tail on cache lines of their own: a thread writes into lane tid % LANES, so threads
- * do not share the position they reserve with (one shared head was the one cache line
- * every access of every thread fought over).  The tracer merges the lanes by timestamp.
+ * and tail on cache lines of their own.  A thread takes a lane of its own on its first
+ * record (round robin over all the trace's processes: ``next_lane``), so threads do not
+ * share the position they reserve with (one shared head was the one cache line every
+ * access of every thread fought over); beyond LANES threads, lanes are shared.
+ *
+ * The tracer merges the lanes by timestamp.  A writer stamps its record, leaves the stamp
+ * in its lane's ``inflight``, reserves a position, writes the record and, once it is
+ * written, leaves the stamp in ``written`` too: a reader that finds a position reserved
+ * and not written, or ``inflight`` not yet ``written``, knows how old the record on its
+ * way is, and takes nothing newer from the other lanes meanwhile.  Stamps are in the
+ * tracer's clock (``clock_offset_us``: the agent's process may live in another time
+ * namespace).
  *
  *   [0, 4096)           struct ring_hdr (lane i's head and tail in lane[i])
  *   [4096, ...)         lane 0's cap records, lane 1's, ...
@@ -19,8 +28,10 @@
 #define RING_HDR 4096
 
 struct lane {
-    _Atomic uint64_t head; /* positions reserved by writers */
-    char pad1[56];
+    _Atomic uint64_t head;     /* positions reserved by writers */
+    _Atomic uint64_t inflight; /* the stamp of the record being made (see above) */
+    _Atomic uint64_t written;  /* and of the record last written */
+    char pad1[40];
     _Atomic uint64_t tail; /* positions the tracer has taken (writers wait on it when full) */
     char pad2[56];
 };
@@ -32,7 +43,9 @@ struct ring_hdr {
     uint32_t tracer_pid;
     _Atomic uint64_t relocated; /* kept relocations run, and their records (byte 16, 24) */
     _Atomic uint64_t relocated_records;
-    char pad[128 - 32];
+    int64_t clock_offset_us;     /* the tracer's CLOCK_MONOTONIC ahead of the host's (byte 32) */
+    _Atomic uint32_t next_lane;  /* lanes handed out so far */
+    char pad[128 - 44];
     struct lane lane[LANES]; /* from byte 128 */
 };
 
@@ -46,10 +59,16 @@ struct rec {
 _Static_assert(sizeof(struct ring_hdr) <= RING_HDR, "the ring's header fits its page");
 _Static_assert(sizeof(struct rec) == 120, "records are 120 bytes");
 
-/* Lane ``i``'s records. */
-static inline struct rec *lane_recs(struct ring_hdr *h, unsigned i)
+/* Lane ``i``'s records, ``cap`` of them. */
+static inline struct rec *lane_recs(struct ring_hdr *h, unsigned i, uint64_t cap)
 {
-    return (struct rec *)((char *)h + RING_HDR) + (uint64_t)i * h->cap;
+    return (struct rec *)((char *)h + RING_HDR) + (uint64_t)i * cap;
+}
+
+/* A number of records a lane can hold: a power of two, not zero. */
+static inline int lane_cap_ok(uint64_t cap)
+{
+    return cap && !(cap & (cap - 1));
 }
 
 #endif

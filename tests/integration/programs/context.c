@@ -1,6 +1,6 @@
 /* context.c: a traced access leaves the rest of the program's context as it was.
  * Usage: context FILE N.  N rounds, each with fresh random patterns: the general registers,
- * rflags (carry, parity, adjust, zero, sign, overflow, direction), MXCSR (rounding, flush
+ * rflags (carry, parity, adjust, zero, sign, overflow, direction, nested task), MXCSR (rounding, flush
  * and denormal modes, sticky flags), the x87 control word and st(0), and the vector
  * registers (zmm0-31 and k0-k7 where the CPU has AVX-512 F and BW, else xmm0-15) are
  * loaded; then a 4-byte store to the mapped FILE and a load back (movl %ebx, (%rax);
@@ -56,7 +56,7 @@ void run128(const struct ctx *in, struct ctx *out, volatile uint32_t *mem);
     "mov %rdi, 40(%rax)\n mov %rbp, 48(%rax)\n mov %r8, 56(%rax)\n mov %r9, 64(%rax)\n"        \
     "mov %r10, 72(%rax)\n mov %r11, 80(%rax)\n mov %r12, 88(%rax)\n mov %r13, 96(%rax)\n"      \
     "mov %r14, 104(%rax)\n mov %r15, 112(%rax)\n"                                              \
-    "pop %rbx\n mov %rbx, 0(%rax)\n pop %rbx\n mov %rbx, 128(%rax)\n cld\n"                    \
+    "pop %rbx\n mov %rbx, 0(%rax)\n pop %rbx\n mov %rbx, 128(%rax)\n pushq $0x202\n popfq\n"   \
     SAVEV SAVEK "stmxcsr 200(%rax)\n fnstcw 204(%rax)\n fstpl 208(%rax)\n"                     \
     "add $16, %rsp\n ldmxcsr (%rsp)\n fldcw 4(%rsp)\n add $16, %rsp\n"                          \
     "pop %r15\n pop %r14\n pop %r13\n pop %r12\n pop %rbp\n pop %rbx\n ret\n"
@@ -97,7 +97,7 @@ int main(int argc, char **argv) {
             memcpy(bytes + i, &x, 8);
         }
         in.g[0] = (uint64_t)(uintptr_t)mem;
-        in.flags = 0x202 | (next() & 0xcd5) | (next() & 0x400); /* CF PF AF ZF SF OF, DF */
+        in.flags = 0x202 | (next() & 0xcd5) | (next() & 0x4400); /* CF PF AF ZF SF OF, DF, NT */
         in.mxcsr = 0x1f80 | (uint32_t)(next() & 0x803f) | (uint32_t)(next() & 0x6000) | (uint32_t)(next() & 0x40);
         in.fcw = (uint16_t)(0x037f & ~0x0f00) | (uint16_t)(next() & 0x0f00);
         in.st0 = (double)(int64_t)next() / 3.0;
@@ -109,7 +109,7 @@ int main(int argc, char **argv) {
             memset(want.k, 0, sizeof want.k);
             for (int i = 0; i < 32; i++) memset(want.v[i] + (i < 16 ? 16 : 0), 0, i < 16 ? 48 : 64);
         }
-        out.flags &= 0xcd5 | 0x400 | 0x202;
+        out.flags &= 0xcd5 | 0x4400 | 0x202;
         out.pad = want.pad;
         memcpy(out.pad2, want.pad2, sizeof out.pad2);
         want.g[15] = out.g[15] = 0;
