@@ -271,17 +271,23 @@ static uint64_t now_us(void)
 
 /* This process's time namespace's CLOCK_MONOTONIC offset (0 in the first namespace, or
  * without /proc/self/timens_offsets). */
+/* A small file of /proc/self into buf (size bytes, NUL-terminated); its length, or <= 0. */
+static long read_small(const char *path, char *buf, size_t size)
+{
+    long fd = sys6(SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    if (fd < 0)
+        return fd;
+    long n = sys6(SYS_read, fd, (long)buf, (long)size - 1, 0, 0, 0);
+    sys6(SYS_close, fd, 0, 0, 0, 0, 0);
+    buf[n > 0 ? n : 0] = 0;
+    return n;
+}
+
 static int64_t timens_offset_us(void)
 {
     char buf[256];
-    int fd = (int)sys6(SYS_openat, AT_FDCWD, (long)"/proc/self/timens_offsets", O_RDONLY | O_CLOEXEC, 0, 0, 0);
-    if (fd < 0)
+    if (read_small("/proc/self/timens_offsets", buf, sizeof buf) <= 0)
         return 0;
-    long n = sys6(SYS_read, fd, (long)buf, sizeof buf - 1, 0, 0, 0);
-    sys6(SYS_close, fd, 0, 0, 0, 0, 0);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
     for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
         char *end;
         if (strncmp(line, "monotonic", 9) != 0)
