@@ -67,7 +67,7 @@ def ring(cap: int = 64) -> tuple[RecordRing, Writer]:
 def take_all(r: RecordRing, final: bool = True, now: int | None = None) -> list[str]:
     lines: list[str] = []
     while True:
-        text, _, _ = r.take(final, now)
+        text = r.take(final, now).text
         if not text:
             return lines
         lines += text.splitlines()
@@ -81,10 +81,10 @@ def test_a_record_is_its_mmiotrace_line() -> None:
     r, w = ring()
     w.emit(7, 3_000_042, kind=1, value=0xBEEF, width=2)
     w.emit(7, 3_000_043, kind=0, value=0, width=8)
-    text, reads, writes = r.take(True)
+    text, reads, writes, lost, held = r.take(True)
     assert text == "W 2 3.000042 1 0x1000 0xbeef 0x400000 7\nR 8 3.000043 1 0x1001 0x0 0x400000 7\n"
-    assert (reads, writes) == (1, 1)
-    assert r.take(True) == ("", 0, 0)
+    assert (reads, writes, lost, held) == (1, 1, 0, 0)
+    assert r.take(True) == ("", 0, 0, 0, 0)
     assert w.tail(7) == 2
 
 
@@ -127,6 +127,23 @@ def test_a_record_on_its_way_holds_back_newer_ones_of_other_lanes() -> None:
             pos = w.reserve(2)
         w.write(2, pos, NOW - 20)
         assert [ln.split()[-1] for ln in take_all(r, final=False, now=NOW)] == ["2", "1"]
+
+
+def test_what_a_hold_keeps_back_is_counted_and_a_buried_record_is_lost() -> None:
+    """held: written records stamped before now kept back by one on its way (kmmio waits
+    for it before a line of its own); a slot whose writer never came back, written as
+    lost (kind 2) by its thread, is counted and lets the lane go on."""
+    r, w = ring()
+    w.stamp(2, NOW - 20)
+    pos = w.reserve(2)
+    w.emit(1, NOW - 10)
+    got = r.take(False, NOW)
+    assert (got.text, got.held) == ("", 1)
+    w.write(2, pos, NOW - 20, kind=2)  # buried: emit()'s bury() writes kind 2, no stamp
+    w.emit(2, NOW - 5)
+    got = r.take(False, NOW)
+    assert (got.lost, got.held) == (1, 0)
+    assert [ln.split()[-1] for ln in got.text.splitlines()] == ["1", "2"]
 
 
 def test_a_writer_stalled_too_long_holds_nothing_back() -> None:
@@ -173,7 +190,7 @@ def test_lanes_are_reused_once_taken_and_a_take_stops_at_its_buffer() -> None:
             for tid in (5, 6):
                 ts += 1
                 w.emit(tid, ts, value=ts)
-        first, _, _ = r.take(True)  # one take holds 1 MiB of lines, fewer than 2 * cap
+        first = r.take(True).text  # one take holds 1 MiB of lines, fewer than 2 * cap
         assert 0 < first.count("\n") < 2 * cap
         lines = first.splitlines() + take_all(r)
         assert len(lines) == 2 * cap

@@ -316,3 +316,22 @@ def test_a_program_in_its_own_time_namespace_is_stamped_in_kmmios_clock(build, t
     stamps = [r.ts for r in run.records if isinstance(r, Access)]
     assert stamps == sorted(stamps)
     assert 0 <= stamps[0] - mapped.ts < 10_000_000  # µs: seconds apart at most, not 100,000 s
+
+
+def test_a_signal_handler_leaving_by_siglongjmp_mid_record_stalls_nothing(build, tmp_path: Path) -> None:
+    """timeouts.c: a SIGALRM every 300 µs siglongjmps out of the program's loop, often out
+    of the agent's handler in the middle of a record. The record left half made is
+    counted lost (as a thread killed mid-access is) and the thread's lane goes on: with
+    400,000 writes, over ten lanes' worth, nothing waits for it."""
+    n = 400_000
+    run = trace(
+        [str(build("timeouts")), str(tmp_path / "to-regs"), str(n)], "to-regs", tmp_path, "agent", timeout=300
+    )
+    assert run.status == 0, run.stderr
+    writes, timeouts = (int(w) for w in run.stdout.split()[::2])
+    assert writes == n and timeouts > 0
+    logged = sum(isinstance(r, Access) for r in run.records)
+    lost = int(run.stderr.split(" lost")[0].rsplit(" ", 1)[1])
+    # each write performed once, or twice when a timeout came between the store and the
+    # count; a record is either logged or lost
+    assert n <= logged + lost <= n + timeouts

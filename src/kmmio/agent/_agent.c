@@ -224,9 +224,33 @@ static void read_action(int sig, struct sigaction *out)
     memcpy(&out->sa_mask, &k.mask, 8);
 }
 
+/* While a thread holds one of the agent's locks, the program's asynchronous signals wait:
+ * a handler of the program's run in the middle could ask the tracer itself (the lock is
+ * taken: it would wait for ever) or leave by siglongjmp (the lock would stay taken). */
+#define SYNC_SIGNALS                                                                                   \
+    ((1ull << (SIGSEGV - 1)) | (1ull << (SIGBUS - 1)) | (1ull << (SIGILL - 1)) | (1ull << (SIGFPE - 1)) | \
+     (1ull << (SIGTRAP - 1)) | (1ull << (SIGSYS - 1)))
+static TLS int t_locks;        /* locks this thread holds */
+static TLS uint64_t t_unlocked; /* its signal mask before the first */
+
+static void hold_signals(void)
+{
+    if (t_locks++ == 0) {
+        uint64_t async = ~SYNC_SIGNALS;
+        sys6(SYS_rt_sigprocmask, SIG_BLOCK, (long)&async, (long)&t_unlocked, 8, 0, 0);
+    }
+}
+
+static void release_signals(void)
+{
+    if (t_locks > 0 && --t_locks == 0)
+        sys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&t_unlocked, 0, 8, 0, 0);
+}
+
 /* 0 free, 1 taken, 2 taken with waiters (Drepper's "Futexes are tricky", mutex 2). */
 static void lock(lock_t *l)
 {
+    hold_signals();
     int c = 0;
     if (atomic_compare_exchange_strong(l, &c, 1))
         return;
@@ -240,8 +264,12 @@ static void lock(lock_t *l)
 
 static int trylock(lock_t *l)
 {
+    hold_signals();
     int c = 0;
-    return atomic_compare_exchange_strong(l, &c, 1) ? 0 : -1;
+    if (atomic_compare_exchange_strong(l, &c, 1))
+        return 0;
+    release_signals();
+    return -1;
 }
 
 static void unlock(lock_t *l)
@@ -250,6 +278,7 @@ static void unlock(lock_t *l)
         atomic_store(l, 0);
         sys6(SYS_futex, (long)l, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
     }
+    release_signals();
 }
 
 static long raw_mmap(void *a, size_t n, int prot, int flags, int fd, off_t off)

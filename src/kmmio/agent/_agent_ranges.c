@@ -15,20 +15,19 @@ static void wake_tracer(void)
     sys6(SYS_write, wake_fd, (long)&one, 8, 0, 0, 0);
 }
 
-static void emit(uint32_t kind, uint32_t width, const struct range *r, uint64_t addr, const void *value,
-                 uint64_t pc)
+/* A record this thread's emit() was making when a signal handler of the program's, run
+ * in the middle of it, never came back (siglongjmp): the slot it had reserved, written
+ * as a lost record (kind 2), so that its lane goes on. */
+static TLS volatile uintptr_t t_emit_sp; /* where the outermost emit() of this thread runs, or 0 */
+static TLS volatile uint64_t t_open;     /* its reserved position + 1, until written */
+static TLS volatile int t_open_lane;
+static TLS volatile uint32_t t_nested;   /* records made by emit()s run inside another */
+/* (volatile, and compiler fences around them: a signal handler reads them in between) */
+
+/* Wait until the tracer has taken what lies in the slot of position pos (a full lane);
+ * the tail then, or UINT64_MAX when the agent lets go. */
+static uint64_t wait_room(struct lane *ln, uint64_t pos, uint64_t cap)
 {
-    if (!ring || atomic_load_explicit(&ring->detach, memory_order_relaxed))
-        return;
-    if (addr + width <= r->wlo || addr >= r->whi)
-        return; /* on an armed page, outside what is traced */
-    uint64_t cap = ring->cap;
-    if (my_lane < 0) /* a lane of its own, while there are lanes enough */
-        my_lane = (int)(atomic_fetch_add_explicit(&ring->next_lane, 1, memory_order_relaxed) % LANES);
-    struct lane *ln = &ring->lane[my_lane];
-    uint64_t ts = now_us();
-    atomic_store_explicit(&ln->inflight, ts, memory_order_relaxed); /* before the reservation */
-    uint64_t pos = atomic_fetch_add_explicit(&ln->head, 1, memory_order_release);
     uint64_t tail = atomic_load_explicit(&ln->tail, memory_order_acquire);
     for (int waits = 0; pos - tail >= cap; waits++) { /* full: wait for the tracer, never drop */
         atomic_fetch_add(&ring->waiters, 1);
@@ -40,8 +39,77 @@ static void emit(uint32_t kind, uint32_t width, const struct range *r, uint64_t 
         if (waits % 256 == 255 && sys6(SYS_kill, ring->tracer_pid, 0, 0, 0, 0, 0) == -ESRCH)
             atomic_store(&ring->detach, 1); /* kmmio is gone (killed): nobody will drain */
         if (atomic_load(&ring->detach))
-            return;
+            return UINT64_MAX;
     }
+    return tail;
+}
+
+static void bury(int lane, uint64_t pos)
+{
+    /* Not taken after all, or maybe by another thread (lanes shared: then it stays). */
+    if (atomic_load(&ring->lane[lane].head) <= pos || atomic_load(&ring->next_lane) > LANES)
+        return;
+    uint64_t cap = ring->cap, tail = wait_room(&ring->lane[lane], pos, cap);
+    if (tail == UINT64_MAX || tail > pos)
+        return; /* buried already, and taken (a signal came after the burial) */
+    struct rec *x = &lane_recs(ring, (unsigned)lane, cap)[pos & (cap - 1)];
+    x->kind = 2;
+    x->width = 0;
+    atomic_store_explicit(&x->seq, pos + 1, memory_order_release);
+}
+
+/* Whether an emit() found running on this thread (its frame at outer) was left for good:
+ * this one runs on the same stack, not deeper.  One running deeper, or on the other
+ * stack (one on the alternate signal stack, the other not), is inside it: it comes back.
+ * (An alternate stack disarmed by SS_AUTODISARM does not show: then the addresses alone
+ * decide, an alternate stack lying below the thread's own.) */
+static int left_behind(uintptr_t outer, uintptr_t here)
+{
+    stack_t ss;
+    if (sys6(SYS_sigaltstack, 0, (long)&ss, 0, 0, 0, 0) == 0 && !(ss.ss_flags & SS_DISABLE)) {
+        uintptr_t lo = (uintptr_t)ss.ss_sp, hi = lo + ss.ss_size;
+        if ((outer >= lo && outer < hi) != (here >= lo && here < hi))
+            return 0;
+    }
+    return here >= outer;
+}
+
+static void emit_record(uint32_t kind, uint32_t width, const struct range *r, uint64_t addr, const void *value,
+                        uint64_t pc, int inner)
+{
+    uint64_t cap = ring->cap;
+    if (my_lane < 0) /* a lane of its own, while there are lanes enough */
+        my_lane = (int)(atomic_fetch_add_explicit(&ring->next_lane, 1, memory_order_relaxed) % LANES);
+    struct lane *ln = &ring->lane[my_lane];
+    /* The stamp, then the reservation (ring_layout.h).  An emit() inside this one (a signal
+     * handler's access) leaves inflight and written alone: this one's hold covers it. */
+    uint32_t nested = t_nested;
+    uint64_t ts = now_us();
+    if (!inner)
+        atomic_store_explicit(&ln->inflight, ts, memory_order_relaxed);
+    uint64_t pos;
+    if (inner) {
+        pos = atomic_fetch_add_explicit(&ln->head, 1, memory_order_release);
+        t_nested++;
+    } else {
+        /* The position is noted before it is taken (an interrupt lands right after a
+         * locked instruction as often as not): bury() then looks whether it was. */
+        t_open_lane = my_lane;
+        pos = atomic_load_explicit(&ln->head, memory_order_relaxed);
+        do {
+            t_open = pos + 1;
+            atomic_signal_fence(memory_order_seq_cst);
+        } while (!atomic_compare_exchange_weak_explicit(&ln->head, &pos, pos + 1, memory_order_release,
+                                                       memory_order_relaxed));
+        atomic_signal_fence(memory_order_seq_cst);
+        if (t_nested != nested) { /* one came in before the reservation: stamp after its record */
+            ts = now_us();
+            atomic_store_explicit(&ln->inflight, ts, memory_order_relaxed);
+        }
+    }
+    uint64_t tail = wait_room(ln, pos, cap);
+    if (tail == UINT64_MAX)
+        return;
     struct rec *x = &lane_recs(ring, (unsigned)my_lane, cap)[pos & (cap - 1)];
     x->kind = kind;
     x->width = width;
@@ -52,9 +120,39 @@ static void emit(uint32_t kind, uint32_t width, const struct range *r, uint64_t 
     x->tid = (uint64_t)tid();
     memcpy(x->value, value, width);
     atomic_store_explicit(&x->seq, pos + 1, memory_order_release);
-    atomic_store_explicit(&ln->written, ts, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    if (!inner) {
+        atomic_store_explicit(&ln->written, ts, memory_order_relaxed);
+        t_open = 0;
+    }
     if (pos - tail == cap / 2)
         wake_tracer();
+}
+
+static void emit(uint32_t kind, uint32_t width, const struct range *r, uint64_t addr, const void *value,
+                 uint64_t pc)
+{
+    if (!ring || atomic_load_explicit(&ring->detach, memory_order_relaxed))
+        return;
+    if (addr + width <= r->wlo || addr >= r->whi)
+        return; /* on an armed page, outside what is traced */
+    char here;
+    uintptr_t sp = (uintptr_t)&here;
+    if (t_emit_sp && left_behind(t_emit_sp, sp)) {
+        if (t_open)
+            bury(t_open_lane, t_open - 1);
+        t_emit_sp = 0;
+        t_open = 0;
+    }
+    if (t_emit_sp) {
+        emit_record(kind, width, r, addr, value, pc, 1);
+        return;
+    }
+    t_emit_sp = sp;
+    atomic_signal_fence(memory_order_seq_cst);
+    emit_record(kind, width, r, addr, value, pc, 0);
+    atomic_signal_fence(memory_order_seq_cst);
+    t_emit_sp = 0;
 }
 
 /* -- armed ranges ------------------------------------------------------------------------ */

@@ -143,7 +143,7 @@ class AgentTracer:
                     return 0
                 for key, _ in self._sel.select(timeout=0.02):
                     self._event(key.data)
-                self._drain()
+                self._drain(settle=False)
                 if status is None:
                     code = self._child.poll()
                     if code is not None:
@@ -181,17 +181,29 @@ class AgentTracer:
         elif isinstance(what, Session):
             self._request(what)
 
-    def _drain(self, final: bool = False) -> int:
+    def _drain(self, final: bool = False, settle: bool = True) -> int:
         """The ring's written records into the log, after what the log holds back
-        (``final``: every one of them, the agents having stopped writing)."""
+        (``final``: every one of them, the agents having stopped writing).  With
+        ``settle`` (before a line of kmmio's own: a mapping, a syscall, the end), until
+        no record stamped before now is held back behind one on its way (a few µs; at
+        most a quarter of a second), so that the line comes after them."""
         total = 0
+        deadline: float | None = None
         while True:
-            text, reads, writes = self._ring.take(final)
-            if not text:
+            got = self._ring.take(final)
+            self.log.counts["LOST"] += got.lost
+            if got.text:
+                self.log.lines_served(got.text, got.reads, got.writes)
+                self.stats.emulated += got.reads + got.writes
+                total += got.reads + got.writes
+            if got.text or got.lost:
+                continue
+            if not (settle and got.held):
                 return total
-            self.log.lines_served(text, reads, writes)
-            self.stats.emulated += reads + writes
-            total += reads + writes
+            deadline = deadline or time.monotonic() + 0.25
+            if time.monotonic() >= deadline:
+                return total
+            time.sleep(0.00005)
 
     def _end(self) -> None:
         """The last records; those a dead thread reserved and never wrote are lost."""

@@ -104,21 +104,26 @@ static struct rec *written(struct ring_hdr *h, uint64_t cap, unsigned i, uint64_
 
 /* Written records as lines into out (size bytes), the lanes merged by timestamp; cap:
  * records per lane (the tracer's own figure, not the header's, which the program could
- * write); counts[0] += reads, counts[1] += writes.  ``now`` is the tracer's clock, in the
- * stamps' (UINT64_MAX: the end, every written record).
+ * write).  counts[0] += reads, counts[1] += writes, counts[2] += records lost (a slot a
+ * writer reserved and abandoned, written as lost by its thread later), counts[3] = written
+ * records stamped up to ``now`` held back by a record still on its way.  ``now`` is the
+ * tracer's clock, in the stamps' (UINT64_MAX: the end, every written record).
  *
  * Only records stamped up to ``now`` go out, and none stamped after a record that some
- * lane has reserved and not written yet (its stamp is the lane's ``inflight``): each goes
- * out in time order after what earlier takes gave, but for a writer stalled longer than
- * STALE_US, or two writers sharing a lane (more than LANES threads) whose stamps cross,
- * or a clock that disagrees (a writer waiting for room: then everything written goes).
+ * lane has on its way (stamped, maybe reserved, not written: its stamp is the lane's
+ * ``inflight``), so that each take goes on in time order from the last.  Exceptions: a
+ * writer stalled more than STALE_US on its way, or between reading the clock and leaving
+ * its stamp; writers sharing a lane (more than LANES threads) whose stamps cross.  When a
+ * writer waits for room, ``now`` is no limit (the clocks may disagree: a faked one).
  * Returns the bytes written. */
 long kmmio_ring_take(uintptr_t base, uint64_t cap, uintptr_t out, long size, uintptr_t counts, uint64_t now)
 {
     struct ring_hdr *h = (struct ring_hdr *)base;
     uint64_t *c = (uint64_t *)counts;
-    int all = now == UINT64_MAX || atomic_load(&h->waiters);
-    uint64_t cutoff = all ? UINT64_MAX : now;
+    int all = now == UINT64_MAX; /* the end: every written record */
+    /* A writer waiting for room gets it whatever the clocks say: no cutoff by now then,
+     * only the holds of records on their way (the waiter's own lane is older than its). */
+    uint64_t cutoff = all || atomic_load(&h->waiters) ? UINT64_MAX : now;
     uint64_t tail[LANES], start[LANES], end[LANES];
     for (unsigned i = 0; i < LANES; i++) {
         struct lane *ln = &h->lane[i];
@@ -146,11 +151,19 @@ long kmmio_ring_take(uintptr_t base, uint64_t cap, uintptr_t out, long size, uin
                 k = j;
         unsigned i = live[k];
         struct rec *r = next[i];
-        p = put_record(p, r);
-        c[r->kind ? 1 : 0]++;
+        if (r->kind == 2) { /* left by a writer that never came back (see emit()) */
+            c[2]++;
+        } else {
+            p = put_record(p, r);
+            c[r->kind ? 1 : 0]++;
+        }
         if (++tail[i] >= end[i] || (next[i] = written(h, cap, i, tail[i]))->ts_us > cutoff)
             live[k] = live[--n];
     }
+    c[3] = 0;
+    for (unsigned i = 0; i < LANES; i++)
+        if (tail[i] < end[i] && written(h, cap, i, tail[i])->ts_us <= now)
+            c[3]++;
     int moved = 0;
     for (unsigned i = 0; i < LANES; i++)
         if (tail[i] != start[i]) {

@@ -9,6 +9,7 @@ import mmap
 import os
 import struct
 import time
+from typing import NamedTuple
 
 from kmmio.backend._ring import ffi, lib
 
@@ -37,6 +38,17 @@ def timens_offset_us() -> int:
     return 0
 
 
+class Taken(NamedTuple):
+    """What one take gave: log lines, their reads and writes, records lost (abandoned by
+    their writer), and records held back behind one still on its way."""
+
+    text: str
+    reads: int
+    writes: int
+    lost: int
+    held: int
+
+
 class RecordRing:
     """``LANES`` lanes of ``capacity`` records each (a power of two) in a memfd named ``name``."""
 
@@ -50,16 +62,17 @@ class RecordRing:
         lib.kmmio_ring_init(self._addr, capacity, os.getpid(), timens_offset_us())
         self._out = bytearray(1 << 20)
         self._out_addr = ffi.cast("uintptr_t", ffi.from_buffer(self._out))
-        self._counts = array.array("Q", [0, 0])
+        self._counts = array.array("Q", [0, 0, 0, 0])
         self._counts_addr = ffi.cast("uintptr_t", ffi.from_buffer(self._counts))
 
-    def take(self, final: bool = False, now: int | None = None) -> tuple[str, int, int]:
+    def take(self, final: bool = False, now: int | None = None) -> Taken:
         """Written records as log lines (up to 1 MiB of them), the lanes merged in time
-        order: text, reads, writes.  Unless ``final`` (no agent writes any more), only
-        records stamped up to ``now`` (the trace clock, ``CLOCK_MONOTONIC`` in µs, read
-        here by default) and none after a record still on its way, so that a later take
-        does not go back in time (see ``_ring_impl.c`` for when it may)."""
-        self._counts[0] = self._counts[1] = 0
+        order.  Unless ``final`` (no agent writes any more), only records stamped up to
+        ``now`` (the trace clock, ``CLOCK_MONOTONIC`` in µs, read here by default) and
+        none after a record still on its way, so that a later take does not go back in
+        time (see ``_ring_impl.c`` for when it may)."""
+        c = self._counts
+        c[0] = c[1] = c[2] = c[3] = 0
         if final:
             now = _END
         elif now is None:
@@ -67,7 +80,7 @@ class RecordRing:
         n = lib.kmmio_ring_take(
             self._addr, self.capacity, self._out_addr, len(self._out), self._counts_addr, now
         )
-        return self._out[:n].decode("ascii") if n > 0 else "", self._counts[0], self._counts[1]
+        return Taken(self._out[:n].decode("ascii") if n > 0 else "", c[0], c[1], c[2], c[3])
 
     def pending(self) -> int:
         """Records reserved and not taken (written or not)."""

@@ -9,8 +9,9 @@
  * access of every thread fought over); beyond LANES threads, lanes are shared.
  *
  * The tracer merges the lanes by timestamp.  A writer stamps its record, leaves the stamp
- * in its lane's ``inflight``, reserves a position, writes the record and, once it is
- * written, leaves the stamp in ``written`` too: a reader that finds a position reserved
+ * in its lane's ``inflight``, reserves a position (noting it first: a signal handler
+ * leaving by siglongjmp mid-record has the thread write it as lost later, emit()),
+ * writes the record and, once it is written, leaves the stamp in ``written`` too: a reader that finds a position reserved
  * and not written, or ``inflight`` not yet ``written``, knows how old the record on its
  * way is, and takes nothing newer from the other lanes meanwhile.  Stamps are in the
  * tracer's clock (``clock_offset_us``: the agent's process may live in another time
