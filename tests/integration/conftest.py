@@ -27,6 +27,7 @@ FLAGS = {
     "threads": ["-O1", "-pthread"],
     "kept": ["-O1", "-msse4.1"],
     "churn": ["-O1", "-pthread"],
+    "timeouts": ["-O1", "-pthread"],
     "shlocks": ["-O1", "-pthread"],
     "lendblock": ["-O1", "-pthread"],
     "madvise": ["-O1", "-pthread"],

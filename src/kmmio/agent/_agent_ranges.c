@@ -44,10 +44,44 @@ static uint64_t wait_room(struct lane *ln, uint64_t pos, uint64_t cap)
     return tail;
 }
 
+static TLS int t_lane_shared; /* this thread's lane is another's too */
+
+/* A lane for this thread: a free one, or one whose owner is gone (what it left reserved
+ * and unwritten is written as lost: nobody else writes there), else one shared. */
+static void take_lane(void)
+{
+    uint32_t me = (uint32_t)tid();
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < LANES; i++) {
+            uint32_t was = atomic_load(&ring->owner[i]);
+            /* free, or this thread's own (before an exec); then one whose owner is gone */
+            if (pass == 0 ? was != 0 && was != me : (was == 0 || sys6(SYS_kill, was, 0, 0, 0, 0, 0) != -ESRCH))
+                continue;
+            struct lane *ln = &ring->lane[i];
+            uint64_t cap = ring->cap, head = atomic_load(&ln->head);
+            if (head - atomic_load(&ln->tail) > cap || !atomic_compare_exchange_strong(&ring->owner[i], &was, me))
+                continue; /* (reserved beyond its room: left alone) */
+            for (uint64_t p = atomic_load(&ln->tail); p < head; p++) {
+                struct rec *x = &lane_recs(ring, (unsigned)i, cap)[p & (cap - 1)];
+                if (atomic_load_explicit(&x->seq, memory_order_acquire) != p + 1) {
+                    x->kind = 2;
+                    x->width = 0;
+                    atomic_store_explicit(&x->seq, p + 1, memory_order_release);
+                }
+            }
+            atomic_store(&ln->written, atomic_load(&ln->inflight)); /* no record on its way */
+            my_lane = i;
+            t_lane_shared = 0;
+            return;
+        }
+    my_lane = (int)(atomic_fetch_add_explicit(&ring->next_lane, 1, memory_order_relaxed) % LANES);
+    t_lane_shared = 1;
+}
+
 static void bury(int lane, uint64_t pos)
 {
     /* Not taken after all, or maybe by another thread (lanes shared: then it stays). */
-    if (atomic_load(&ring->lane[lane].head) <= pos || atomic_load(&ring->next_lane) > LANES)
+    if (atomic_load(&ring->lane[lane].head) <= pos || t_lane_shared)
         return;
     uint64_t cap = ring->cap, tail = wait_room(&ring->lane[lane], pos, cap);
     if (tail == UINT64_MAX || tail > pos)
@@ -78,8 +112,8 @@ static void emit_record(uint32_t kind, uint32_t width, const struct range *r, ui
                         uint64_t pc, int inner)
 {
     uint64_t cap = ring->cap;
-    if (my_lane < 0) /* a lane of its own, while there are lanes enough */
-        my_lane = (int)(atomic_fetch_add_explicit(&ring->next_lane, 1, memory_order_relaxed) % LANES);
+    if (my_lane < 0)
+        take_lane();
     struct lane *ln = &ring->lane[my_lane];
     /* The stamp, then the reservation (ring_layout.h).  An emit() inside this one (a signal
      * handler's access) leaves inflight and written alone: this one's hold covers it. */

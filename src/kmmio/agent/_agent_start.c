@@ -156,6 +156,7 @@ static void after_fork_child(void)
     unlock(&sock_lock);
     my_tid = 0;
     my_lane = -1; /* the parent thread's lane is its own */
+    t_lane_shared = 0;
     t_emit_sp = 0;
     t_open = 0;
     if (ring) /* the parent may have made itself another time namespace for its children */

@@ -4,9 +4,10 @@
  *
  * The ring is LANES lanes, each its own little ring of ``cap`` records with its own head
  * and tail on cache lines of their own.  A thread takes a lane of its own on its first
- * record (round robin over all the trace's processes: ``next_lane``), so threads do not
+ * record (``owner``: a free lane, or one whose owner thread is gone), so threads do not
  * share the position they reserve with (one shared head was the one cache line every
- * access of every thread fought over); beyond LANES threads, lanes are shared.
+ * access of every thread fought over); with LANES threads alive and recording, a new one
+ * shares a lane (round robin: ``next_lane``).
  *
  * The tracer merges the lanes by timestamp.  A writer stamps its record, leaves the stamp
  * in its lane's ``inflight``, reserves a position (noting it first: a signal handler
@@ -45,8 +46,9 @@ struct ring_hdr {
     _Atomic uint64_t relocated; /* kept relocations run, and their records (byte 16, 24) */
     _Atomic uint64_t relocated_records;
     int64_t clock_offset_us;     /* the tracer's CLOCK_MONOTONIC ahead of the host's (byte 32) */
-    _Atomic uint32_t next_lane;  /* lanes handed out so far */
-    char pad[128 - 44];
+    _Atomic uint32_t next_lane;  /* lanes handed out to share so far */
+    _Atomic uint32_t owner[LANES]; /* the thread id a lane is its own, or 0 (byte 44) */
+    char pad[128 - 44 - 4 * LANES];
     struct lane lane[LANES]; /* from byte 128 */
 };
 
