@@ -137,10 +137,10 @@ static int quick(const struct desc *d, greg_t *g, uint64_t pc, struct range *fau
     if (d->write) {
         v = d->has_imm ? d->imm : part(g, d->reg_i, d->reg_shift, d->reg_mask);
         store_alias(r, ea, &v, d->width);
-        emit(1, (uint32_t)d->width, r, ea, &v, pc);
+        emit(REC_WRITE, (uint32_t)d->width, r, ea, &v, pc);
     } else {
         load_alias(r, ea, &v, d->width);
-        emit(0, (uint32_t)d->width, r, ea, &v, pc);
+        emit(REC_READ, (uint32_t)d->width, r, ea, &v, pc);
         uint64_t loaded = v;
         if (d->sign_bit && (loaded & d->sign_bit))
             loaded -= d->sign_bit << 1;

@@ -17,7 +17,7 @@ static void wake_tracer(void)
 
 /* A record this thread's emit() was making when a signal handler of the program's, run
  * in the middle of it, never came back (siglongjmp): the slot it had reserved, written
- * as a lost record (kind 2), so that its lane goes on. */
+ * as a lost record (REC_LOST), so that its lane goes on. */
 static TLS volatile uintptr_t t_emit_sp; /* where the outermost emit() of this thread runs, or 0 */
 static TLS volatile uint64_t t_open;     /* its reserved position + 1, until written */
 static TLS volatile int t_open_lane;
@@ -63,11 +63,8 @@ static void take_lane(void)
                 continue; /* (reserved beyond its room: left alone) */
             for (uint64_t p = atomic_load(&ln->tail); p < head; p++) {
                 struct rec *x = &lane_recs(ring, (unsigned)i, cap)[p & (cap - 1)];
-                if (atomic_load_explicit(&x->seq, memory_order_acquire) != p + 1) {
-                    x->kind = 2;
-                    x->width = 0;
-                    atomic_store_explicit(&x->seq, p + 1, memory_order_release);
-                }
+                if (atomic_load_explicit(&x->seq, memory_order_acquire) != p + 1)
+                    rec_lost(x, p);
             }
             atomic_store(&ln->written, atomic_load(&ln->inflight)); /* no record on its way */
             my_lane = i;
@@ -86,10 +83,7 @@ static void bury(int lane, uint64_t pos)
     uint64_t cap = ring->cap, tail = wait_room(&ring->lane[lane], pos, cap);
     if (tail == UINT64_MAX || tail > pos)
         return; /* buried already, and taken (a signal came after the burial) */
-    struct rec *x = &lane_recs(ring, (unsigned)lane, cap)[pos & (cap - 1)];
-    x->kind = 2;
-    x->width = 0;
-    atomic_store_explicit(&x->seq, pos + 1, memory_order_release);
+    rec_lost(&lane_recs(ring, (unsigned)lane, cap)[pos & (cap - 1)], pos);
 }
 
 /* Whether an emit() found running on this thread (its frame at outer) was left for good:

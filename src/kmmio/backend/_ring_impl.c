@@ -69,7 +69,7 @@ static char *put_record(char *p, const struct rec *r)
 {
     int width = r->width > 64 ? 64 : (int)r->width;
     /* "%c %d %lu.%06lu %lu 0x%lx <value> 0x%lx %lu\n", by hand: this is every record */
-    *p++ = r->kind ? 'W' : 'R';
+    *p++ = r->kind == REC_WRITE ? 'W' : 'R';
     *p++ = ' ';
     p = put_dec(p, (uint64_t)width, 0);
     *p++ = ' ';
@@ -151,11 +151,11 @@ long kmmio_ring_take(uintptr_t base, uint64_t cap, uintptr_t out, long size, uin
                 k = j;
         unsigned i = live[k];
         struct rec *r = next[i];
-        if (r->kind == 2) { /* left by a writer that never came back (see emit()) */
+        if (r->kind == REC_LOST) { /* left by a writer that never came back (see emit()) */
             c[2]++;
         } else {
             p = put_record(p, r);
-            c[r->kind ? 1 : 0]++;
+            c[r->kind == REC_WRITE]++;
         }
         if (++tail[i] >= end[i] || (next[i] = written(h, cap, i, tail[i]))->ts_us > cutoff)
             live[k] = live[--n];

@@ -52,9 +52,11 @@ struct ring_hdr {
     struct lane lane[LANES]; /* from byte 128 */
 };
 
+enum { REC_READ = 0, REC_WRITE = 1, REC_LOST = 2 }; /* a record's kind */
+
 struct rec {
     _Atomic uint64_t seq; /* position + 1 once written */
-    uint32_t kind, width; /* kind 0 R, 1 W */
+    uint32_t kind, width; /* REC_*: a lost one holds nothing else */
     uint64_t ts_us, map_id, phys, pc, tid;
     uint8_t value[64];
 };
@@ -66,6 +68,14 @@ _Static_assert(sizeof(struct rec) == 120, "records are 120 bytes");
 static inline struct rec *lane_recs(struct ring_hdr *h, unsigned i, uint64_t cap)
 {
     return (struct rec *)((char *)h + RING_HDR) + (uint64_t)i * cap;
+}
+
+/* Write the record at position pos as lost: its writer never came back to it. */
+static inline void rec_lost(struct rec *x, uint64_t pos)
+{
+    x->kind = REC_LOST;
+    x->width = 0;
+    atomic_store_explicit(&x->seq, pos + 1, memory_order_release);
 }
 
 /* A number of records a lane can hold: a power of two, not zero. */
