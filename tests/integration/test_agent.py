@@ -340,3 +340,15 @@ def test_a_signal_handler_leaving_by_siglongjmp_mid_record_stalls_nothing(
     # each write performed once, or twice when a timeout came between the store and the
     # count; a record is either logged or lost
     assert n <= logged + lost <= n + timeouts
+
+
+def test_posix_spawn_and_system_keep_the_agent(build, tmp_path: Path) -> None:
+    """spawns.c: posix_spawn and posix_spawnp with envp = { NULL }: the agent's wrappers
+    put its entries back, so both children are traced on the agent too; and system(),
+    whose posix_spawn blocks every signal around its clone: the agent keeps SIGSYS open
+    (its traps would kill a process blocking it), the child traced as well."""
+    run = trace([str(build("spawns")), str(tmp_path / "sp-regs")], "sp-regs", tmp_path, "agent")
+    assert run.status == 0, run.stderr
+    assert run.stdout == "spawned 3\n"
+    writes = sorted((a.phys, a.value) for a in run.records if isinstance(a, Access))
+    assert writes == [(4, 1), (8, 2), (12, 3)]

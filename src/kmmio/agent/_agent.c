@@ -127,7 +127,20 @@ static int is_connected(void) { return connected ? *connected : sys6(SYS_getpid,
 
 static TLS pid_t my_tid;
 static TLS uint64_t call_pc; /* see CALLER */
-static TLS int v_segv_blocked; /* the thread asked SIGSEGV blocked (see masked()) */
+/* SIGSEGV and SIGSYS are never really blocked while the agent works (one forced on a
+ * thread blocking it kills the process: a fault, a trapped syscall): what a thread asks
+ * of them is kept here and shown back to it (see mask_change()). */
+#define KEPT_OPEN ((1ull << (SIGSEGV - 1)) | (1ull << (SIGSYS - 1)))
+static TLS uint64_t v_blocked;
+static int mask_change(int how, const uint64_t *set, uint64_t cur, uint64_t *next, uint64_t *shown);
+static long set_mask(int how, const uint64_t *set, uint64_t *old);
+
+/* A handler's mask without the signals kept open. */
+static void strip_segv(sigset_t *set)
+{
+    sigdelset(set, SIGSEGV);
+    sigdelset(set, SIGSYS);
+}
 /* Mapping calls in progress that may arm pages: a fault outside any armed range then waits
  * (returns to run the instruction again) rather than being taken for the program's. */
 static _Atomic int changing;

@@ -18,11 +18,12 @@ static void chain(int sig, siginfo_t *si, void *uc)
         return; /* a fault happens again, now with the default action */
     }
     struct sigaction act = *p;
-    sigset_t old;
-    real_pthread_sigmask(SIG_BLOCK, &act.sa_mask, &old);
-    int was = v_segv_blocked;
+    uint64_t block, old;
+    memcpy(&block, &act.sa_mask, 8);
     if (!(act.sa_flags & SA_NODEFER)) /* as the kernel would have, shown to the handler */
-        v_segv_blocked = 1;
+        block |= 1ull << (SIGSEGV - 1);
+    uint64_t was = v_blocked;
+    set_mask(SIG_BLOCK, &block, &old);
     if (act.sa_flags & SA_RESETHAND) {
         memset(p, 0, sizeof *p);
         p->sa_handler = SIG_DFL;
@@ -31,8 +32,8 @@ static void chain(int sig, siginfo_t *si, void *uc)
         act.sa_sigaction(sig, si, uc);
     else
         h(sig);
-    v_segv_blocked = was;
-    real_pthread_sigmask(SIG_SETMASK, &old, NULL);
+    set_mask(SIG_SETMASK, &old, NULL);
+    v_blocked = was;
 }
 
 /* -- returning from a handled fault: _resume.h (resume()) -------------------------------- */
@@ -110,8 +111,6 @@ static void install_handler(void)
 
 /* -- the program's calls, interposed ----------------------------------------------------- */
 
-static void strip_segv(sigset_t *set) { sigdelset(set, SIGSEGV); }
-
 EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
     if (!real_sigaction)
@@ -147,41 +146,79 @@ EXPORT __sighandler_t signal(int sig, __sighandler_t h)
     return old.sa_handler;
 }
 
-/* SIGSEGV is never really blocked while the agent works (a fault with it blocked kills
- * the process): a thread's blocking of it is kept here and shown back to it. */
-static int masked(int (*real)(int, const sigset_t *, sigset_t *), int how, const sigset_t *set, sigset_t *old)
+/* A signal mask change (rt_sigprocmask's how and set, set NULL for none) from cur, the
+ * thread's real mask: the real mask to set, with the signals kept open left open, and
+ * in *shown the mask the thread is to see as its old one (the kept open ones as it asked
+ * them).  -1 for a how that is none. */
+static int mask_change(int how, const uint64_t *set, uint64_t cur, uint64_t *next, uint64_t *shown)
 {
-    if (!active)
-        return real(how, set, old);
-    int was = v_segv_blocked;
-    sigset_t copy;
+    uint64_t asked = (cur & ~KEPT_OPEN) | v_blocked;
+    *shown = asked;
     if (set) {
-        int member = sigismember(set, SIGSEGV) == 1;
-        if (how == SIG_SETMASK)
-            v_segv_blocked = member;
-        else if (member)
-            v_segv_blocked = how == SIG_BLOCK;
-        copy = *set;
-        strip_segv(&copy);
+        if (how == SIG_BLOCK)
+            asked |= *set;
+        else if (how == SIG_UNBLOCK)
+            asked &= ~*set;
+        else if (how == SIG_SETMASK)
+            asked = *set;
+        else
+            return -1;
     }
-    int r = real(how, set ? &copy : NULL, old);
-    if (r == 0 && old && was)
-        sigaddset(old, SIGSEGV);
-    return r;
+    v_blocked = asked & KEPT_OPEN;
+    *next = asked & ~KEPT_OPEN & ~((1ull << (SIGKILL - 1)) | (1ull << (SIGSTOP - 1)));
+    return 0;
+}
+
+/* rt_sigprocmask for the program, through mask_change(); -errno. */
+static long set_mask(int how, const uint64_t *set, uint64_t *old)
+{
+    uint64_t cur, next, shown;
+    sys6(SYS_rt_sigprocmask, SIG_BLOCK, 0, (long)&cur, 8, 0, 0);
+    if (mask_change(how, set, cur, &next, &shown) < 0)
+        return -EINVAL;
+    sys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&next, 0, 8, 0, 0);
+    if (old)
+        *old = shown;
+    return 0;
+}
+
+/* sigprocmask and pthread_sigmask of the program's: 0 or -errno. */
+static int masked(int how, const sigset_t *set, sigset_t *old)
+{
+    uint64_t want, was;
+    if (set)
+        memcpy(&want, set, 8);
+    long r = set_mask(how, set ? &want : NULL, &was);
+    if (r < 0)
+        return (int)r;
+    if (old) {
+        sigemptyset(old);
+        memcpy(old, &was, 8);
+    }
+    return 0;
 }
 
 EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
 {
     if (!real_sigprocmask)
         real_sigprocmask = dlsym(RTLD_NEXT, "sigprocmask");
-    return masked(real_sigprocmask, how, set, old);
+    if (!active)
+        return real_sigprocmask(how, set, old);
+    int r = masked(how, set, old);
+    if (r < 0) {
+        errno = -r;
+        return -1;
+    }
+    return r;
 }
 
 EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 {
     if (!real_pthread_sigmask)
         real_pthread_sigmask = dlsym(RTLD_NEXT, "pthread_sigmask");
-    return masked(real_pthread_sigmask, how, set, old);
+    if (!active)
+        return real_pthread_sigmask(how, set, old);
+    return -masked(how, set, old);
 }
 
 static uint64_t round_up(uint64_t n) { return (n + PAGE - 1) & ~(PAGE - 1); }

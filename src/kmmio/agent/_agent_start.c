@@ -62,26 +62,31 @@ EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 EXPORT int execvp(const char *file, char *const argv[]) { return execvpe(file, argv, environ); }
 EXPORT int execv(const char *path, char *const argv[]) { return execve(path, argv, environ); }
 
+typedef int spawn_fn(pid_t *, const char *, const void *, const void *, char *const[], char *const[]);
+
+/* posix_spawn or posix_spawnp (name), the agent's entries put back in envp. */
+static int spawn(spawn_fn **real, const char *name, pid_t *pid, const char *path, const void *fa,
+                 const void *attr, char *const argv[], char *const envp[])
+{
+    if (!*real)
+        *real = (spawn_fn *)dlsym(RTLD_NEXT, name);
+    size_t room = env_count(envp);
+    char *fixed[room];
+    return (*real)(pid, path, fa, attr, argv, with_agent(envp, fixed, room));
+}
+
 EXPORT int posix_spawn(pid_t *pid, const char *path, const void *fa, const void *attr, char *const argv[],
                        char *const envp[])
 {
-    static int (*real)(pid_t *, const char *, const void *, const void *, char *const[], char *const[]);
-    if (!real)
-        real = dlsym(RTLD_NEXT, "posix_spawn");
-    size_t room = env_count(envp);
-    char *fixed[room];
-    return real(pid, path, fa, attr, argv, with_agent(envp, fixed, room));
+    static spawn_fn *real;
+    return spawn(&real, "posix_spawn", pid, path, fa, attr, argv, envp);
 }
 
 EXPORT int posix_spawnp(pid_t *pid, const char *file, const void *fa, const void *attr, char *const argv[],
                         char *const envp[])
 {
-    static int (*real)(pid_t *, const char *, const void *, const void *, char *const[], char *const[]);
-    if (!real)
-        real = dlsym(RTLD_NEXT, "posix_spawnp");
-    size_t room = env_count(envp);
-    char *fixed[room];
-    return real(pid, file, fa, attr, argv, with_agent(envp, fixed, room));
+    static spawn_fn *real;
+    return spawn(&real, "posix_spawnp", pid, file, fa, attr, argv, envp);
 }
 
 /* -- start, fork ------------------------------------------------------------------------- */

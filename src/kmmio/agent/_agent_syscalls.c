@@ -97,7 +97,7 @@ static long mapping_call_at(long nr, const long *a, greg_t *g)
                 mine->sa_handler = (void (*)(int))k->handler;
                 mine->sa_flags = (int)k->flags;
                 memcpy(&mine->sa_mask, &k->mask, 8);
-                sigdelset(&mine->sa_mask, SIGSEGV);
+                strip_segv(&mine->sa_mask);
             }
             if (a[2])
                 memcpy((void *)a[2], &old, sizeof old);
@@ -165,6 +165,22 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
         return;
     }
     long a[6] = {g[REG_RDI], g[REG_RSI], g[REG_RDX], g[REG_R10], g[REG_R8], g[REG_R9]};
+    if (nr == SYS_rt_sigprocmask) { /* libc's own (posix_spawn, pthread_create...): on the frame's mask */
+        uint64_t set, cur, next, shown;
+        memcpy(&cur, &uc->uc_sigmask, 8);
+        if (a[1])
+            memcpy(&set, (const void *)a[1], 8);
+        if (a[3] != 8 || mask_change((int)a[0], a[1] ? &set : NULL, cur, &next, &shown) < 0) {
+            g[REG_RAX] = -EINVAL;
+        } else {
+            memcpy(&uc->uc_sigmask, &next, 8); /* what rt_sigreturn sets */
+            if (a[2])
+                memcpy((void *)a[2], &shown, 8);
+            g[REG_RAX] = 0;
+        }
+        errno = saved;
+        return;
+    }
     long mine = mapping_call(nr, a, g);
     if (mine != -ENOSYS - 4096) {
         g[REG_RAX] = mine;

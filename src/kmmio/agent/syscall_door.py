@@ -34,10 +34,16 @@ NEVER = (
 
 def agent_base_filter(code_ranges: list[tuple[int, int]]) -> bytes:
     """The filter an agent installs as its image starts: raw mapping calls (and i386
-    ones) from the program's own code and libc's, and ``rt_sigaction`` of SIGSEGV and
-    SIGSYS, trapped (see :func:`kmmio.syscalls.filters.base_filter`)."""
+    ones) from the program's own code and libc's, ``rt_sigaction`` of SIGSEGV and SIGSYS,
+    and ``rt_sigprocmask`` (libc blocks every signal around ``clone`` in ``posix_spawn``
+    and ``pthread_create``: SIGSYS must stay open for the traps), trapped (see
+    :func:`kmmio.syscalls.filters.base_filter`)."""
     return base_filter(
-        (), SECCOMP_RET_TRAP | KM_DATA, GADGET_RETS, (signal.SIGSEGV, signal.SIGSYS), code_ranges
+        (nr.RT_SIGPROCMASK,),
+        SECCOMP_RET_TRAP | KM_DATA,
+        GADGET_RETS,
+        (signal.SIGSEGV, signal.SIGSYS),
+        code_ranges,
     )
 
 
